@@ -1,0 +1,1 @@
+//! The pure core: configuration, identity, matching and decisions, with no proxy-wasm types.

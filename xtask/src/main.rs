@@ -1,0 +1,46 @@
+//! certgate's project commands, run as `cargo xtask <command>`.
+//!
+//! Each command does its own set-up on a fresh machine (wasm target, `.wasm` build, Envoy), so the
+//! README's commands are the whole contract.
+
+mod build;
+
+use anyhow::{bail, Result};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  test         set up, build certgate.wasm, check fmt and clippy, run every test
+  build-wasm   build target/wasm32-wasip1/release/certgate.wasm and print its size";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("build-wasm") => build::certgate_wasm().map(|_| ()),
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// The README's test command: everything CI checks, in the order that fails fastest.
+fn test() -> Result<()> {
+    let wasm = build::certgate_wasm()?;
+    build::cargo(&["fmt", "--all", "--", "--check"])?;
+    build::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    build::cargo_with_env(
+        &["test", "--workspace"],
+        &[("CERTGATE_WASM", wasm.to_string_lossy().as_ref())],
+    )?;
+    Ok(())
+}
