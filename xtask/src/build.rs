@@ -14,6 +14,13 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set, else `target/` in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// Runs a command in the workspace root, failing with the command line when it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = format!("{cmd:?}");
@@ -68,8 +75,7 @@ pub fn wasm_package(package: &str, artifact: &str) -> Result<PathBuf> {
         "--package",
         package,
     ])?;
-    let wasm = workspace_root()
-        .join("target")
+    let wasm = target_dir()
         .join(WASM_TARGET)
         .join("release")
         .join(format!("{artifact}.wasm"));
