@@ -4,6 +4,7 @@
 //! README's commands are the whole contract.
 
 mod build;
+mod envoy;
 
 use anyhow::{bail, Result};
 
@@ -38,9 +39,13 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    let envoy = envoy::ensure_installed()?;
     build::cargo_with_env(
         &["test", "--workspace"],
-        &[("CERTGATE_WASM", wasm.to_string_lossy().as_ref())],
+        &[
+            ("CERTGATE_WASM", wasm.to_string_lossy().as_ref()),
+            ("ENVOY_BIN", envoy.to_string_lossy().as_ref()),
+        ],
     )?;
     Ok(())
 }
