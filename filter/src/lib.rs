@@ -1,7 +1,8 @@
 //! certgate: a proxy-wasm filter that enforces peer-certificate identity per route.
 //!
-//! [`core`] decides and knows nothing of proxy-wasm; [`glue`] gathers request facts from the host
-//! and applies the core's outcome.
+//! [`core`] decides and knows nothing of proxy-wasm; `glue` (built for wasm only) gathers request
+//! facts from the host with as few hostcalls as it can and applies the core's outcome.
 
 pub mod core;
-pub mod glue;
+#[cfg(target_arch = "wasm32")]
+mod glue;

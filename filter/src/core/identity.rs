@@ -1,0 +1,244 @@
+//! The peer's identity: everything certgate matches on, read from an X.509 certificate (or, on Envoys
+//! too old to hand over the certificate, from the few attributes they do expose).
+
+use super::dns::canonical_name;
+use super::ip::canonical_ip;
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+
+/// A certificate's identity, normalised for matching.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// DNS SANs, canonical (lowercase, no trailing dot).
+    pub dns: Vec<String>,
+    pub uris: Vec<String>,
+    /// IP SANs, IPv4-mapped IPv6 turned into IPv4.
+    pub ips: Vec<IpAddr>,
+    /// Email SANs with their domain lowercased.
+    pub emails: Vec<String>,
+    /// The subject as Envoy prints it (RFC 2253: last RDN first, comma-separated).
+    pub subject: String,
+    pub subject_cns: Vec<String>,
+    pub issuer: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// Validity bounds, seconds since the Unix epoch; `None` when unknown (identity from attributes).
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub sha256: String,
+    /// The certificate itself, PEM, when known (for XFCC `Cert=` and `Client-Cert`).
+    pub pem: Option<String>,
+    /// True when built from Envoy's first-SAN attributes instead of the certificate.
+    pub degraded: bool,
+}
+
+/// Why a certificate could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateError(pub String);
+
+impl std::fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PeerIdentity {
+    /// Reads the first certificate of a PEM document.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, CertificateError> {
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem)
+            .map_err(|e| CertificateError(format!("not a PEM certificate: {e}")))?;
+        if block.label != "CERTIFICATE" {
+            return Err(CertificateError(format!(
+                "PEM block is {:?}, not CERTIFICATE",
+                block.label
+            )));
+        }
+        let mut identity = Self::from_der(&block.contents)?;
+        identity.pem = std::str::from_utf8(pem)
+            .ok()
+            .map(|text| text.trim().to_owned() + "\n");
+        Ok(identity)
+    }
+
+    /// Reads a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| CertificateError(format!("not an X.509 certificate: {e}")))?;
+        let mut identity = PeerIdentity {
+            subject: rfc2253(cert.subject()),
+            subject_cns: cert
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+                .collect(),
+            issuer: rfc2253(cert.issuer()),
+            serial: hex(cert.raw_serial()),
+            not_before: Some(cert.validity().not_before.timestamp()),
+            not_after: Some(cert.validity().not_after.timestamp()),
+            sha256: hex(&Sha256::digest(der)),
+            ..PeerIdentity::default()
+        };
+        let sans = cert
+            .subject_alternative_name()
+            .map_err(|e| CertificateError(format!("unreadable subjectAltName extension: {e}")))?;
+        for name in sans.iter().flat_map(|ext| ext.value.general_names.iter()) {
+            match name {
+                GeneralName::DNSName(dns) => identity.dns.push(canonical_name(dns)),
+                GeneralName::URI(uri) => identity.uris.push((*uri).to_owned()),
+                GeneralName::RFC822Name(email) => identity.emails.push(canonical_email(email)),
+                GeneralName::IPAddress(bytes) => identity.ips.extend(ip_from_san(bytes)),
+                _ => {}
+            }
+        }
+        Ok(identity)
+    }
+
+    /// The degraded identity of an Envoy without `connection.peer_certificate`: its first URI and DNS
+    /// SANs, its subject (Envoy's format) and its digest.
+    pub fn from_envoy_attributes(
+        subject: &str,
+        first_uri: &str,
+        first_dns: &str,
+        sha256: &str,
+    ) -> Self {
+        PeerIdentity {
+            dns: nonempty(first_dns)
+                .map(canonical_name)
+                .into_iter()
+                .collect(),
+            uris: nonempty(first_uri).map(str::to_owned).into_iter().collect(),
+            subject_cns: common_names(subject),
+            subject: subject.to_owned(),
+            sha256: sha256.to_ascii_lowercase(),
+            degraded: true,
+            ..PeerIdentity::default()
+        }
+    }
+
+    /// The one name that stands for this peer in logs: first URI SAN, else first DNS SAN, else subject CN.
+    pub fn principal(&self) -> Option<&str> {
+        self.uris
+            .first()
+            .or_else(|| self.dns.first())
+            .or_else(|| self.subject_cns.first())
+            .map(String::as_str)
+    }
+
+    pub fn san_count(&self) -> usize {
+        self.dns.len() + self.uris.len() + self.ips.len() + self.emails.len()
+    }
+}
+
+/// An email address with its domain lowercased (the local part is case-sensitive).
+pub fn canonical_email(email: &str) -> String {
+    match email.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+        None => email.to_owned(),
+    }
+}
+
+fn nonempty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn ip_from_san(bytes: &[u8]) -> Option<IpAddr> {
+    let address = match bytes.len() {
+        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => return None,
+    };
+    Some(canonical_ip(address))
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// The `CN=` values of an RFC 2253 subject string.
+fn common_names(subject: &str) -> Vec<String> {
+    split_rdns(subject)
+        .into_iter()
+        .filter_map(|rdn| rdn.strip_prefix("CN=").map(unescape_rdn_value))
+        .collect()
+}
+
+/// Splits an RFC 2253 string at its unescaped commas.
+fn split_rdns(subject: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (at, c) in subject.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => {
+                parts.push(subject.get(start..at).unwrap_or_default());
+                start = at + 1;
+            }
+            _ => escaped = false,
+        }
+    }
+    parts.push(subject.get(start..).unwrap_or_default());
+    parts
+}
+
+fn unescape_rdn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars.next().unwrap_or('\\')
+        } else {
+            c
+        });
+    }
+    out
+}
+
+/// A distinguished name the way Envoy prints it (OpenSSL/BoringSSL `XN_FLAG_RFC2253`): RDNs in
+/// reverse order, comma-separated, short attribute names, special characters backslash-escaped.
+pub fn rfc2253(name: &X509Name<'_>) -> String {
+    let mut out = String::new();
+    for rdn in name.iter().collect::<Vec<_>>().into_iter().rev() {
+        for (index, attribute) in rdn.iter().enumerate() {
+            if !out.is_empty() {
+                out.push(if index == 0 { ',' } else { '+' });
+            }
+            let oid = attribute.attr_type();
+            let key = x509_parser::objects::oid2abbrev(oid, x509_parser::objects::oid_registry())
+                .map(str::to_owned)
+                .unwrap_or_else(|_| oid.to_id_string());
+            out.push_str(&key);
+            out.push('=');
+            match attribute.as_str() {
+                Ok(value) => escape_rdn_value(value, &mut out),
+                Err(_) => {
+                    out.push('#');
+                    out.push_str(&hex(attribute.attr_value().as_bytes()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escape_rdn_value(value: &str, out: &mut String) {
+    let last = value.chars().count().saturating_sub(1);
+    for (index, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (index == 0 && (c == '#' || c == ' '))
+            || (index == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}

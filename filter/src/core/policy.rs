@@ -1,0 +1,201 @@
+//! The compiled policy and the decision it makes for a request and its peer.
+
+use super::decision::{Decision, Reason, RuleHit, RuleList, Verdict};
+use super::identity::PeerIdentity;
+use super::ip::IpNet;
+use super::matcher::MatcherSet;
+use super::route::{RequestFacts, RouteMatch};
+use serde::Deserialize;
+
+/// `enforce` denies; `audit` records what it would have denied and lets it through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// What happens to a request that no route matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultAction {
+    Allow,
+    #[default]
+    Deny,
+}
+
+/// Where a peer's identity may come from, tried in the configured order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// The certificate of the TLS connection Envoy terminated.
+    Connection,
+}
+
+impl IdentitySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentitySource::Connection => "connection",
+        }
+    }
+}
+
+/// The local reply of a denied request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyResponse {
+    pub status: u16,
+    /// A fixed body; `None` for the default JSON body.
+    pub body: Option<String>,
+    pub content_type: String,
+    pub expose_reason: bool,
+}
+
+impl DenyResponse {
+    /// The body to send: the configured one, or `{"error":"forbidden","request_id":…}` with the
+    /// reason added when `expose_reason` is set.
+    pub fn body(&self, reason: Reason, request_id: &str) -> String {
+        if let Some(body) = &self.body {
+            return body.clone();
+        }
+        let request_id = serde_json::Value::from(request_id);
+        if self.expose_reason {
+            format!(r#"{{"error":"forbidden","reason":"{reason}","request_id":{request_id}}}"#)
+        } else {
+            format!(r#"{{"error":"forbidden","request_id":{request_id}}}"#)
+        }
+    }
+}
+
+/// Peers whose forwarding headers and forwarded identities certgate believes.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    pub cidrs: Vec<IpNet>,
+    pub identities: MatcherSet,
+}
+
+/// One route of the policy, compiled.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub route_match: RouteMatch,
+    pub require_client_cert: bool,
+    /// `None`: any validated certificate is admitted.
+    pub allow: Option<MatcherSet>,
+    pub deny: MatcherSet,
+    pub mode: Mode,
+}
+
+/// What certgate knows of the peer's certificate when it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer<'a> {
+    NoCertificate,
+    /// Presented, but Envoy did not validate its chain.
+    NotValidated,
+    /// Presented and validated, but not readable as a certificate.
+    Unreadable,
+    Identified(&'a PeerIdentity),
+}
+
+/// The whole compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub mode: Mode,
+    pub default_action: DefaultAction,
+    pub routes: Vec<Route>,
+    pub wildcard_certs: bool,
+    pub deny_response: DenyResponse,
+    pub trusted_proxies: TrustedProxies,
+    pub identity_sources: Vec<IdentitySource>,
+    /// On Envoys before 1.39 (no `connection.peer_certificate_valid`), treat a presented certificate
+    /// as validated. Sound only when the listener requires and verifies client certificates.
+    pub assume_presented_certs_validated: bool,
+}
+
+impl Policy {
+    /// Whether any route matches on Envoy's route name (so the glue must fetch `xds.route_name`).
+    pub fn uses_route_names(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|route| route.route_match.route_name.is_some())
+    }
+
+    /// The index of the first route whose `match` fits the request.
+    pub fn select_route(&self, request: &RequestFacts<'_>) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|route| route.route_match.matches(request))
+    }
+
+    /// Decides for a request on a route (from [`Policy::select_route`]) with what is known of its peer.
+    pub fn decide(&self, route: Option<usize>, peer: Peer<'_>) -> Decision {
+        let Some(selected) = route.and_then(|index| self.routes.get(index)) else {
+            let allowed = self.default_action == DefaultAction::Allow;
+            return decision(allowed, self.mode, Reason::NoRoute, None, None);
+        };
+        let (allowed, reason, rule) = match peer {
+            Peer::NoCertificate if selected.require_client_cert => {
+                (false, Reason::NoClientCert, None)
+            }
+            Peer::NoCertificate => (true, Reason::ClientCertOptional, None),
+            Peer::NotValidated => (false, Reason::CertNotValidated, None),
+            Peer::Unreadable => (false, Reason::CertUnreadable, None),
+            Peer::Identified(identity) => selected.judge(identity, self.wildcard_certs),
+        };
+        decision(allowed, selected.mode, reason, route, rule)
+    }
+}
+
+impl Route {
+    /// Deny rules first, then the allow list.
+    fn judge(
+        &self,
+        identity: &PeerIdentity,
+        wildcard_certs: bool,
+    ) -> (bool, Reason, Option<RuleHit>) {
+        if let Some(index) = self.deny.first_hit(identity, wildcard_certs) {
+            return (
+                false,
+                Reason::DeniedByRule,
+                Some(RuleHit {
+                    list: RuleList::Deny,
+                    index,
+                }),
+            );
+        }
+        match &self.allow {
+            None => (true, Reason::ValidatedCert, None),
+            Some(allow) => match allow.first_hit(identity, wildcard_certs) {
+                Some(index) => (
+                    true,
+                    Reason::AllowlistMatch,
+                    Some(RuleHit {
+                        list: RuleList::Allow,
+                        index,
+                    }),
+                ),
+                None => (false, Reason::NotInAllowlist, None),
+            },
+        }
+    }
+}
+
+fn decision(
+    allowed: bool,
+    mode: Mode,
+    reason: Reason,
+    route: Option<usize>,
+    rule: Option<RuleHit>,
+) -> Decision {
+    let verdict = match (allowed, mode) {
+        (true, _) => Verdict::Allow,
+        (false, Mode::Enforce) => Verdict::Deny,
+        (false, Mode::Audit) => Verdict::AuditDeny,
+    };
+    Decision {
+        verdict,
+        reason,
+        route,
+        rule,
+    }
+}

@@ -1,0 +1,49 @@
+//! Which route a request belongs to: the `match` block of a route and the request facts it reads.
+
+use super::dns::{authority_host, DnsPattern};
+
+/// What the host tells certgate about the request, borrowed from the host's header map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestFacts<'a> {
+    /// Envoy's `xds.route_name`; `None` when the policy does not match on route names (not fetched).
+    pub route_name: Option<&'a str>,
+    /// `:path`, query included.
+    pub path: &'a str,
+    /// `:authority`, port included.
+    pub authority: &'a str,
+    pub method: &'a str,
+}
+
+/// A compiled `match` block: every present condition must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub route_name: Option<String>,
+    pub path_prefix: Option<String>,
+    pub path_exact: Option<String>,
+    pub hosts: Vec<DnsPattern>,
+    /// Uppercase method names.
+    pub methods: Vec<String>,
+}
+
+impl RouteMatch {
+    pub fn matches(&self, request: &RequestFacts<'_>) -> bool {
+        let path = request.path.split(['?', '#']).next().unwrap_or_default();
+        self.route_name
+            .as_deref()
+            .is_none_or(|name| request.route_name == Some(name))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|prefix| path.starts_with(prefix))
+            && self.path_exact.as_deref().is_none_or(|exact| path == exact)
+            && (self.methods.is_empty()
+                || self
+                    .methods
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(request.method)))
+            && (self.hosts.is_empty() || {
+                let host = authority_host(request.authority);
+                self.hosts.iter().any(|pattern| pattern.matches_name(&host))
+            })
+    }
+}
