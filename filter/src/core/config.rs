@@ -38,18 +38,43 @@ pub fn compile(json: &[u8]) -> Result<Policy, Vec<ConfigError>> {
         }]);
     }
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        vec![ConfigError {
-            path: error.path().to_string(),
-            message: error.inner().to_string(),
-        }]
-    })?;
+    let Object(raw): Object<RawConfig> = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| {
+            vec![ConfigError {
+                path: error.path().to_string(),
+                message: error.inner().to_string(),
+            }]
+        })?;
     let mut errors = Vec::new();
     let policy = raw.compile(&mut errors);
     if errors.is_empty() {
         Ok(policy)
     } else {
         Err(errors)
+    }
+}
+
+/// A struct that must be written as a JSON object: serde's derive would also take an array and fill
+/// the fields by position, which would let a malformed policy through.
+#[derive(Default)]
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Object<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
     }
 }
 
@@ -61,13 +86,13 @@ struct RawConfig {
     #[serde(default)]
     default_action: DefaultAction,
     #[serde(default)]
-    routes: Vec<RawRoute>,
+    routes: Vec<Object<RawRoute>>,
     #[serde(default)]
     wildcard_certs: bool,
     #[serde(default)]
-    deny_response: RawDenyResponse,
+    deny_response: Object<RawDenyResponse>,
     #[serde(default)]
-    trusted_proxies: RawTrustedProxies,
+    trusted_proxies: Object<RawTrustedProxies>,
     #[serde(default = "default_identity_sources")]
     identity_sources: Vec<IdentitySource>,
     #[serde(default)]
@@ -83,7 +108,7 @@ fn default_identity_sources() -> Vec<IdentitySource> {
 struct RawRoute {
     name: String,
     #[serde(default, rename = "match")]
-    route_match: RawRouteMatch,
+    route_match: Object<RawRouteMatch>,
     #[serde(default = "yes")]
     require_client_cert: bool,
     allow: Option<Vec<RawMatcher>>,
@@ -190,7 +215,7 @@ impl RawConfig {
             .routes
             .into_iter()
             .enumerate()
-            .map(|(index, route)| {
+            .map(|(index, Object(route))| {
                 let path = format!("routes[{index}]");
                 if !names.insert(route.name.clone()) {
                     problems.add(
@@ -224,8 +249,8 @@ impl RawConfig {
             default_action: self.default_action,
             routes,
             wildcard_certs: self.wildcard_certs,
-            deny_response: self.deny_response.compile(&mut problems),
-            trusted_proxies: self.trusted_proxies.compile(&mut problems),
+            deny_response: self.deny_response.0.compile(&mut problems),
+            trusted_proxies: self.trusted_proxies.0.compile(&mut problems),
             identity_sources: self.identity_sources,
             assume_presented_certs_validated: self.assume_presented_certs_validated,
         }
@@ -247,7 +272,10 @@ impl RawRoute {
             compile_matchers(&allow, &format!("{path}.allow"), problems)
         });
         Route {
-            route_match: self.route_match.compile(&format!("{path}.match"), problems),
+            route_match: self
+                .route_match
+                .0
+                .compile(&format!("{path}.match"), problems),
             require_client_cert: self.require_client_cert,
             allow,
             deny: compile_matchers(&self.deny, &format!("{path}.deny"), problems),

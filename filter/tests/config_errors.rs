@@ -1,0 +1,192 @@
+//! Every way a configuration is refused, with the message an operator sees (field path first).
+
+use certgate::core::config;
+
+fn errors(json: &str) -> Vec<String> {
+    match config::compile(json.as_bytes()) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_error(json: &str, expected: &str) {
+    let errors = errors(json);
+    assert!(
+        errors.iter().any(|e| e.contains(expected)),
+        "expected {expected:?} among {errors:#?}"
+    );
+}
+
+#[test]
+fn structural_errors_name_their_path() {
+    assert_error("", "the plugin configuration is empty");
+    assert_error("   ", "the plugin configuration is empty");
+    assert_error("{", "EOF while parsing");
+    assert_error("[]", "invalid type: sequence, expected a JSON object");
+    assert_error(
+        r#"{"routes": [["admin"]]}"#,
+        "routes[0]: invalid type: sequence, expected a JSON object",
+    );
+    assert_error(
+        r#"{"routes": [{"name": "a", "match": ["x"]}]}"#,
+        "routes[0].match: invalid type: sequence",
+    );
+    assert_error(
+        r#"{"deny_response": [403]}"#,
+        "deny_response: invalid type: sequence",
+    );
+    assert_error(
+        r#"{"mode": "strict"}"#,
+        "mode: unknown variant `strict`, expected `enforce` or `audit`",
+    );
+    assert_error(
+        r#"{"default_action": "maybe"}"#,
+        "default_action: unknown variant `maybe`",
+    );
+    assert_error(r#"{"routez": []}"#, "unknown field `routez`");
+    assert_error(
+        r#"{"routes": [{"name": "a", "allowed": []}]}"#,
+        "routes[0].allowed: unknown field `allowed`",
+    );
+    assert_error(
+        r#"{"routes": [{"allow": []}]}"#,
+        "routes[0]: missing field `name`",
+    );
+    assert_error(
+        r#"{"routes": [{"name": "a", "match": {"path": "/"}}]}"#,
+        "routes[0].match.path: unknown field `path`",
+    );
+    assert_error(
+        r#"{"routes": [{"name": "a", "allow": [{"dnz": "x"}]}]}"#,
+        "routes[0].allow[0]: unknown variant `dnz`",
+    );
+    assert_error(
+        r#"{"routes": [{"name": "a", "allow": [{}]}]}"#,
+        "routes[0].allow[0]",
+    );
+    assert_error(
+        r#"{"routes": [{"name": "a", "allow": [{"dns": "a.b", "uri": "spiffe://x/y"}]}]}"#,
+        "routes[0].allow[0]",
+    );
+    assert_error(
+        r#"{"routes": [{"name": "a", "allow": [{"dns": 5}]}]}"#,
+        "routes[0].allow[0].dns: invalid type: integer `5`",
+    );
+    assert_error(
+        r#"{"wildcard_certs": "yes"}"#,
+        "wildcard_certs: invalid type: string",
+    );
+    assert_error(
+        r#"{"deny_response": {"status": 70000}}"#,
+        "deny_response.status",
+    );
+    assert_error(
+        r#"{"identity_sources": ["carrier-pigeon"]}"#,
+        "identity_sources[0]: unknown variant `carrier-pigeon`",
+    );
+}
+
+#[test]
+fn pattern_errors_name_the_matcher_and_the_value() {
+    let route = |matcher: &str| {
+        format!(r#"{{"routes": [{{"name": "r", "allow": [{{"dns": "ok.example"}}, {matcher}]}}]}}"#)
+    };
+    for (matcher, expected) in [
+        (
+            r#"{"dns": "a*.b"}"#,
+            r#"routes[0].allow[1].dns: "a*.b" is not a valid pattern"#,
+        ),
+        (r#"{"dns": "*.*.b"}"#, "routes[0].allow[1].dns"),
+        (r#"{"dns": "b.*.c"}"#, "wildcard in an unsupported place"),
+        (r#"{"dns": "*"}"#, "routes[0].allow[1].dns"),
+        (r#"{"dns": "a..b"}"#, "has an empty label"),
+        (r#"{"dns": ""}"#, "is empty"),
+        (r#"{"dns": "bücher.example"}"#, "A-label (xn--)"),
+        (r#"{"dns": "a b.example"}"#, "not allowed in a DNS name"),
+        (r#"{"dns": "-a.example"}"#, "starts or ends with '-'"),
+        (r#"{"uri": ""}"#, "routes[0].allow[1].uri"),
+        (r#"{"uri": "no-scheme"}"#, "has no scheme"),
+        (r#"{"uri": "https://x/*/y"}"#, "only SPIFFE patterns"),
+        (r#"{"uri": "spiffe://*/ns/a"}"#, "as its trust domain"),
+        (r#"{"uri": "spiffe://td/ns/a*b/x"}"#, "inside the segment"),
+        (
+            r#"{"uri": "spiffe://TD/ns/a"}"#,
+            "invalid SPIFFE trust domain",
+        ),
+        (
+            r#"{"uri": "spiffe://td/ns//a"}"#,
+            "invalid SPIFFE path segment",
+        ),
+        (
+            r#"{"uri": "spiffe://td/ns/../a"}"#,
+            "invalid SPIFFE path segment",
+        ),
+        (r#"{"uri": "spiffe://td*"}"#, "in its trust domain"),
+        (
+            r#"{"trust_domain": "spiffe://td"}"#,
+            "routes[0].allow[1].trust_domain",
+        ),
+        (
+            r#"{"ip": "10.1.0.5/16"}"#,
+            "has host bits set: did you mean 10.1.0.0/16?",
+        ),
+        (
+            r#"{"ip": "10.1.0.0/33"}"#,
+            "/33 is not a prefix length from 0 to 32",
+        ),
+        (r#"{"ip": "ten.one"}"#, "is not an IPv4 or IPv6 address"),
+        (r#"{"ip": "::ffff:10.0.0.0/64"}"#, "wider than /96"),
+        (r#"{"email": "ops"}"#, "local@domain"),
+        (r#"{"email": "ops@*.example.com"}"#, "wildcard domain"),
+        (r#"{"subject_cn": ""}"#, "routes[0].allow[1].subject_cn"),
+        (r#"{"sha256": "abc"}"#, "64 hex digits"),
+        (
+            r#"{"sha256": "zz3f8e2d1c0b9a8f7e6d5c4b3a29180706f5e4d3c2b1a09f8e7d6c5b4a3928170"}"#,
+            "64 hex digits",
+        ),
+    ] {
+        assert_error(&route(matcher), expected);
+    }
+}
+
+#[test]
+fn semantic_errors_are_all_reported_at_once() {
+    let errors = errors(
+        r#"{"routes": [
+            {"name": "dup", "allow": [{"dns": "a*.b"}], "deny": [{"ip": "300.0.0.1"}]},
+            {"name": "dup", "match": {"path_prefix": "nope", "hosts": ["*.*"], "methods": ["G ET"]}, "allow": []},
+            {"name": "bad name!"}
+        ],
+        "deny_response": {"status": 200, "content_type": ""},
+        "trusted_proxies": {"cidrs": ["10.0.0.0/8", "nope"], "identities": [{"uri": "spiffe://TD/x"}]},
+        "identity_sources": []}"#,
+    );
+    let expected = [
+        r#"routes[0].allow[0].dns: "a*.b" is not a valid pattern"#,
+        "routes[0].deny[0].ip",
+        r#"routes[1].name: "dup" names another route too"#,
+        r#"routes[1].match.path_prefix: "nope" does not start with '/'"#,
+        "routes[1].match.hosts[0]",
+        r#"routes[1].match.methods[0]: "G ET" is not an HTTP method name"#,
+        "routes[1].allow: is empty",
+        r#"routes[2].name: "bad name!" may only use letters"#,
+        "deny_response.status: 200 is not an error status",
+        "deny_response.content_type",
+        r#"trusted_proxies.cidrs[1]: "nope" is not a valid address block"#,
+        "trusted_proxies.identities[0].uri",
+        "identity_sources: is empty",
+    ];
+    for expected in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "missing {expected:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn the_documented_example_configuration_is_accepted() {
+    let example = include_str!("../../docs/examples/policy.json");
+    config::compile(example.as_bytes()).unwrap_or_else(|errors| panic!("{errors:#?}"));
+}

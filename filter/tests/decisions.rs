@@ -1,0 +1,425 @@
+//! Decisions over real certificates: (certificate, route, expected verdict and reason), plus audit
+//! mode, default action, require_client_cert and the deny response.
+
+mod support;
+
+use certgate::core::config;
+use certgate::core::decision::{Reason, RuleList, Verdict};
+use certgate::core::identity::PeerIdentity;
+use certgate::core::policy::{Peer, Policy};
+use certgate::core::route::RequestFacts;
+use support::San::{Dns, Email, Ip, Uri};
+
+const POLICY: &str = r#"{
+  "routes": [
+    {"name": "admin", "match": {"route_name": "admin"},
+     "allow": [{"uri": "spiffe://mesh.local/ns/ops/sa/*"}, {"dns": "*.yelb.svc.cluster.local"},
+               {"trust_domain": "partner.example"}, {"ip": "10.1.0.0/16"}, {"email": "ops@example.com"},
+               {"subject_cn": "orders"}],
+     "deny": [{"dns": "legacy.yelb.svc.cluster.local"}]},
+    {"name": "shadow", "match": {"path_prefix": "/shadow"}, "mode": "audit",
+     "allow": [{"dns": "ui.yelb.svc.cluster.local"}]},
+    {"name": "public", "match": {"path_exact": "/health", "methods": ["GET"]}, "require_client_cert": false},
+    {"name": "any-cert", "match": {"hosts": ["*.internal.example"]}}
+  ]
+}"#;
+
+fn policy(json: &str) -> Policy {
+    config::compile(json.as_bytes()).unwrap_or_else(|errors| panic!("{errors:?}"))
+}
+
+fn request<'a>(route_name: &'a str, path: &'a str, host: &'a str) -> RequestFacts<'a> {
+    RequestFacts {
+        route_name: Some(route_name),
+        path,
+        authority: host,
+        method: "GET",
+    }
+}
+
+/// A row: certificate (None: none presented), request, expected verdict, reason and route name.
+struct Row {
+    cert: Option<PeerIdentity>,
+    request: RequestFacts<'static>,
+    verdict: Verdict,
+    reason: Reason,
+    route: Option<&'static str>,
+}
+
+fn row(
+    cert: Option<PeerIdentity>,
+    request: RequestFacts<'static>,
+    verdict: Verdict,
+    reason: Reason,
+    route: Option<&'static str>,
+) -> Row {
+    Row {
+        cert,
+        request,
+        verdict,
+        reason,
+        route,
+    }
+}
+
+#[test]
+fn decision_table() {
+    use Reason::*;
+    use Verdict::*;
+    let id = |sans: &[support::San<'_>], cn| Some(support::identity(sans, cn));
+    let admin = request("admin", "/admin/users?x=1", "admin.example");
+    let shadow = request("other", "/shadow/x", "h");
+    let health = request("other", "/health", "h");
+    let internal = request("other", "/x", "svc.internal.example:8443");
+    let nowhere = request("other", "/x", "elsewhere.example");
+    let many: Vec<String> = (0..300).map(|i| format!("n{i}.example")).collect();
+    let many_sans: Vec<support::San<'_>> = many
+        .iter()
+        .map(|n| Dns(n))
+        .chain([Dns("ui.yelb.svc.cluster.local")])
+        .collect();
+    let rows = vec![
+        row(
+            id(&[Uri("spiffe://mesh.local/ns/ops/sa/admin")], None),
+            admin,
+            Allow,
+            AllowlistMatch,
+            Some("admin"),
+        ),
+        row(
+            id(&[Dns("ui.yelb.svc.cluster.local")], None),
+            admin,
+            Allow,
+            AllowlistMatch,
+            Some("admin"),
+        ),
+        row(
+            id(&[Uri("spiffe://partner.example/x")], None),
+            admin,
+            Allow,
+            AllowlistMatch,
+            Some("admin"),
+        ),
+        row(
+            id(&[Ip("10.1.4.4")], None),
+            admin,
+            Allow,
+            AllowlistMatch,
+            Some("admin"),
+        ),
+        row(
+            id(&[Email("ops@example.com")], None),
+            admin,
+            Allow,
+            AllowlistMatch,
+            Some("admin"),
+        ),
+        row(
+            id(&[], Some("orders")),
+            admin,
+            Allow,
+            AllowlistMatch,
+            Some("admin"),
+        ),
+        row(
+            id(&[Dns("legacy.yelb.svc.cluster.local")], None),
+            admin,
+            Deny,
+            DeniedByRule,
+            Some("admin"),
+        ),
+        // deny wins even when another SAN is allowed
+        row(
+            id(
+                &[
+                    Uri("spiffe://mesh.local/ns/ops/sa/admin"),
+                    Dns("legacy.yelb.svc.cluster.local"),
+                ],
+                None,
+            ),
+            admin,
+            Deny,
+            DeniedByRule,
+            Some("admin"),
+        ),
+        row(
+            id(&[Uri("spiffe://mesh.local/ns/dev/sa/admin")], None),
+            admin,
+            Deny,
+            NotInAllowlist,
+            Some("admin"),
+        ),
+        row(id(&[], None), admin, Deny, NotInAllowlist, Some("admin")),
+        row(
+            id(&[Dns("*.yelb.svc.cluster.local")], None),
+            admin,
+            Allow,
+            AllowlistMatch,
+            Some("admin"),
+        ),
+        row(
+            id(&many_sans, Some("big")),
+            admin,
+            Allow,
+            AllowlistMatch,
+            Some("admin"),
+        ),
+        row(None, admin, Deny, NoClientCert, Some("admin")),
+        // audit: would-be denials pass and are recorded
+        row(
+            id(&[Dns("db.yelb.svc.cluster.local")], None),
+            shadow,
+            AuditDeny,
+            NotInAllowlist,
+            Some("shadow"),
+        ),
+        row(None, shadow, AuditDeny, NoClientCert, Some("shadow")),
+        row(
+            id(&[Dns("ui.yelb.svc.cluster.local")], None),
+            shadow,
+            Allow,
+            AllowlistMatch,
+            Some("shadow"),
+        ),
+        // optional client certificate; a presented one is still checked
+        row(None, health, Allow, ClientCertOptional, Some("public")),
+        row(
+            id(&[Dns("anything.example")], None),
+            health,
+            Allow,
+            ValidatedCert,
+            Some("public"),
+        ),
+        // no allow list: any validated certificate
+        row(
+            id(&[Dns("x.example")], None),
+            internal,
+            Allow,
+            ValidatedCert,
+            Some("any-cert"),
+        ),
+        row(id(&[Dns("x.example")], None), nowhere, Deny, NoRoute, None),
+        row(None, nowhere, Deny, NoRoute, None),
+    ];
+    let policy = policy(POLICY);
+    for (index, row) in rows.iter().enumerate() {
+        let route = policy.select_route(&row.request);
+        let peer = row
+            .cert
+            .as_ref()
+            .map_or(Peer::NoCertificate, Peer::Identified);
+        let decision = policy.decide(route, peer);
+        let route_name = decision.route.map(|i| policy.routes[i].name.as_str());
+        assert_eq!(
+            (decision.verdict, decision.reason, route_name),
+            (row.verdict, row.reason, row.route),
+            "row {index}: {:?} on {:?}",
+            row.cert.as_ref().map(|c| (&c.dns, &c.uris, &c.subject_cns)),
+            row.request
+        );
+    }
+}
+
+#[test]
+fn unvalidated_and_unreadable_certificates_are_denied_even_on_open_routes() {
+    let policy = policy(POLICY);
+    for path in ["/health", "/admin"] {
+        let route = policy.select_route(&request("admin", path, "h"));
+        assert_eq!(
+            policy.decide(route, Peer::NotValidated).reason,
+            Reason::CertNotValidated
+        );
+        assert_eq!(
+            policy.decide(route, Peer::Unreadable).reason,
+            Reason::CertUnreadable
+        );
+        assert_eq!(
+            policy.decide(route, Peer::NotValidated).verdict,
+            Verdict::Deny
+        );
+    }
+}
+
+#[test]
+fn wildcard_certificates_cover_allowlist_names_only_when_enabled() {
+    let json = |enabled: bool| {
+        format!(
+            r#"{{"wildcard_certs": {enabled}, "routes": [{{"name": "r", "allow": [{{"dns": "orders.svc.local"}}],
+               "deny": [{{"dns": "vault.secure.local"}}]}}]}}"#
+        )
+    };
+    let shared = support::identity(&[Dns("*.svc.local")], None);
+    let secure = support::identity(&[Dns("*.secure.local")], None);
+    let facts = request("r", "/", "h");
+    let off = policy(&json(false));
+    let on = policy(&json(true));
+    let decide = |p: &Policy, id| p.decide(p.select_route(&facts), Peer::Identified(id));
+    assert_eq!(decide(&off, &shared).reason, Reason::NotInAllowlist);
+    assert_eq!(decide(&on, &shared).reason, Reason::AllowlistMatch);
+    // a wildcard certificate that covers a denied name is denied once wildcard certificates count
+    assert_eq!(decide(&on, &secure).reason, Reason::DeniedByRule);
+}
+
+#[test]
+fn audit_policy_mode_is_inherited_and_overridable() {
+    let p = policy(
+        r#"{"mode": "audit", "routes": [
+            {"name": "inherits", "match": {"path_prefix": "/a"}, "allow": [{"dns": "x.example"}]},
+            {"name": "enforces", "match": {"path_prefix": "/e"}, "mode": "enforce", "allow": [{"dns": "x.example"}]}
+        ]}"#,
+    );
+    let other = support::identity(&[Dns("y.example")], None);
+    let decide = |path| {
+        p.decide(
+            p.select_route(&request("-", path, "h")),
+            Peer::Identified(&other),
+        )
+    };
+    assert_eq!(decide("/a").verdict, Verdict::AuditDeny);
+    assert_eq!(decide("/e").verdict, Verdict::Deny);
+    assert_eq!(
+        decide("/none").verdict,
+        Verdict::AuditDeny,
+        "default action deny, audited"
+    );
+}
+
+#[test]
+fn default_action_allow_admits_unrouted_requests() {
+    let p = policy(r#"{"default_action": "allow", "routes": []}"#);
+    let decision = p.decide(p.select_route(&request("x", "/", "h")), Peer::NoCertificate);
+    assert_eq!(
+        (decision.verdict, decision.reason),
+        (Verdict::Allow, Reason::NoRoute)
+    );
+}
+
+#[test]
+fn the_deciding_rule_is_reported() {
+    let p = policy(POLICY);
+    let legacy = support::identity(&[Dns("legacy.yelb.svc.cluster.local")], None);
+    let decision = p.decide(
+        p.select_route(&request("admin", "/", "h")),
+        Peer::Identified(&legacy),
+    );
+    let rule = decision.rule.expect("a rule decided");
+    assert_eq!((rule.list, rule.index), (RuleList::Deny, 0));
+    let ip = support::identity(&[Ip("10.1.0.9")], None);
+    let rule = p
+        .decide(
+            p.select_route(&request("admin", "/", "h")),
+            Peer::Identified(&ip),
+        )
+        .rule
+        .unwrap();
+    assert_eq!((rule.list, rule.index), (RuleList::Allow, 3));
+}
+
+#[test]
+fn routes_match_on_every_condition() {
+    let p = policy(
+        r#"{"routes": [
+            {"name": "exact", "match": {"path_exact": "/v1/items", "methods": ["post"], "hosts": ["API.example.com"]}},
+            {"name": "wild", "match": {"hosts": ["*.example.com"], "path_prefix": "/v1/"}}
+        ]}"#,
+    );
+    let name = |method, path, host| {
+        let facts = RequestFacts {
+            route_name: None,
+            path,
+            authority: host,
+            method,
+        };
+        p.select_route(&facts).map(|i| p.routes[i].name.as_str())
+    };
+    assert_eq!(
+        name("POST", "/v1/items?page=2", "api.example.com:443"),
+        Some("exact")
+    );
+    assert_eq!(name("POST", "/v1/items", "api.example.com."), Some("exact"));
+    assert_eq!(name("GET", "/v1/items", "api.example.com"), Some("wild"));
+    assert_eq!(name("POST", "/v1/items/1", "api.example.com"), Some("wild"));
+    assert_eq!(name("POST", "/v1/items", "a.b.example.com"), None);
+    assert_eq!(name("POST", "/v2/items", "web.example.com"), None);
+}
+
+#[test]
+fn deny_response_body_exposes_the_reason_only_when_asked() {
+    let hidden = policy(r#"{"routes": []}"#);
+    let body = hidden
+        .deny_response
+        .body(Reason::NotInAllowlist, "req-\"1\"");
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        parsed,
+        serde_json::json!({"error": "forbidden", "request_id": "req-\"1\""})
+    );
+    assert_eq!(
+        (
+            hidden.deny_response.status,
+            hidden.deny_response.content_type.as_str()
+        ),
+        (403, "application/json")
+    );
+
+    let exposed = policy(r#"{"deny_response": {"status": 401, "expose_reason": true}}"#);
+    let parsed: serde_json::Value =
+        serde_json::from_str(&exposed.deny_response.body(Reason::NoClientCert, "r")).unwrap();
+    assert_eq!(parsed["reason"], "no_client_cert");
+    assert_eq!(exposed.deny_response.status, 401);
+
+    let fixed = policy(r#"{"deny_response": {"body": "go away"}}"#);
+    assert_eq!(fixed.deny_response.body(Reason::NoRoute, "r"), "go away");
+    assert_eq!(fixed.deny_response.content_type, "text/plain");
+}
+
+#[test]
+fn identity_extraction_reads_every_field() {
+    let pem = support::cert_pem(
+        &[
+            Dns("A.Example.COM."),
+            Uri("spiffe://td/x"),
+            Ip("::ffff:192.0.2.1"),
+            Ip("2001:db8::1"),
+            Email("Ops@EXAMPLE.com"),
+        ],
+        Some("client, one"),
+    );
+    let id = PeerIdentity::from_pem(pem.as_bytes()).unwrap();
+    assert_eq!(id.dns, ["a.example.com"]);
+    assert_eq!(id.uris, ["spiffe://td/x"]);
+    assert_eq!(
+        id.ips,
+        [
+            "192.0.2.1".parse::<std::net::IpAddr>().unwrap(),
+            "2001:db8::1".parse().unwrap()
+        ]
+    );
+    assert_eq!(id.emails, ["Ops@example.com"]);
+    assert_eq!(id.subject_cns, ["client, one"]);
+    assert_eq!(id.subject, r"CN=client\, one,O=Certgate Tests,C=US");
+    assert_eq!(id.sha256.len(), 64);
+    assert!(id.not_before.unwrap() < id.not_after.unwrap());
+    assert_eq!(id.principal(), Some("spiffe://td/x"));
+    assert_eq!(id.san_count(), 5);
+    assert!(PeerIdentity::from_pem(
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    )
+    .is_err());
+    assert!(PeerIdentity::from_pem(b"not pem").is_err());
+}
+
+#[test]
+fn degraded_identity_from_envoy_attributes() {
+    let id = PeerIdentity::from_envoy_attributes(
+        r"C=US,O=Org\, Inc,CN=client-one",
+        "spiffe://td/sa/x",
+        "API.example.com",
+        "ABCD",
+    );
+    assert_eq!(id.subject_cns, ["client-one"]);
+    assert_eq!(id.dns, ["api.example.com"]);
+    assert_eq!(id.uris, ["spiffe://td/sa/x"]);
+    assert_eq!(id.sha256, "abcd");
+    assert!(id.degraded);
+}
