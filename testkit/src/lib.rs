@@ -1,1 +1,19 @@
-//! (being built)
+//! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
+//! ([`certs`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
+//! the headers it received ([`echo`]), and an mTLS HTTP/1.1 client ([`client`]).
+//!
+//! Everything binds ephemeral loopback ports, bounds every wait, and cleans up on drop.
+
+pub mod certs;
+pub mod client;
+pub mod echo;
+pub mod envoy;
+pub mod http1;
+pub mod stats;
+pub mod template;
+
+pub use certs::{CertDir, CertSpec, IssuedCert, San, TestCa, Validity};
+pub use client::{Client, ClientTls, Connection, Request, Response};
+pub use echo::{EchoServer, EchoedRequest};
+pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
+pub use stats::{Prometheus, Stats};

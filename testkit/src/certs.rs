@@ -1,0 +1,299 @@
+//! Test certificates made with rcgen: a CA, and leaf certificates with any mix of SANs, subject fields
+//! and validity, written as PEM files where Envoy can read them.
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// File names inside a certificate directory, as the configs in `envoy/` expect them under `${CERT_DIR}`.
+pub const CA_FILE: &str = "ca.pem";
+pub const SERVER_CERT_FILE: &str = "server.pem";
+pub const SERVER_KEY_FILE: &str = "server-key.pem";
+pub const UPSTREAM_CA_FILE: &str = "upstream-ca.pem";
+
+/// A subject alternative name of a leaf certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum San {
+    Dns(String),
+    Uri(String),
+    Ip(IpAddr),
+    Email(String),
+}
+
+/// How long a certificate is valid, relative to now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validity {
+    /// From a day ago to a year from now.
+    Current,
+    /// Ended yesterday.
+    Expired,
+    /// Starts tomorrow.
+    NotYetValid,
+    /// Started a day ago, ends this many days (plus a few minutes) from now.
+    ExpiresInDays(i64),
+}
+
+impl Validity {
+    fn window(self) -> (OffsetDateTime, OffsetDateTime) {
+        let now = OffsetDateTime::now_utc();
+        let day = Duration::days(1);
+        match self {
+            Validity::Current => (now - day, now + Duration::days(365)),
+            Validity::Expired => (now - Duration::days(30), now - day),
+            Validity::NotYetValid => (now + day, now + Duration::days(30)),
+            // The few minutes keep "N days left" at N however long the test takes to reach the check.
+            Validity::ExpiresInDays(days) => (
+                now - day,
+                now + Duration::days(days) + Duration::minutes(10),
+            ),
+        }
+    }
+}
+
+/// What a leaf certificate is for: the extended key usage it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    Server,
+    Client,
+}
+
+/// The description of a leaf certificate; build it with the chained setters.
+#[derive(Clone, Debug)]
+pub struct CertSpec {
+    sans: Vec<San>,
+    subject: Vec<(DnType, String)>,
+    validity: Validity,
+    usage: Usage,
+}
+
+impl CertSpec {
+    /// A client certificate with no SAN and an empty subject, valid now.
+    pub fn client() -> Self {
+        Self::new(Usage::Client)
+    }
+
+    /// A server certificate with no SAN and an empty subject, valid now.
+    pub fn server() -> Self {
+        Self::new(Usage::Server)
+    }
+
+    fn new(usage: Usage) -> Self {
+        CertSpec {
+            sans: Vec::new(),
+            subject: Vec::new(),
+            validity: Validity::Current,
+            usage,
+        }
+    }
+
+    /// Adds a DNS SAN (a wildcard such as `*.svc.local` is written as given).
+    pub fn dns(mut self, name: &str) -> Self {
+        self.sans.push(San::Dns(name.to_owned()));
+        self
+    }
+
+    pub fn uri(mut self, uri: &str) -> Self {
+        self.sans.push(San::Uri(uri.to_owned()));
+        self
+    }
+
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.sans.push(San::Ip(ip));
+        self
+    }
+
+    pub fn email(mut self, email: &str) -> Self {
+        self.sans.push(San::Email(email.to_owned()));
+        self
+    }
+
+    pub fn san(mut self, san: San) -> Self {
+        self.sans.push(san);
+        self
+    }
+
+    /// Subject common name.
+    pub fn cn(self, value: &str) -> Self {
+        self.subject_field(DnType::CommonName, value)
+    }
+
+    /// Subject organization.
+    pub fn org(self, value: &str) -> Self {
+        self.subject_field(DnType::OrganizationName, value)
+    }
+
+    /// Subject organizational unit.
+    pub fn ou(self, value: &str) -> Self {
+        self.subject_field(DnType::OrganizationalUnitName, value)
+    }
+
+    /// Subject country (two letters).
+    pub fn country(self, value: &str) -> Self {
+        self.subject_field(DnType::CountryName, value)
+    }
+
+    fn subject_field(mut self, field: DnType, value: &str) -> Self {
+        self.subject.push((field, value.to_owned()));
+        self
+    }
+
+    pub fn validity(mut self, validity: Validity) -> Self {
+        self.validity = validity;
+        self
+    }
+
+    fn params(&self) -> Result<CertificateParams> {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = self
+            .sans
+            .iter()
+            .map(|san| {
+                Ok(match san {
+                    San::Dns(name) => SanType::DnsName(name.as_str().try_into()?),
+                    San::Uri(uri) => SanType::URI(uri.as_str().try_into()?),
+                    San::Ip(ip) => SanType::IpAddress(*ip),
+                    San::Email(email) => SanType::Rfc822Name(email.as_str().try_into()?),
+                })
+            })
+            .collect::<Result<_, rcgen::Error>>()
+            .with_context(|| format!("invalid SAN in {:?}", self.sans))?;
+        params.distinguished_name = distinguished_name(&self.subject);
+        (params.not_before, params.not_after) = self.validity.window();
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![match self.usage {
+            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        }];
+        params.use_authority_key_identifier_extension = true;
+        Ok(params)
+    }
+}
+
+fn distinguished_name(fields: &[(DnType, String)]) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    for (field, value) in fields {
+        name.push(field.clone(), value.as_str());
+    }
+    name
+}
+
+/// A leaf certificate and its private key, PEM encoded.
+#[derive(Clone, Debug)]
+pub struct IssuedCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: Vec<u8>,
+}
+
+impl IssuedCert {
+    /// The SHA-256 fingerprint of the DER certificate, lowercase hex (what certgate's `sha256`
+    /// matcher and Envoy's `connection.sha256_peer_certificate_digest` show).
+    pub fn sha256_hex(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.der)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+/// A certificate authority that signs test certificates.
+pub struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+}
+
+impl TestCa {
+    /// A self-signed CA whose subject is `CN=<common_name>`, valid from a day ago for ten years.
+    pub fn new(common_name: &str) -> Result<Self> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name =
+            distinguished_name(&[(DnType::CommonName, common_name.to_owned())]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        (params.not_before, params.not_after) =
+            (now - Duration::days(1), now + Duration::days(3650));
+        let key = KeyPair::generate().context("generating the CA key")?;
+        let cert = params
+            .self_signed(&key)
+            .with_context(|| format!("self-signing the CA {common_name}"))?;
+        Ok(TestCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Issues a leaf certificate with a fresh key.
+    pub fn issue(&self, spec: &CertSpec) -> Result<IssuedCert> {
+        let key = KeyPair::generate().context("generating a leaf key")?;
+        let cert = spec
+            .params()?
+            .signed_by(&key, &self.issuer)
+            .with_context(|| format!("signing the certificate {spec:?}"))?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        })
+    }
+}
+
+/// A temporary directory of PEM files, removed on drop.
+pub struct CertDir {
+    dir: tempfile::TempDir,
+}
+
+impl CertDir {
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("certgate-certs-")
+            .tempdir()
+            .context("creating a temporary certificate directory")?;
+        Ok(CertDir { dir })
+    }
+
+    /// The directory (the configs' `${CERT_DIR}`).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes one file and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Writes the files every shipped config reads: the clients' CA, the listener's certificate and
+    /// key, and the CA the gateway trusts for its backends.
+    pub fn write_envoy_files(
+        &self,
+        client_ca: &TestCa,
+        server: &IssuedCert,
+        upstream_ca: &TestCa,
+    ) -> Result<()> {
+        self.write(CA_FILE, client_ca.cert_pem())?;
+        self.write(SERVER_CERT_FILE, &server.cert_pem)?;
+        self.write(SERVER_KEY_FILE, &server.key_pem)?;
+        self.write(UPSTREAM_CA_FILE, upstream_ca.cert_pem())?;
+        Ok(())
+    }
+}

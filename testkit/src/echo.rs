@@ -1,0 +1,295 @@
+//! The upstream of the suites: an HTTP/1.1 server (plain or TLS) on an ephemeral loopback port that
+//! answers every request with JSON listing exactly what it received — method, path, every header
+//! line in order with duplicates and names as sent, and the body — and counts the requests, so a test
+//! can prove a denied request never reached it.
+
+use crate::certs::IssuedCert;
+use crate::http1::{self, BodyFraming, Stream};
+use anyhow::{bail, Context, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
+
+/// A TLS handshake from Envoy that takes longer than this is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running echo server; stops (and closes every connection) on drop.
+pub struct EchoServer {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    /// Plain HTTP.
+    pub fn plain() -> Result<Self> {
+        Self::start(None)
+    }
+
+    /// HTTPS with this server certificate (the gateway's backends).
+    pub fn tls(cert: &IssuedCert) -> Result<Self> {
+        let chain = vec![CertificateDer::from(cert.der.clone())];
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+            .context("echo server private key PEM")?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("echo server TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("echo server certificate")?;
+        Self::start(Some(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    /// Binds first, so the port is known before the server thread runs; the server has its own
+    /// thread and runtime so it serves whatever the test's runtime is doing.
+    fn start(tls: Option<TlsAcceptor>) -> Result<Self> {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .context("binding the echo server")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (shutdown, stop) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("echo server runtime")?;
+        let counter = requests.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("echo-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = accept_loop(listener, tls, counter) => {}
+                        _ = stop => {}
+                    }
+                });
+            })
+            .context("spawning the echo server thread")?;
+        Ok(EchoServer {
+            addr,
+            requests,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// How many requests it has answered so far.
+    pub fn requests_served(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, requests: Arc<AtomicUsize>) {
+    // Connection tasks live in the server's runtime and end with it.
+    while let Ok((tcp, _)) = listener.accept().await {
+        let tls = tls.clone();
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            // A connection that fails (reset, bad TLS) only ends itself.
+            let _ = serve_connection(tcp, tls, requests).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    requests: Arc<AtomicUsize>,
+) -> Result<()> {
+    tcp.set_nodelay(true)?;
+    let stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(acceptor) => {
+            let tls_stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                .await
+                .context("TLS handshake timed out")??;
+            Stream::Tls(Box::new(tls_stream.into()))
+        }
+    };
+    let mut io = BufReader::new(stream);
+    let mut out = Vec::with_capacity(4096);
+    while let Some(head) = http1::read_head(&mut io).await? {
+        let mut body = Vec::new();
+        http1::read_body(&mut io, BodyFraming::of_request(&head.headers)?, &mut body).await?;
+        let close = head
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        requests.fetch_add(1, Ordering::SeqCst);
+        out.clear();
+        write_echo(&head, &body, close, &mut out)?;
+        io.get_mut().write_all(&out).await?;
+        io.get_mut().flush().await?;
+        if close {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn write_echo(head: &http1::Head, body: &[u8], close: bool, out: &mut Vec<u8>) -> Result<()> {
+    let mut parts = head.start_line.splitn(3, ' ');
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        bail!("bad request line {:?}", head.start_line);
+    };
+    let echoed = json!({
+        "method": method,
+        "path": path,
+        "headers": head.headers,
+        "body": String::from_utf8_lossy(body),
+    })
+    .to_string();
+    let connection = if close { "close" } else { "keep-alive" };
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: {connection}\r\ncontent-length: {}\r\n\r\n",
+            echoed.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(echoed.as_bytes());
+    Ok(())
+}
+
+/// What the echo server received, read back from its response body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EchoedRequest {
+    pub method: String,
+    pub path: String,
+    /// Header lines in the order received, names as sent.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl EchoedRequest {
+    /// Reads an echo response body.
+    pub fn parse(body: &[u8]) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_slice(body).with_context(|| {
+            format!(
+                "not an echo server response: {}",
+                String::from_utf8_lossy(body)
+            )
+        })?;
+        let text = |key: &str| {
+            value[key]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("echo response without {key:?}: {value}"))
+        };
+        let headers = serde_json::from_value(value["headers"].clone())
+            .with_context(|| format!("echo response headers: {value}"))?;
+        Ok(EchoedRequest {
+            method: text("method")?,
+            path: text("path")?,
+            headers,
+            body: text("body")?,
+        })
+    }
+
+    /// The first value of a header, name compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        http1::header(&self.headers, name)
+    }
+
+    /// Every value of a header (duplicates in order).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        http1::header_values(&self.headers, name)
+    }
+}
+
+impl crate::client::Response {
+    /// The request the echo server saw, when this response came from it.
+    pub fn echoed(&self) -> Result<EchoedRequest> {
+        if self.status != 200 {
+            bail!(
+                "status {} is not an echo response: {}",
+                self.status,
+                self.body_text()
+            );
+        }
+        EchoedRequest::parse(&self.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::{CertSpec, TestCa};
+    use crate::client::{Client, ClientTls, Request};
+
+    #[tokio::test]
+    async fn echoes_headers_exactly_and_keeps_the_connection() {
+        let echo = EchoServer::plain().unwrap();
+        let mut connection = Client::plain(echo.addr()).connect().await.unwrap();
+        for round in 0..3 {
+            let response = connection
+                .send(
+                    &Request::new("POST", "/p?q=1")
+                        .header("Host", "h")
+                        .header("X-Dup", "a")
+                        .header("x-dup", "b")
+                        .body(format!("round {round}")),
+                )
+                .await
+                .unwrap();
+            let echoed = response.echoed().unwrap();
+            assert_eq!(echoed.method, "POST");
+            assert_eq!(echoed.path, "/p?q=1");
+            assert_eq!(echoed.header_values("x-dup"), ["a", "b"]);
+            assert_eq!(echoed.headers[1], ("X-Dup".to_string(), "a".to_string()));
+            assert_eq!(echoed.body, format!("round {round}"));
+        }
+        assert_eq!(echo.requests_served(), 3);
+    }
+
+    #[tokio::test]
+    async fn serves_tls() {
+        let ca = TestCa::new("echo test CA").unwrap();
+        let cert = ca.issue(&CertSpec::server().dns("backend.test")).unwrap();
+        let echo = EchoServer::tls(&cert).unwrap();
+        let tls = ClientTls::builder(ca.cert_pem())
+            .sni("backend.test")
+            .build()
+            .unwrap();
+        let response = Client::tls(echo.addr(), tls)
+            .send(&Request::get("/", "backend.test"))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.echoed().unwrap().header("host"),
+            Some("backend.test")
+        );
+    }
+}
