@@ -3,6 +3,7 @@
 
 use super::dns::canonical_name;
 use super::ip::canonical_ip;
+use super::pem;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -49,18 +50,12 @@ impl std::fmt::Display for CertificateError {
 impl PeerIdentity {
     /// Reads the first certificate of a PEM document.
     pub fn from_pem(pem: &[u8]) -> Result<Self, CertificateError> {
-        let (_, block) = x509_parser::pem::parse_x509_pem(pem)
-            .map_err(|e| CertificateError(format!("not a PEM certificate: {e}")))?;
-        if block.label != "CERTIFICATE" {
-            return Err(CertificateError(format!(
-                "PEM block is {:?}, not CERTIFICATE",
-                block.label
-            )));
-        }
-        let mut identity = Self::from_der(&block.contents)?;
-        identity.pem = std::str::from_utf8(pem)
-            .ok()
-            .map(|text| text.trim().to_owned() + "\n");
+        let text =
+            std::str::from_utf8(pem).map_err(|_| CertificateError("PEM is not text".into()))?;
+        let (block, der) =
+            pem::first_certificate(text).map_err(|why| CertificateError(why.into()))?;
+        let mut identity = Self::from_der(&der)?;
+        identity.pem = Some(block.to_owned() + "\n");
         Ok(identity)
     }
 
@@ -212,11 +207,11 @@ pub fn rfc2253(name: &X509Name<'_>) -> String {
             if !out.is_empty() {
                 out.push(if index == 0 { ',' } else { '+' });
             }
-            let oid = attribute.attr_type();
-            let key = x509_parser::objects::oid2abbrev(oid, x509_parser::objects::oid_registry())
-                .map(str::to_owned)
-                .unwrap_or_else(|_| oid.to_id_string());
-            out.push_str(&key);
+            let oid = attribute.attr_type().to_id_string();
+            match attribute_short_name(&oid) {
+                Some(short) => out.push_str(short),
+                None => out.push_str(&oid),
+            }
             out.push('=');
             match attribute.as_str() {
                 Ok(value) => escape_rdn_value(value, &mut out),
@@ -228,6 +223,31 @@ pub fn rfc2253(name: &X509Name<'_>) -> String {
         }
     }
     out
+}
+
+/// The short names BoringSSL prints for subject attributes; others print as dotted OIDs, as there.
+fn attribute_short_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "street",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.12" => "title",
+        "2.5.4.42" => "GN",
+        "2.5.4.43" => "initials",
+        "2.5.4.44" => "generationQualifier",
+        "2.5.4.46" => "dnQualifier",
+        "2.5.4.65" => "pseudonym",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        _ => return None,
+    })
 }
 
 fn escape_rdn_value(value: &str, out: &mut String) {

@@ -8,6 +8,7 @@ pub mod identity;
 pub mod ip;
 pub mod matcher;
 pub mod pairs;
+pub mod pem;
 pub mod policy;
 pub mod route;
 pub mod uri;

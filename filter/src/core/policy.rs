@@ -6,6 +6,7 @@ use super::ip::IpNet;
 use super::matcher::MatcherSet;
 use super::route::{RequestFacts, RouteMatch};
 use serde::Deserialize;
+use std::fmt::Write as _;
 
 /// `enforce` denies; `audit` records what it would have denied and lets it through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -58,7 +59,7 @@ impl DenyResponse {
         if let Some(body) = &self.body {
             return body.clone();
         }
-        let request_id = serde_json::Value::from(request_id);
+        let request_id = json_string(request_id);
         if self.expose_reason {
             format!(r#"{{"error":"forbidden","reason":"{reason}","request_id":{request_id}}}"#)
         } else {
@@ -198,4 +199,25 @@ fn decision(
         route,
         rule,
     }
+}
+
+/// A JSON string literal (quotes included) for any text.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
