@@ -1,5 +1,5 @@
 //! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
-//! ([`certs`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
+//! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
 //! the headers it received ([`echo`]), and an mTLS HTTP/1.1 client ([`client`]).
 //!
 //! Everything binds ephemeral loopback ports, bounds every wait, and cleans up on drop.
@@ -9,6 +9,7 @@ pub mod client;
 pub mod echo;
 pub mod envoy;
 pub mod http1;
+pub mod pki;
 pub mod stats;
 pub mod template;
 
@@ -16,4 +17,5 @@ pub use certs::{CertDir, CertSpec, IssuedCert, San, TestCa, Validity};
 pub use client::{Client, ClientTls, Connection, Request, Response};
 pub use echo::{EchoServer, EchoedRequest};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
+pub use pki::Pki;
 pub use stats::{Prometheus, Stats};
