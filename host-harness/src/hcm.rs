@@ -1,0 +1,312 @@
+//! Envoy's HttpConnectionManager request mutation, applied before the filter sees a request:
+//! X-Forwarded-For / X-Forwarded-Proto / `:scheme`, x-request-id, X-Forwarded-Client-Cert per
+//! `forward_client_cert_details`, and the client address Envoy derives (`source.address`).
+
+use crate::connection::Connection;
+use crate::headers::HeaderMap;
+use std::net::{IpAddr, SocketAddr};
+
+const XFF: &str = "x-forwarded-for";
+const XFP: &str = "x-forwarded-proto";
+const XFCC: &str = "x-forwarded-client-cert";
+const REQUEST_ID: &str = "x-request-id";
+const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
+
+/// The HCM's `forward_client_cert_details` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardClientCert {
+    /// Remove any incoming XFCC (Envoy's default).
+    #[default]
+    Sanitize,
+    /// Pass an incoming XFCC through on mTLS connections, remove it otherwise.
+    ForwardOnly,
+    /// Append this hop's element to an incoming XFCC on mTLS connections.
+    AppendForward,
+    /// Replace any incoming XFCC with this hop's element on mTLS connections.
+    SanitizeSet,
+    /// Pass an incoming XFCC through on every connection.
+    AlwaysForwardOnly,
+}
+
+/// `set_current_client_cert_details`: which fields this hop's XFCC element carries besides
+/// `By` and `Hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientCertDetails {
+    pub subject: bool,
+    pub cert: bool,
+    pub chain: bool,
+    pub dns: bool,
+    pub uri: bool,
+}
+
+impl ClientCertDetails {
+    /// Every field set.
+    pub fn all() -> ClientCertDetails {
+        ClientCertDetails {
+            subject: true,
+            cert: true,
+            chain: true,
+            dns: true,
+            uri: true,
+        }
+    }
+}
+
+/// The HttpConnectionManager settings that shape what a filter sees. The default is Envoy's
+/// default configuration; [`HttpConnectionManager::disabled`] hands the filter the request
+/// headers exactly as the test wrote them.
+///
+/// ```
+/// use host_harness::{ClientCertDetails, ForwardClientCert, HttpConnectionManager};
+/// let hcm = HttpConnectionManager::default()
+///     .use_remote_address(true)
+///     .forward_client_cert(ForwardClientCert::SanitizeSet, ClientCertDetails::all());
+/// # let _ = hcm;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConnectionManager {
+    enabled: bool,
+    use_remote_address: bool,
+    xff_num_trusted_hops: u32,
+    skip_xff_append: bool,
+    preserve_external_request_id: bool,
+    forward_client_cert: ForwardClientCert,
+    client_cert_details: ClientCertDetails,
+}
+
+impl Default for HttpConnectionManager {
+    fn default() -> HttpConnectionManager {
+        HttpConnectionManager {
+            enabled: true,
+            use_remote_address: false,
+            xff_num_trusted_hops: 0,
+            skip_xff_append: false,
+            preserve_external_request_id: false,
+            forward_client_cert: ForwardClientCert::Sanitize,
+            client_cert_details: ClientCertDetails::default(),
+        }
+    }
+}
+
+impl HttpConnectionManager {
+    /// No mutation at all: the filter sees the test's headers, `source.address` is the
+    /// connection's source.
+    pub fn disabled() -> HttpConnectionManager {
+        HttpConnectionManager {
+            enabled: false,
+            ..HttpConnectionManager::default()
+        }
+    }
+
+    pub fn use_remote_address(mut self, on: bool) -> HttpConnectionManager {
+        self.use_remote_address = on;
+        self
+    }
+
+    pub fn xff_num_trusted_hops(mut self, hops: u32) -> HttpConnectionManager {
+        self.xff_num_trusted_hops = hops;
+        self
+    }
+
+    pub fn skip_xff_append(mut self, skip: bool) -> HttpConnectionManager {
+        self.skip_xff_append = skip;
+        self
+    }
+
+    pub fn preserve_external_request_id(mut self, preserve: bool) -> HttpConnectionManager {
+        self.preserve_external_request_id = preserve;
+        self
+    }
+
+    pub fn forward_client_cert(
+        mut self,
+        mode: ForwardClientCert,
+        details: ClientCertDetails,
+    ) -> HttpConnectionManager {
+        self.forward_client_cert = mode;
+        self.client_cert_details = details;
+        self
+    }
+
+    /// Mutates `headers` as Envoy's HCM does and returns the client address Envoy records
+    /// (`source.address`): the connection's peer with `use_remote_address`, else the address
+    /// taken from X-Forwarded-For (port 0), else the peer.
+    pub(crate) fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        connection: &Connection,
+        new_request_id: &mut dyn FnMut() -> String,
+    ) -> SocketAddr {
+        if !self.enabled {
+            return connection.source;
+        }
+        let is_tls = connection.tls.is_some();
+        let mut remote = connection.source;
+        if self.use_remote_address {
+            if self.xff_num_trusted_hops > 0 {
+                if let Some(ip) = xff_address(headers, self.xff_num_trusted_hops - 1) {
+                    remote = SocketAddr::new(ip, 0);
+                }
+            }
+            if !self.skip_xff_append {
+                // Envoy appends its own address for a loopback peer.
+                let appended = if connection.source.ip().is_loopback() {
+                    connection.destination.ip()
+                } else {
+                    connection.source.ip()
+                };
+                append(headers, XFF, &appended.to_string());
+            }
+            if self.xff_num_trusted_hops == 0 || !headers.contains(XFP) {
+                headers.set(XFP, scheme(is_tls));
+            }
+            // With Envoy 1.40's empty default internal_address_config every peer is external.
+            headers.set(EXTERNAL_ADDRESS, &remote.ip().to_string());
+        } else if let Some(ip) = xff_address(headers, self.xff_num_trusted_hops) {
+            remote = SocketAddr::new(ip, 0);
+        }
+        if !headers.contains(XFP) {
+            headers.set(XFP, scheme(is_tls));
+        }
+        if !headers.contains(":scheme") {
+            headers.set(":scheme", scheme(is_tls));
+        }
+        let edge_request = self.use_remote_address;
+        if !headers.contains(REQUEST_ID) || (edge_request && !self.preserve_external_request_id) {
+            headers.set(REQUEST_ID, &new_request_id());
+        }
+        self.mutate_xfcc(headers, connection);
+        remote
+    }
+
+    fn mutate_xfcc(&self, headers: &mut HeaderMap, connection: &Connection) {
+        use ForwardClientCert::*;
+        if self.forward_client_cert == AlwaysForwardOnly {
+            return;
+        }
+        let tls = connection.tls.as_ref();
+        let peer = tls.and_then(|tls| tls.peer.as_ref());
+        let (Some(tls), Some(peer)) = (tls, peer) else {
+            headers.remove(XFCC);
+            return;
+        };
+        match self.forward_client_cert {
+            Sanitize => headers.remove(XFCC),
+            ForwardOnly | AlwaysForwardOnly => {}
+            AppendForward | SanitizeSet => {
+                let mut element: Vec<String> = Vec::new();
+                if let Some(local) = &tls.local {
+                    element.extend(local.uri_sans().iter().map(|uri| format!("By={uri}")));
+                }
+                element.push(format!("Hash={}", peer.sha256_digest()));
+                let details = self.client_cert_details;
+                if details.cert {
+                    element.push(format!("Cert=\"{}\"", peer.url_encoded_pem()));
+                }
+                if details.chain {
+                    let chain: String = std::iter::once(peer)
+                        .chain(tls.peer_chain.iter())
+                        .map(|certificate| certificate.url_encoded_pem())
+                        .collect();
+                    element.push(format!("Chain=\"{chain}\""));
+                }
+                if details.subject {
+                    element.push(format!("Subject=\"{}\"", peer.subject()));
+                }
+                if details.uri {
+                    if peer.uri_sans().is_empty() {
+                        element.push("URI=".to_string());
+                    }
+                    element.extend(peer.uri_sans().iter().map(|uri| format!("URI={uri}")));
+                }
+                if details.dns {
+                    element.extend(peer.dns_sans().iter().map(|dns| format!("DNS={dns}")));
+                }
+                let element = element.join(";");
+                if self.forward_client_cert == AppendForward {
+                    append(headers, XFCC, &element);
+                } else {
+                    headers.set(XFCC, &element);
+                }
+            }
+        }
+    }
+}
+
+fn scheme(is_tls: bool) -> &'static str {
+    if is_tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// Appends to a comma-separated header as Envoy does for its inline headers.
+fn append(headers: &mut HeaderMap, key: &str, value: &str) {
+    let joined = match headers.get_joined(key) {
+        Some(existing) if !existing.is_empty() => format!("{existing},{value}"),
+        _ => value.to_string(),
+    };
+    headers.set(key, &joined);
+}
+
+/// The address `skip` entries from the right of X-Forwarded-For, if it parses as an IP.
+fn xff_address(headers: &HeaderMap, skip: u32) -> Option<IpAddr> {
+    let joined = headers.get_joined(XFF)?;
+    let entries: Vec<&str> = joined.split(',').map(str::trim).collect();
+    let index = entries.len().checked_sub(1 + skip as usize)?;
+    entries[index].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("id-{n}")
+        }
+    }
+
+    #[test]
+    fn default_hcm_takes_the_client_address_from_xff_and_keeps_xff() {
+        let mut headers = HeaderMap::from([("x-forwarded-for", "1.2.3.4")]);
+        let remote =
+            HttpConnectionManager::default().apply(&mut headers, &Connection::plain(), &mut ids());
+        assert_eq!(remote, "1.2.3.4:0".parse().unwrap());
+        assert_eq!(headers.get(XFF), Some("1.2.3.4"));
+        assert_eq!(headers.get(XFP), Some("http"));
+        assert_eq!(headers.get(REQUEST_ID), Some("id-1"));
+        assert!(!headers.contains(EXTERNAL_ADDRESS));
+    }
+
+    #[test]
+    fn use_remote_address_appends_envoys_own_address_for_a_loopback_peer() {
+        let mut headers = HeaderMap::from([("x-forwarded-for", "1.2.3.4")]);
+        let connection = Connection::plain().destination("10.0.0.1:8443".parse().unwrap());
+        let remote = HttpConnectionManager::default()
+            .use_remote_address(true)
+            .apply(&mut headers, &connection, &mut ids());
+        assert_eq!(remote, connection.source);
+        assert_eq!(headers.get(XFF), Some("1.2.3.4,10.0.0.1"));
+        assert_eq!(headers.get(EXTERNAL_ADDRESS), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn plain_connections_lose_any_incoming_xfcc_unless_always_forwarded() {
+        for (mode, kept) in [
+            (ForwardClientCert::Sanitize, false),
+            (ForwardClientCert::ForwardOnly, false),
+            (ForwardClientCert::SanitizeSet, false),
+            (ForwardClientCert::AlwaysForwardOnly, true),
+        ] {
+            let mut headers = HeaderMap::from([(XFCC, "By=spoofed")]);
+            HttpConnectionManager::default()
+                .forward_client_cert(mode, ClientCertDetails::all())
+                .apply(&mut headers, &Connection::plain(), &mut ids());
+            assert_eq!(headers.contains(XFCC), kept, "{mode:?}");
+        }
+    }
+}

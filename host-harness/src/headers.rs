@@ -1,0 +1,155 @@
+//! An ordered, multi-valued header map with Envoy's semantics: keys are lowercased when stored,
+//! lookups ignore case, and repeated keys keep every value in arrival order.
+
+use std::fmt;
+
+/// Headers (or trailers) in arrival order. Keys are stored lowercased, as Envoy's
+/// `LowerCaseString` does; values are kept byte for byte.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeaderMap {
+    entries: Vec<(String, String)>,
+}
+
+impl HeaderMap {
+    pub fn new() -> HeaderMap {
+        HeaderMap::default()
+    }
+
+    /// Builds a map from pairs, lowercasing keys and keeping duplicates.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (key, value) in pairs {
+            map.add(key.as_ref(), value.as_ref());
+        }
+        map
+    }
+
+    /// The first value of `key`, as `proxy_get_header_map_value` returns it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn get_all(&self, key: &str) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Every value of `key` joined with `,`, as Envoy's attribute lookups
+    /// (`request.headers[...]`) return repeated headers.
+    pub fn get_joined(&self, key: &str) -> Option<String> {
+        let values = self.get_all(key);
+        (!values.is_empty()).then(|| values.join(","))
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Appends a value, keeping existing ones (`proxy_add_header_map_value`).
+    pub fn add(&mut self, key: &str, value: &str) {
+        self.entries
+            .push((key.to_ascii_lowercase(), value.to_string()));
+    }
+
+    /// Replaces every value of `key` with one value in the place of the first
+    /// (`proxy_replace_header_map_value`, Envoy's `setCopy`); appends when absent.
+    pub fn set(&mut self, key: &str, value: &str) {
+        match self
+            .entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))
+        {
+            Some(first) => {
+                self.entries[first].1 = value.to_string();
+                let mut index = 0;
+                self.entries.retain(|(k, _)| {
+                    let keep = index <= first || !k.eq_ignore_ascii_case(key);
+                    index += 1;
+                    keep
+                });
+            }
+            None => self.add(key, value),
+        }
+    }
+
+    /// Removes every value of `key`.
+    pub fn remove(&mut self, key: &str) {
+        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+    }
+
+    /// Number of entries, counting each repeated value (what the guest receives as the header
+    /// count of `proxy_on_*_headers`).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Sum of key and value lengths: Envoy's `byteSize()`, returned by `proxy_get_header_map_size`.
+    pub fn byte_size(&self) -> usize {
+        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The entries as owned pairs, in order.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        self.entries.clone()
+    }
+}
+
+impl fmt::Debug for HeaderMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(k, v)| format!("{k}: {v}")))
+            .finish()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>, const N: usize> From<[(K, V); N]> for HeaderMap {
+    fn from(pairs: [(K, V); N]) -> HeaderMap {
+        HeaderMap::from_pairs(&pairs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_lowercased_and_lookups_ignore_case() {
+        let mut map = HeaderMap::new();
+        map.add("X-Thing", "1");
+        assert_eq!(map.get("x-thing"), Some("1"));
+        assert_eq!(map.iter().next(), Some(("x-thing", "1")));
+    }
+
+    #[test]
+    fn set_replaces_all_values_in_place_of_the_first() {
+        let mut map = HeaderMap::from_pairs(&[("a", "1"), ("b", "2"), ("a", "3")]);
+        map.set("A", "9");
+        assert_eq!(
+            map.to_pairs(),
+            vec![("a".into(), "9".into()), ("b".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn repeated_values_are_kept_and_joined() {
+        let map = HeaderMap::from_pairs(&[("xff", "1.1.1.1"), ("xff", "2.2.2.2")]);
+        assert_eq!(map.get("xff"), Some("1.1.1.1"));
+        assert_eq!(map.get_joined("xff").as_deref(), Some("1.1.1.1,2.2.2.2"));
+        assert_eq!(map.byte_size(), 20);
+    }
+}

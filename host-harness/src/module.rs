@@ -1,0 +1,100 @@
+//! Compiled guest modules: one wasmtime `Engine` per process, and each module compiled once
+//! (keyed by its bytes' hash), so hundreds of tests pay for compilation once.
+
+use crate::error::HarnessError;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use wasmtime::{Config, Engine, Module};
+
+/// A compiled proxy-wasm module, cheap to clone and share between threads. Each
+/// [`Plugin`](crate::Plugin) instantiates it into its own store.
+#[derive(Clone)]
+pub struct GuestModule {
+    pub(crate) module: Module,
+    pub(crate) name: Arc<str>,
+}
+
+impl std::fmt::Debug for GuestModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestModule")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// The process-wide engine. Compiled code is immutable, so sharing it keeps tests independent.
+pub(crate) fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        Engine::new(&config).unwrap_or_else(|_| Engine::default())
+    })
+}
+
+fn cache() -> &'static Mutex<HashMap<u64, Module>> {
+    static CACHE: OnceLock<Mutex<HashMap<u64, Module>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl GuestModule {
+    /// Loads a `.wasm` (or `.wat`) file, compiling it only the first time its bytes are seen in
+    /// this process.
+    pub fn load(path: impl AsRef<Path>) -> Result<GuestModule, HarnessError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|error| HarnessError::Read {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+        GuestModule::from_bytes(path.display().to_string(), &bytes)
+    }
+
+    /// Compiles a module from WebAssembly text (for hand-written test guests).
+    pub fn from_wat(name: impl Into<String>, wat: &str) -> Result<GuestModule, HarnessError> {
+        GuestModule::from_bytes(name, wat.as_bytes())
+    }
+
+    /// Compiles binary wasm or WAT bytes, reusing an earlier compilation of the same bytes.
+    pub fn from_bytes(name: impl Into<String>, bytes: &[u8]) -> Result<GuestModule, HarnessError> {
+        let name: Arc<str> = name.into().into();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        let key = hasher.finish();
+        if let Some(module) = cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(GuestModule { module, name });
+        }
+        // Compiling outside the lock lets different modules compile in parallel; two threads
+        // compiling the same bytes at once merely do the work twice.
+        let module = Module::new(engine(), bytes).map_err(|error| HarnessError::Compile {
+            module: name.to_string(),
+            reason: format!("{error:#}"),
+        })?;
+        if let Ok(mut cache) = cache().lock() {
+            cache.insert(key, module.clone());
+        }
+        Ok(GuestModule { module, name })
+    }
+
+    /// The name the module was loaded under (its path, for files).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The module's imports as `module::name`, e.g. `env::proxy_log`.
+    pub fn imports(&self) -> Vec<String> {
+        self.module
+            .imports()
+            .map(|import| format!("{}::{}", import.module(), import.name()))
+            .collect()
+    }
+
+    /// The module's export names.
+    pub fn exports(&self) -> Vec<String> {
+        self.module
+            .exports()
+            .map(|export| export.name().to_string())
+            .collect()
+    }
+}

@@ -1,0 +1,334 @@
+//! The host's per-plugin state inside the wasmtime `Store`: contexts and their streams, logs,
+//! metrics, shared data and queues, dispatched http calls, the test's clock, hostcall counts.
+//! Nothing here is global: every `Plugin` owns one.
+
+use crate::abi::{LogLevel, MapType, MetricType, Status};
+use crate::connection::Connection;
+use crate::headers::HeaderMap;
+use crate::plugin::{HttpCallResponse, LogRecord, Metric, PluginSettings};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use wasmtime::{Memory, TypedFunc};
+
+/// A test-registered foreign function: arguments in, result bytes or a status out.
+pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
+
+pub(crate) struct HostState {
+    pub settings: Arc<PluginSettings>,
+    pub plugin_configuration: Vec<u8>,
+    pub memory: Option<Memory>,
+    pub allocator: Option<TypedFunc<i32, i32>>,
+    pub now_ns: u64,
+    pub rng: u64,
+    pub logs: Vec<LogRecord>,
+    pub panic_message: Option<String>,
+    pub metrics: MetricStore,
+    pub shared_data: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
+    pub next_cas: u32,
+    pub queues: Vec<SharedQueue>,
+    pub ready_queues: VecDeque<(u32, u32)>,
+    pub http_calls: BTreeMap<u32, crate::plugin::DispatchedHttpCall>,
+    pub next_http_token: u32,
+    pub http_call_response: Option<HttpCallResponse>,
+    pub status: (u32, String),
+    pub current_context: u32,
+    pub effective_context: Option<u32>,
+    pub configuring: bool,
+    pub call_data: Vec<u8>,
+    pub roots: HashMap<u32, RootContext>,
+    pub streams: HashMap<u32, StreamState>,
+    pub pending_done: Vec<u32>,
+    pub done_called: Vec<u32>,
+    pub hostcalls: HashMap<u32, BTreeMap<&'static str, u64>>,
+}
+
+#[derive(Default)]
+pub(crate) struct RootContext {
+    pub tick_period_ms: u64,
+    pub next_tick_ns: Option<u64>,
+}
+
+pub(crate) struct SharedQueue {
+    pub vm_id: String,
+    pub name: String,
+    pub root_context: u32,
+    pub items: VecDeque<Vec<u8>>,
+}
+
+/// Which of the stream's maps and buffers Envoy currently hands to the filter: a map is only
+/// reachable while its callback runs or while the stream is stopped in it.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Live {
+    pub request_headers: bool,
+    pub request_body: bool,
+    pub request_trailers: bool,
+    pub response_headers: bool,
+    pub response_body: bool,
+    pub response_trailers: bool,
+}
+
+pub(crate) struct StreamState {
+    pub connection: Arc<Connection>,
+    pub source_address: SocketAddr,
+    pub route: crate::plugin::Route,
+    pub start_ns: u64,
+    pub protocol: String,
+    pub request_headers: HeaderMap,
+    pub request_body: Vec<u8>,
+    pub request_trailers: Option<HeaderMap>,
+    pub request_body_bytes: u64,
+    pub response_headers: Option<HeaderMap>,
+    pub response_body: Vec<u8>,
+    pub response_trailers: Option<HeaderMap>,
+    pub live: Live,
+    pub end_of_stream: bool,
+    pub access_log_phase: bool,
+    pub local_response: Option<crate::plugin::LocalResponse>,
+    pub continue_request: bool,
+    pub continue_response: bool,
+    pub closed: bool,
+    pub filter_state: BTreeMap<String, Vec<u8>>,
+    pub response_code: Option<u32>,
+    pub response_code_details: Option<String>,
+}
+
+impl StreamState {
+    pub fn new(
+        connection: Arc<Connection>,
+        source_address: SocketAddr,
+        route: crate::plugin::Route,
+        start_ns: u64,
+        request_headers: HeaderMap,
+    ) -> StreamState {
+        StreamState {
+            connection,
+            source_address,
+            route,
+            start_ns,
+            protocol: "HTTP/1.1".to_string(),
+            request_headers,
+            request_body: Vec::new(),
+            request_trailers: None,
+            request_body_bytes: 0,
+            response_headers: None,
+            response_body: Vec::new(),
+            response_trailers: None,
+            live: Live::default(),
+            end_of_stream: false,
+            access_log_phase: false,
+            local_response: None,
+            continue_request: false,
+            continue_response: false,
+            closed: false,
+            filter_state: BTreeMap::new(),
+            response_code: None,
+            response_code_details: None,
+        }
+    }
+
+    /// The map Envoy's `getMap` returns (mutable access), creating trailers the way
+    /// `addDecodedTrailers` does when asked during the last body callback.
+    pub fn writable_map(&mut self, map: MapType) -> Option<&mut HeaderMap> {
+        match map {
+            MapType::RequestHeaders if self.live.request_headers => Some(&mut self.request_headers),
+            MapType::RequestTrailers => {
+                if !self.live.request_trailers && self.live.request_body && self.end_of_stream {
+                    self.live.request_trailers = true;
+                    self.request_trailers.get_or_insert_with(HeaderMap::new);
+                }
+                if self.live.request_trailers {
+                    self.request_trailers.as_mut()
+                } else {
+                    None
+                }
+            }
+            MapType::ResponseHeaders if self.live.response_headers => {
+                self.response_headers.as_mut()
+            }
+            MapType::ResponseTrailers => {
+                if !self.live.response_trailers && self.live.response_body && self.end_of_stream {
+                    self.live.response_trailers = true;
+                    self.response_trailers.get_or_insert_with(HeaderMap::new);
+                }
+                if self.live.response_trailers {
+                    self.response_trailers.as_mut()
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The map Envoy's `getConstMap` returns (read access), including the access-log phase.
+    pub fn readable_map(&self, map: MapType) -> Option<&HeaderMap> {
+        if self.access_log_phase {
+            return match map {
+                MapType::RequestHeaders => Some(&self.request_headers),
+                MapType::ResponseHeaders => self.response_headers.as_ref(),
+                MapType::ResponseTrailers => self.response_trailers.as_ref(),
+                _ => None,
+            };
+        }
+        match map {
+            MapType::RequestHeaders if self.live.request_headers => Some(&self.request_headers),
+            MapType::RequestTrailers if self.live.request_trailers => {
+                self.request_trailers.as_ref()
+            }
+            MapType::ResponseHeaders if self.live.response_headers => {
+                self.response_headers.as_ref()
+            }
+            MapType::ResponseTrailers if self.live.response_trailers => {
+                self.response_trailers.as_ref()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Metrics as Envoy's Wasm extension keeps them: ids carry the type in their low two bits and
+/// step by 4; defining a name twice yields a new id for the same stat.
+#[derive(Default)]
+pub(crate) struct MetricStore {
+    pub ids: HashMap<u32, usize>,
+    pub metrics: Vec<Metric>,
+    pub by_name: HashMap<(String, MetricType), usize>,
+    pub next_id: [u32; 3],
+}
+
+impl MetricStore {
+    pub fn define(&mut self, kind: MetricType, name: &str) -> u32 {
+        let index = match self.by_name.get(&(name.to_string(), kind)) {
+            Some(&index) => index,
+            None => {
+                self.metrics.push(Metric {
+                    name: name.to_string(),
+                    kind,
+                    value: 0,
+                    samples: Vec::new(),
+                });
+                self.by_name
+                    .insert((name.to_string(), kind), self.metrics.len() - 1);
+                self.metrics.len() - 1
+            }
+        };
+        let slot = kind as usize;
+        let id = self.next_id[slot] * 4 + kind as u32;
+        self.next_id[slot] += 1;
+        self.ids.insert(id, index);
+        id
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Metric> {
+        let index = *self.ids.get(&id)?;
+        self.metrics.get_mut(index)
+    }
+
+    /// The type an id claims through its low bits (what Envoy dispatches on).
+    pub fn kind_of(id: u32) -> Option<MetricType> {
+        MetricType::from_code(id & 3)
+    }
+}
+
+impl HostState {
+    pub fn new(settings: Arc<PluginSettings>) -> HostState {
+        HostState {
+            plugin_configuration: settings.configuration.clone(),
+            now_ns: settings.start_time_ns,
+            rng: settings.seed | 1,
+            settings,
+            memory: None,
+            allocator: None,
+            logs: Vec::new(),
+            panic_message: None,
+            metrics: MetricStore::default(),
+            shared_data: BTreeMap::new(),
+            next_cas: 1,
+            queues: Vec::new(),
+            ready_queues: VecDeque::new(),
+            http_calls: BTreeMap::new(),
+            next_http_token: 1,
+            http_call_response: None,
+            status: (0, String::new()),
+            current_context: 0,
+            effective_context: None,
+            configuring: false,
+            call_data: Vec::new(),
+            roots: HashMap::new(),
+            streams: HashMap::new(),
+            pending_done: Vec::new(),
+            done_called: Vec::new(),
+            hostcalls: HashMap::new(),
+        }
+    }
+
+    /// The context hostcalls act on: the one `proxy_set_effective_context` chose, else the one
+    /// the host called into.
+    pub fn context(&self) -> u32 {
+        self.effective_context.unwrap_or(self.current_context)
+    }
+
+    pub fn stream(&self) -> Option<&StreamState> {
+        self.streams.get(&self.context())
+    }
+
+    pub fn stream_mut(&mut self) -> Option<&mut StreamState> {
+        let id = self.context();
+        self.streams.get_mut(&id)
+    }
+
+    pub fn context_exists(&self, id: u32) -> bool {
+        self.roots.contains_key(&id) || self.streams.contains_key(&id)
+    }
+
+    pub fn count_hostcall(&mut self, name: &'static str) {
+        *self
+            .hostcalls
+            .entry(self.current_context)
+            .or_default()
+            .entry(name)
+            .or_default() += 1;
+    }
+
+    pub fn log(&mut self, level: LogLevel, message: String) {
+        if level == LogLevel::Critical {
+            self.panic_message = Some(message.clone());
+        }
+        self.logs.push(LogRecord {
+            level,
+            message,
+            context_id: self.context(),
+        });
+    }
+
+    /// xorshift64*: deterministic per plugin seed, so runs are reproducible.
+    pub fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A UUID v4 from the deterministic generator, as Envoy's x-request-id.
+    pub fn new_request_id(&mut self) -> String {
+        let high = self.next_random();
+        let low = self.next_random();
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&high.to_be_bytes());
+        bytes[8..].copy_from_slice(&low.to_be_bytes());
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex = crate::tls::hex(&bytes);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
+}
