@@ -203,6 +203,20 @@ impl IssuedCert {
             .map(|byte| format!("{byte:02x}"))
             .collect()
     }
+
+    /// The certificate as an AWS ALB in mTLS verify mode passes it in `X-Amzn-Mtls-Clientcert-Leaf`:
+    /// URL-encoded PEM in which ALB leaves `+`, `=` and `/` unescaped.
+    pub fn alb_leaf_header_value(&self) -> String {
+        let mut encoded = String::with_capacity(self.cert_pem.len() * 2);
+        for byte in self.cert_pem.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-_.~+=/".contains(&byte) {
+                encoded.push(char::from(byte));
+            } else {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        encoded
+    }
 }
 
 /// A certificate authority that signs test certificates.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Lines of Envoy's log printed when a start fails or a test panics.
-const LOG_TAIL_LINES: usize = 80;
+const LOG_TAIL_LINES: usize = 40;
 
 /// The workspace root (the parent of `testkit/`).
 pub fn workspace_root() -> PathBuf {
