@@ -1238,6 +1238,8 @@ impl Stream<'_> {
                 Stage::Done => {
                     let stream = self.plugin.stream_state(id)?;
                     stream.live.request_headers = false;
+                    // Data still buffered by a stopped body callback flows once the stream does.
+                    self.upstream_body.append(&mut stream.request_body);
                     self.outcome = RequestOutcome::Continued(UpstreamRequest {
                         headers: stream.request_headers.clone(),
                         body: std::mem::take(&mut self.upstream_body),
@@ -1356,6 +1358,7 @@ impl Stream<'_> {
                 Stage::Done => {
                     let stream = self.plugin.stream_state(id)?;
                     stream.live.response_headers = false;
+                    self.client_body.append(&mut stream.response_body);
                     let mut headers = stream.response_headers.clone().unwrap_or_default();
                     // Envoy's default server_header_transformation (OVERWRITE).
                     headers.set("server", "envoy");

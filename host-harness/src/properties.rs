@@ -234,3 +234,209 @@ fn xds_attribute(stream: &StreamState, key: &str) -> Option<Value> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::Connection;
+    use crate::plugin::{PluginSettings, Route};
+    use crate::state::StreamState;
+    use crate::tls::{Certificate, Tls, TlsVersion};
+    use std::sync::Arc;
+
+    const STREAM: u32 = 2;
+
+    fn client_certificate() -> Certificate {
+        use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, "client-one");
+        name.push(DnType::OrganizationalUnitName, "Team A");
+        name.push(DnType::OrganizationName, "Spike Org");
+        name.push(DnType::CountryName, "US");
+        params.distinguished_name = name;
+        params.subject_alt_names = vec![
+            SanType::URI("spiffe://example.org/one".try_into().unwrap()),
+            SanType::URI("spiffe://example.org/two".try_into().unwrap()),
+            SanType::DnsName("one.example.org".try_into().unwrap()),
+        ];
+        let key = KeyPair::generate().unwrap();
+        Certificate::from_pem(&params.self_signed(&key).unwrap().pem()).unwrap()
+    }
+
+    fn state_for(connection: Connection, route: Route) -> HostState {
+        let mut state = HostState::new(Arc::new(PluginSettings::new("gate").root_id("root")));
+        let headers = HeaderMap::from([
+            (":authority", "api.example.com"),
+            (":path", "/a/b?x=1#frag"),
+            (":method", "GET"),
+            ("x-request-id", "rid"),
+            ("x-multi", "1"),
+            ("x-multi", "2"),
+        ]);
+        let source = connection.source;
+        let stream = StreamState::new(Arc::new(connection), source, route, 42, headers);
+        state.streams.insert(STREAM, stream);
+        state.current_context = STREAM;
+        state
+    }
+
+    fn get(state: &HostState, path: &str) -> Result<Vec<u8>, Status> {
+        get_property(state, path.replace('.', "\0").as_bytes())
+    }
+
+    #[test]
+    fn mtls_connection_properties_match_envoy() {
+        let certificate = client_certificate();
+        let connection = Connection::tls(
+            Tls::new()
+                .version(TlsVersion::Tls12)
+                .sni("api.example.com")
+                .peer_certificate(certificate.clone()),
+        )
+        .id(7);
+        let state = state_for(connection, Route::default());
+        let text = |path: &str| String::from_utf8(get(&state, path).unwrap()).unwrap();
+        assert_eq!(
+            text("connection.subject_peer_certificate"),
+            "C=US,O=Spike Org,OU=Team A,CN=client-one"
+        );
+        assert_eq!(
+            text("connection.uri_san_peer_certificate"),
+            "spiffe://example.org/one"
+        );
+        assert_eq!(
+            text("connection.dns_san_peer_certificate"),
+            "one.example.org"
+        );
+        assert_eq!(text("connection.tls_version"), "TLSv1.2");
+        assert_eq!(text("connection.requested_server_name"), "api.example.com");
+        assert_eq!(text("connection.peer_certificate"), certificate.pem());
+        let digest = text("connection.sha256_peer_certificate_digest");
+        assert_eq!(digest.len(), 64);
+        assert!(digest
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(get(&state, "connection.mtls"), Ok(vec![1]));
+        assert_eq!(
+            get(&state, "connection.peer_certificate_valid"),
+            Ok(vec![1])
+        );
+        assert_eq!(
+            get(&state, "connection.id"),
+            Ok(7u64.to_le_bytes().to_vec())
+        );
+        assert_eq!(
+            get(&state, "connection.uri_san_local_certificate"),
+            Err(Status::NotFound)
+        );
+        assert_eq!(get(&state, "connection"), Err(Status::SerializationFailure));
+    }
+
+    #[test]
+    fn plain_connections_have_no_tls_properties() {
+        let state = state_for(Connection::plain(), Route::default());
+        assert_eq!(get(&state, "connection.mtls"), Ok(vec![0]));
+        assert_eq!(
+            get(&state, "connection.requested_server_name"),
+            Ok(Vec::new())
+        );
+        for missing in [
+            "connection.tls_version",
+            "connection.peer_certificate",
+            "connection.peer_certificate_valid",
+            "connection.subject_peer_certificate",
+            "connection.sha256_peer_certificate_digest",
+        ] {
+            assert_eq!(get(&state, missing), Err(Status::NotFound), "{missing}");
+        }
+    }
+
+    #[test]
+    fn tls_without_a_client_certificate_or_with_an_untrusted_one() {
+        let no_cert = state_for(Connection::tls(Tls::new()), Route::default());
+        assert_eq!(get(&no_cert, "connection.mtls"), Ok(vec![0]));
+        assert_eq!(
+            get(&no_cert, "connection.peer_certificate_valid"),
+            Ok(vec![0])
+        );
+        assert_eq!(
+            get(&no_cert, "connection.subject_peer_certificate"),
+            Ok(Vec::new())
+        );
+        assert_eq!(
+            get(&no_cert, "connection.uri_san_peer_certificate"),
+            Err(Status::NotFound)
+        );
+        assert_eq!(
+            get(&no_cert, "connection.peer_certificate"),
+            Err(Status::NotFound)
+        );
+
+        let untrusted = Tls::new()
+            .peer_certificate(client_certificate())
+            .validated(false);
+        let untrusted = state_for(Connection::tls(untrusted), Route::default());
+        assert_eq!(get(&untrusted, "connection.mtls"), Ok(vec![1]));
+        assert_eq!(
+            get(&untrusted, "connection.peer_certificate_valid"),
+            Ok(vec![0])
+        );
+    }
+
+    #[test]
+    fn request_addresses_route_and_plugin_attributes() {
+        let route = Route {
+            name: Some("admin".into()),
+            cluster: Some("backend".into()),
+            virtual_host: None,
+        };
+        let connection = Connection::plain().source("203.0.113.9:4444".parse().unwrap());
+        let state = state_for(connection, route);
+        let text = |path: &str| String::from_utf8(get(&state, path).unwrap()).unwrap();
+        assert_eq!(text("request.path"), "/a/b?x=1#frag");
+        assert_eq!(text("request.url_path"), "/a/b");
+        assert_eq!(text("request.query"), "x=1");
+        assert_eq!(text("request.host"), "api.example.com");
+        assert_eq!(text("request.id"), "rid");
+        assert_eq!(text("request.headers.x-multi"), "1,2");
+        assert_eq!(
+            get(&state, "request.time"),
+            Ok(42i64.to_le_bytes().to_vec())
+        );
+        assert_eq!(text("source.address"), "203.0.113.9:4444");
+        assert_eq!(
+            get(&state, "source.port"),
+            Ok(4444i64.to_le_bytes().to_vec())
+        );
+        assert_eq!(text("destination.address"), "127.0.0.1:10000");
+        assert_eq!(text("xds.route_name"), "admin");
+        assert_eq!(text("xds.cluster_name"), "backend");
+        assert_eq!(get(&state, "xds.virtual_host_name"), Err(Status::NotFound));
+        assert_eq!(text("plugin_name"), "gate");
+        assert_eq!(text("plugin_root_id"), "root");
+        assert_eq!(get(&state, "request.nonexistent"), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn filter_state_round_trips_under_the_wasm_prefix() {
+        let mut state = state_for(Connection::plain(), Route::default());
+        assert_eq!(set_property(&mut state, b"decision", b"deny"), Status::Ok);
+        assert_eq!(get(&state, "decision"), Ok(b"deny".to_vec()));
+        assert_eq!(
+            get_property(&state, b"filter_state\0wasm.decision"),
+            Ok(b"deny".to_vec())
+        );
+        state.current_context = 1;
+        assert_eq!(
+            set_property(&mut state, b"decision", b"x"),
+            Status::NotFound,
+            "root context"
+        );
+        assert_eq!(
+            get(&state, "request.path"),
+            Err(Status::NotFound),
+            "root context"
+        );
+    }
+}
