@@ -1,15 +1,23 @@
 //! The plugin configuration: its JSON schema (the public contract) and its compilation into a ready
 //! [`Policy`], reporting every problem with the path of the field that has it.
 
+use super::alb;
 use super::dns::DnsPattern;
+use super::forwarded::ForwardedMode;
+use super::forwarding::{
+    Forwarding, IdentityField, IdentityHeader, XfccForwarding, Xff, RESERVED_HEADERS,
+};
 use super::ip::IpNet;
 use super::matcher::{Matcher, MatcherKind, MatcherSet};
 use super::policy::{
-    DefaultAction, DenyResponse, IdentitySource, Mode, Policy, Route, TrustedProxies,
+    DefaultAction, DenyResponse, IdentitySource, Mode, Policy, Route, SniHostMismatch,
+    TrustedProxies,
 };
 use super::route::RouteMatch;
+use super::telemetry::{RecordLevel, Telemetry, NO_ROUTE};
+use super::xfcc::{XfccDetail, XfccMode};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 /// One problem in the configuration: where (`routes[2].allow[0].dns`) and what.
@@ -97,6 +105,12 @@ struct RawConfig {
     identity_sources: Vec<IdentitySource>,
     #[serde(default)]
     assume_presented_certs_validated: bool,
+    #[serde(default)]
+    forwarding: Object<RawForwarding>,
+    #[serde(default)]
+    telemetry: Object<RawTelemetry>,
+    #[serde(default)]
+    sni_host_mismatch: SniHostMismatch,
 }
 
 fn default_identity_sources() -> Vec<IdentitySource> {
@@ -195,6 +209,74 @@ struct RawTrustedProxies {
     identities: Vec<RawMatcher>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawForwarding {
+    xff: Option<Object<RawXff>>,
+    #[serde(default)]
+    x_forwarded_proto: bool,
+    #[serde(default)]
+    x_forwarded_host: bool,
+    #[serde(default)]
+    forwarded: ForwardedMode,
+    xfcc: Option<Object<RawXfcc>>,
+    #[serde(default)]
+    client_cert: bool,
+    #[serde(default)]
+    identity_headers: Object<BTreeMap<String, IdentityField>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawXff {
+    #[serde(default = "yes")]
+    append: bool,
+    #[serde(default)]
+    trusted_hops: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawXfcc {
+    mode: Option<XfccMode>,
+    #[serde(default = "default_xfcc_details")]
+    details: Vec<XfccDetail>,
+}
+
+fn default_xfcc_details() -> Vec<XfccDetail> {
+    vec![
+        XfccDetail::Hash,
+        XfccDetail::Subject,
+        XfccDetail::Uri,
+        XfccDetail::Dns,
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    #[serde(default = "default_expiry_warning_days")]
+    expiry_warning_days: u32,
+    #[serde(default)]
+    access_record: RecordLevel,
+    #[serde(default = "yes")]
+    filter_state: bool,
+}
+
+fn default_expiry_warning_days() -> u32 {
+    Telemetry::default().expiry_warning_days
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            expiry_warning_days: default_expiry_warning_days(),
+            access_record: RecordLevel::default(),
+            filter_state: true,
+        }
+    }
+}
+
 /// Collects problems with their paths while compiling.
 struct Problems<'a>(&'a mut Vec<ConfigError>);
 
@@ -235,6 +317,9 @@ impl RawConfig {
                 "is empty: list at least one source, e.g. [\"connection\"]",
             );
         }
+        let trusted_proxies = self.trusted_proxies.0.compile(&mut problems);
+        let anyone_trusted =
+            !trusted_proxies.cidrs.is_empty() || !trusted_proxies.identities.is_empty();
         let mut seen_sources = HashSet::new();
         for (index, source) in self.identity_sources.iter().enumerate() {
             if !seen_sources.insert(*source) {
@@ -243,16 +328,30 @@ impl RawConfig {
                     format!("{:?} is listed twice", source.as_str()),
                 );
             }
+            if source.reads_headers() && !anyone_trusted {
+                problems.add(
+                    format!("identity_sources[{index}]"),
+                    format!(
+                        "{:?} reads request headers, which certgate believes only from a trusted peer: \
+                         list the proxy in trusted_proxies (cidrs or identities)",
+                        source.as_str()
+                    ),
+                );
+            }
         }
+        let forwarding = self.forwarding.0.compile(anyone_trusted, &mut problems);
         Policy {
             mode: self.mode,
             default_action: self.default_action,
             routes,
             wildcard_certs: self.wildcard_certs,
             deny_response: self.deny_response.0.compile(&mut problems),
-            trusted_proxies: self.trusted_proxies.0.compile(&mut problems),
+            trusted_proxies,
             identity_sources: self.identity_sources,
             assume_presented_certs_validated: self.assume_presented_certs_validated,
+            forwarding,
+            telemetry: self.telemetry.0.compile(&mut problems),
+            sni_host_mismatch: self.sni_host_mismatch,
         }
     }
 }
@@ -289,6 +388,8 @@ impl RawRoute {
 fn route_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() || name.len() > 64 {
         Some("must be 1 to 64 characters long")
+    } else if name == NO_ROUTE {
+        Some("is reserved: it is the route label of requests no route matched")
     } else if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -431,6 +532,143 @@ impl RawTrustedProxies {
         TrustedProxies {
             cidrs,
             identities: compile_matchers(&self.identities, "trusted_proxies.identities", problems),
+        }
+    }
+}
+
+impl RawForwarding {
+    fn compile(self, anyone_trusted: bool, problems: &mut Problems<'_>) -> Forwarding {
+        let xff = self.xff.map(|Object(xff)| {
+            if xff.trusted_hops > 0 && !anyone_trusted {
+                problems.add(
+                    "forwarding.xff.trusted_hops",
+                    format!(
+                        "{} hops are believed only from a trusted peer: list the proxy in trusted_proxies",
+                        xff.trusted_hops
+                    ),
+                );
+            }
+            if xff.trusted_hops > 32 {
+                problems.add(
+                    "forwarding.xff.trusted_hops",
+                    format!("{} is more hops than any real chain of proxies (at most 32)", xff.trusted_hops),
+                );
+            }
+            Xff {
+                append: xff.append,
+                trusted_hops: xff.trusted_hops,
+            }
+        });
+        let xfcc = self.xfcc.and_then(|Object(xfcc)| xfcc.compile(problems));
+        let mut names = HashSet::new();
+        let identity_headers = self
+            .identity_headers
+            .0
+            .into_iter()
+            .filter_map(|(name, field)| {
+                let path = format!("forwarding.identity_headers.{name}");
+                let lowercase = name.to_ascii_lowercase();
+                if let Some(why) = identity_header_problem(&lowercase) {
+                    problems.add(path, format!("{name:?} {why}"));
+                    return None;
+                }
+                if !names.insert(lowercase.clone()) {
+                    problems.add(
+                        path,
+                        format!("{name:?} is listed twice (header names ignore case)"),
+                    );
+                    return None;
+                }
+                Some(IdentityHeader {
+                    name: lowercase,
+                    field,
+                })
+            })
+            .collect();
+        Forwarding {
+            xff,
+            x_forwarded_proto: self.x_forwarded_proto,
+            x_forwarded_host: self.x_forwarded_host,
+            forwarded: self.forwarded,
+            xfcc,
+            client_cert: self.client_cert,
+            identity_headers,
+        }
+    }
+}
+
+impl RawXfcc {
+    fn compile(self, problems: &mut Problems<'_>) -> Option<XfccForwarding> {
+        let Some(mode) = self.mode else {
+            problems.add(
+                "forwarding.xfcc.mode",
+                "is missing: one of sanitize, forward_only, append_forward, sanitize_set, always_forward_only",
+            );
+            return None;
+        };
+        if self.details.is_empty()
+            && matches!(mode, XfccMode::AppendForward | XfccMode::SanitizeSet)
+        {
+            problems.add(
+                "forwarding.xfcc.details",
+                "is empty: list what the element says, e.g. [\"hash\", \"uri\"]",
+            );
+        }
+        let mut seen = HashSet::new();
+        for (index, detail) in self.details.iter().enumerate() {
+            if !seen.insert(format!("{detail:?}")) {
+                problems.add(
+                    format!("forwarding.xfcc.details[{index}]"),
+                    "is listed twice",
+                );
+            }
+        }
+        Some(XfccForwarding {
+            mode,
+            details: self.details,
+        })
+    }
+}
+
+/// Identity header names are lowercase tokens of `[a-z0-9-]` (they also become metric labels) and
+/// may not take a header that another option, the ALB or HTTP itself owns.
+fn identity_header_problem(name: &str) -> Option<&'static str> {
+    const PROTOCOL: [&str; 9] = [
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "te",
+        "upgrade",
+        "x-request-id",
+        "authorization",
+    ];
+    if name.is_empty() || name.len() > 64 {
+        Some("must be 1 to 64 characters long")
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        Some("may only use letters, digits and '-' (a header name that is also a metric label)")
+    } else if RESERVED_HEADERS.contains(&name) || alb::HEADERS.contains(&name) {
+        Some("is a forwarding header certgate owns through another option")
+    } else if PROTOCOL.contains(&name) || name.starts_with("x-envoy-") {
+        Some("is a header the protocol or Envoy owns")
+    } else {
+        None
+    }
+}
+
+impl RawTelemetry {
+    fn compile(self, problems: &mut Problems<'_>) -> Telemetry {
+        if self.expiry_warning_days > 3650 {
+            problems.add(
+                "telemetry.expiry_warning_days",
+                format!("{} is more than ten years", self.expiry_warning_days),
+            );
+        }
+        Telemetry {
+            expiry_warning_days: self.expiry_warning_days,
+            access_record: self.access_record,
+            filter_state: self.filter_state,
         }
     }
 }

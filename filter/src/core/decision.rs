@@ -38,10 +38,16 @@ pub enum Reason {
     CertUnreadable,
     DeniedByRule,
     NotInAllowlist,
+    /// SNI named another host than `:authority`, and `sni_host_mismatch` is `deny`.
+    SniHostMismatch,
+    /// A certificate taken from a header is past its `notAfter`.
+    CertExpired,
+    /// A certificate taken from a header is before its `notBefore`.
+    CertNotYetValid,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 12] = [
         Reason::AllowlistMatch,
         Reason::ValidatedCert,
         Reason::ClientCertOptional,
@@ -51,6 +57,9 @@ impl Reason {
         Reason::CertUnreadable,
         Reason::DeniedByRule,
         Reason::NotInAllowlist,
+        Reason::SniHostMismatch,
+        Reason::CertExpired,
+        Reason::CertNotYetValid,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +73,9 @@ impl Reason {
             Reason::CertUnreadable => "cert_unreadable",
             Reason::DeniedByRule => "denied_by_rule",
             Reason::NotInAllowlist => "not_in_allowlist",
+            Reason::SniHostMismatch => "sni_host_mismatch",
+            Reason::CertExpired => "cert_expired",
+            Reason::CertNotYetValid => "cert_not_yet_valid",
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The compiled policy and the decision it makes for a request and its peer.
 
 use super::decision::{Decision, Reason, RuleHit, RuleList, Verdict};
+use super::forwarding::Forwarding;
 use super::identity::PeerIdentity;
 use super::ip::IpNet;
 use super::matcher::MatcherSet;
 use super::route::{RequestFacts, RouteMatch};
+use super::telemetry::Telemetry;
 use serde::Deserialize;
 use std::fmt::Write as _;
 
@@ -32,14 +34,36 @@ pub enum DefaultAction {
 pub enum IdentitySource {
     /// The certificate of the TLS connection Envoy terminated.
     Connection,
+    /// The right-most XFCC element, set by a trusted proxy.
+    Xfcc,
+    /// The leaf certificate a trusted AWS ALB (mTLS verify mode) passes in a header.
+    Alb,
 }
 
 impl IdentitySource {
     pub fn as_str(self) -> &'static str {
         match self {
             IdentitySource::Connection => "connection",
+            IdentitySource::Xfcc => "xfcc",
+            IdentitySource::Alb => "alb",
         }
     }
+
+    /// Whether the source reads request headers, believed only from a trusted peer.
+    pub fn reads_headers(self) -> bool {
+        self != IdentitySource::Connection
+    }
+}
+
+/// What a request whose SNI names another host than its `:authority` gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SniHostMismatch {
+    /// Counted and logged, then decided as usual.
+    #[default]
+    Log,
+    /// Denied with reason `sni_host_mismatch`.
+    Deny,
 }
 
 /// The local reply of a denied request.
@@ -95,6 +119,10 @@ pub enum Peer<'a> {
     NotValidated,
     /// Presented and validated, but not readable as a certificate.
     Unreadable,
+    /// From a header, and past its validity period.
+    Expired(&'a PeerIdentity),
+    /// From a header, and before its validity period.
+    NotYetValid(&'a PeerIdentity),
     Identified(&'a PeerIdentity),
 }
 
@@ -111,6 +139,9 @@ pub struct Policy {
     /// On Envoys before 1.39 (no `connection.peer_certificate_valid`), treat a presented certificate
     /// as validated. Sound only when the listener requires and verifies client certificates.
     pub assume_presented_certs_validated: bool,
+    pub forwarding: Forwarding,
+    pub telemetry: Telemetry,
+    pub sni_host_mismatch: SniHostMismatch,
 }
 
 impl Policy {
@@ -141,9 +172,19 @@ impl Policy {
             Peer::NoCertificate => (true, Reason::ClientCertOptional, None),
             Peer::NotValidated => (false, Reason::CertNotValidated, None),
             Peer::Unreadable => (false, Reason::CertUnreadable, None),
+            Peer::Expired(_) => (false, Reason::CertExpired, None),
+            Peer::NotYetValid(_) => (false, Reason::CertNotYetValid, None),
             Peer::Identified(identity) => selected.judge(identity, self.wildcard_certs),
         };
         decision(allowed, selected.mode, reason, route, rule)
+    }
+
+    /// The denial of a request whose SNI does not cover its `:authority` (audited in audit mode).
+    pub fn deny_sni_host_mismatch(&self, route: Option<usize>) -> Decision {
+        let mode = route
+            .and_then(|index| self.routes.get(index))
+            .map_or(self.mode, |route| route.mode);
+        decision(false, mode, Reason::SniHostMismatch, route, None)
     }
 }
 

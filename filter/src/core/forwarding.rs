@@ -1,0 +1,375 @@
+//! The forwarding headers certgate writes for allowed requests (XFF, XFP, X-Forwarded-Host/Port,
+//! `Forwarded`, XFCC, `Client-Cert`, identity headers), and the anti-spoofing that goes with them:
+//! every header certgate owns is removed, every duplicate and every spelling, before anything is set.
+//! Only a trusted peer's forwarding headers are kept or extended.
+
+use super::address::SocketAddress;
+use super::alb;
+use super::decision::Verdict;
+use super::forwarded::{self, ForwardedMode};
+use super::identity::PeerIdentity;
+use super::ip::canonical_ip;
+use super::pairs::HeaderPairs;
+use super::percent;
+use super::policy::IdentitySource;
+use super::rewrite::{is_spelling_of, HeaderRewrite};
+use super::xfcc::{self, XfccAction, XfccDetail, XfccMode};
+use serde::Deserialize;
+use std::net::IpAddr;
+
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+pub const X_FORWARDED_PORT: &str = "x-forwarded-port";
+pub const FORWARDED: &str = "forwarded";
+pub const XFCC: &str = "x-forwarded-client-cert";
+pub const CLIENT_CERT: &str = "client-cert";
+pub const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
+
+/// Header names an `identity_headers` entry may not take: other options own them.
+pub const RESERVED_HEADERS: [&str; 8] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PORT,
+    FORWARDED,
+    XFCC,
+    CLIENT_CERT,
+    CLIENT_CERT_CHAIN,
+];
+
+/// The compiled `forwarding` block. The default touches no header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    pub xff: Option<Xff>,
+    pub x_forwarded_proto: bool,
+    pub x_forwarded_host: bool,
+    pub forwarded: ForwardedMode,
+    pub xfcc: Option<XfccForwarding>,
+    pub client_cert: bool,
+    pub identity_headers: Vec<IdentityHeader>,
+}
+
+/// `forwarding.xff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Xff {
+    /// Append the peer's address (and own the header: an untrusted peer's value is removed).
+    pub append: bool,
+    /// How many right-most entries (the trusted peer's included) are believed when certgate reports
+    /// the client address.
+    pub trusted_hops: u32,
+}
+
+/// `forwarding.xfcc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XfccForwarding {
+    pub mode: XfccMode,
+    pub details: Vec<XfccDetail>,
+}
+
+/// One `identity_headers` entry: a lowercase header name and the field it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeader {
+    pub name: String,
+    pub field: IdentityField,
+}
+
+/// What an identity header carries. Several SANs are comma-joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityField {
+    Uri,
+    Dns,
+    Ip,
+    Email,
+    Subject,
+    SubjectCn,
+    Sha256,
+    Route,
+    Decision,
+}
+
+/// What the rewrite knows of the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RewriteFacts<'a> {
+    pub headers: &'a HeaderPairs<'a>,
+    pub peer_trusted: bool,
+    /// The socket peer.
+    pub peer: Option<SocketAddress>,
+    /// This listener's address (`by=`).
+    pub local: Option<SocketAddress>,
+    /// The client address (see [`client_address`]).
+    pub client: Option<IpAddr>,
+    /// The connection is TLS.
+    pub tls: bool,
+    /// The client presented a certificate on this connection (Envoy's "mTLS" for XFCC modes).
+    pub mtls: bool,
+    pub authority: &'a str,
+    /// The connection's own verified certificate (what XFCC describes).
+    pub connection_identity: Option<&'a PeerIdentity>,
+    /// The identity certgate decided on (what `Client-Cert` and identity headers carry).
+    pub identity: Option<&'a PeerIdentity>,
+    pub route: Option<&'a str>,
+    pub verdict: Verdict,
+}
+
+/// The rewrite and the headers an untrusted peer sent that certgate owns (one entry per value).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pub headers: HeaderRewrite,
+    pub spoofed: Vec<String>,
+}
+
+/// The client address: the peer, or with `trusted_hops` and a trusted peer, the XFF entry that many
+/// hops to the left of the peer (falling back to the peer when XFF is shorter, as Envoy does).
+pub fn client_address(
+    xff: Option<&Xff>,
+    peer_trusted: bool,
+    headers: &HeaderPairs<'_>,
+    peer: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let hops = match xff {
+        Some(xff) if peer_trusted => usize::try_from(xff.trusted_hops).unwrap_or(usize::MAX),
+        _ => 0,
+    };
+    if hops == 0 {
+        return Some(peer);
+    }
+    let entries: Vec<&[u8]> = values(headers, X_FORWARDED_FOR)
+        .flat_map(|value| value.split(|b| *b == b','))
+        .collect();
+    let from_right = hops - 1;
+    let entry = entries
+        .len()
+        .checked_sub(1 + from_right)
+        .and_then(|index| entries.get(index));
+    Some(
+        entry
+            .and_then(|entry| parse_xff_entry(entry))
+            .unwrap_or(peer),
+    )
+}
+
+/// An XFF entry: an address, optionally with a port (`1.2.3.4:80`, `[::1]:80`).
+fn parse_xff_entry(entry: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(entry).ok()?.trim();
+    text.parse::<IpAddr>()
+        .ok()
+        .map(canonical_ip)
+        .or_else(|| SocketAddress::parse(text).map(|address| address.ip))
+}
+
+/// The values of one header (exact name, any case), in order.
+fn values<'h>(headers: &'h HeaderPairs<'_>, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
+    headers
+        .iter()
+        .filter(move |(key, _)| key.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, value)| *value)
+}
+
+/// Builds the rewrite for an allowed request (and the spoofing record for any request).
+pub fn rewrite(
+    forwarding: &Forwarding,
+    sources: &[IdentitySource],
+    facts: &RewriteFacts<'_>,
+) -> Rewrite {
+    let mut builder = Builder {
+        facts,
+        rewrite: Rewrite::default(),
+        dropped: Vec::new(),
+    };
+    let proto = if facts.tls { "https" } else { "http" };
+    // Identity headers the peer may not send: a spoofing attempt whatever the forwarding options.
+    if !facts.peer_trusted {
+        if sources.contains(&IdentitySource::Xfcc) {
+            builder.drop(XFCC);
+        }
+        if sources.contains(&IdentitySource::Alb) {
+            for name in alb::HEADERS {
+                builder.drop(name);
+            }
+        }
+    }
+    if forwarding.xff.is_some_and(|xff| xff.append) {
+        if let Some(peer) = facts.peer {
+            builder.extend(X_FORWARDED_FOR, peer.ip.to_string().into_bytes());
+        }
+    }
+    if forwarding.x_forwarded_proto {
+        builder.keep_trusted_or_set(X_FORWARDED_PROTO, proto.as_bytes().to_vec());
+    }
+    if forwarding.x_forwarded_host {
+        let (host, port) = authority_parts(facts.authority, facts.tls);
+        let trusted_has_host =
+            facts.peer_trusted && values(facts.headers, X_FORWARDED_HOST).next().is_some();
+        if !trusted_has_host {
+            builder.replace(X_FORWARDED_HOST, host.as_bytes().to_vec());
+            builder.replace(X_FORWARDED_PORT, port.into_bytes());
+        }
+    }
+    match forwarding.forwarded {
+        ForwardedMode::Off => {}
+        ForwardedMode::Append => {
+            let peer = facts.peer.map(|peer| peer.ip);
+            let element = forwarded::element(peer, facts.local, proto, facts.authority);
+            builder.extend(FORWARDED, element.into_bytes());
+        }
+        ForwardedMode::Set => {
+            let element = forwarded::element(facts.client, facts.local, proto, facts.authority);
+            builder.replace(FORWARDED, element.into_bytes());
+        }
+    }
+    if let Some(config) = &forwarding.xfcc {
+        let element = facts
+            .connection_identity
+            .map(|identity| xfcc::encode_element(identity, &config.details))
+            .filter(|element| !element.is_empty());
+        match (config.mode.action(facts.mtls), element) {
+            (XfccAction::Keep, _) => {}
+            (XfccAction::Append, Some(element)) => builder.extend(XFCC, element.into_bytes()),
+            (XfccAction::Set, Some(element)) => builder.replace(XFCC, element.into_bytes()),
+            (XfccAction::Remove | XfccAction::Append | XfccAction::Set, _) => builder.drop(XFCC),
+        }
+    }
+    if forwarding.client_cert {
+        builder.drop(CLIENT_CERT_CHAIN);
+        match facts.identity.and_then(client_cert_value) {
+            Some(value) => builder.replace(CLIENT_CERT, value.into_bytes()),
+            None => builder.drop(CLIENT_CERT),
+        }
+    }
+    for header in &forwarding.identity_headers {
+        match identity_value(header.field, facts) {
+            Some(value) => builder.replace(&header.name, value.into_bytes()),
+            None => builder.drop(&header.name),
+        }
+    }
+    builder.rewrite
+}
+
+struct Builder<'f> {
+    facts: &'f RewriteFacts<'f>,
+    rewrite: Rewrite,
+    /// Owned names already removed (each arrival is counted once).
+    dropped: Vec<String>,
+}
+
+impl Builder<'_> {
+    /// Removes every spelling of an owned header; from an untrusted peer, each value is a spoof.
+    fn drop(&mut self, owned: &str) {
+        if self.dropped.iter().any(|name| name == owned) {
+            return;
+        }
+        self.dropped.push(owned.to_owned());
+        for (key, _) in self.facts.headers.iter() {
+            if is_spelling_of(key, owned) {
+                self.rewrite.headers.remove(key);
+                if !self.facts.peer_trusted {
+                    self.rewrite.spoofed.push(owned.to_owned());
+                }
+            }
+        }
+    }
+
+    /// Sets an owned header after removing what arrived; a lone identical value is left alone.
+    fn replace(&mut self, owned: &str, value: Vec<u8>) {
+        let arrived: Vec<(&[u8], &[u8])> = self
+            .facts
+            .headers
+            .iter()
+            .filter(|(key, _)| is_spelling_of(key, owned))
+            .copied()
+            .collect();
+        if let [(key, existing)] = arrived.as_slice() {
+            if *existing == value.as_slice() && key.eq_ignore_ascii_case(owned.as_bytes()) {
+                return;
+            }
+        }
+        self.drop(owned);
+        self.rewrite.headers.set(owned, value);
+    }
+
+    /// A trusted peer's values (joined) followed by certgate's; from anyone else, certgate's only.
+    fn extend(&mut self, owned: &str, value: Vec<u8>) {
+        if !self.facts.peer_trusted {
+            self.replace(owned, value);
+            return;
+        }
+        let mut joined: Vec<u8> = Vec::new();
+        for existing in values(self.facts.headers, owned) {
+            joined.extend_from_slice(existing);
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(&value);
+        self.drop(owned);
+        self.rewrite.headers.set(owned, joined);
+    }
+
+    /// A trusted peer's value stays; otherwise certgate's replaces whatever arrived.
+    fn keep_trusted_or_set(&mut self, owned: &str, value: Vec<u8>) {
+        if self.facts.peer_trusted && values(self.facts.headers, owned).next().is_some() {
+            return;
+        }
+        self.replace(owned, value);
+    }
+}
+
+/// `:authority` as X-Forwarded-Host, and its port (or the scheme's default) as X-Forwarded-Port.
+fn authority_parts(authority: &str, tls: bool) -> (&str, String) {
+    let default_port = if tls { "443" } else { "80" };
+    let port = match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            port
+        }
+        _ => default_port,
+    };
+    (authority, port.to_owned())
+}
+
+/// RFC 9440 `Client-Cert`: the DER certificate as a structured-field byte sequence (`:base64:`).
+fn client_cert_value(identity: &PeerIdentity) -> Option<String> {
+    let pem = identity.pem.as_deref()?;
+    let body = pem
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)?
+        .split("-----END CERTIFICATE-----")
+        .next()?;
+    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    Some(format!(":{base64}:"))
+}
+
+/// The value of an identity header, `None` when there is nothing verified to say.
+fn identity_value(field: IdentityField, facts: &RewriteFacts<'_>) -> Option<String> {
+    let join = |items: &mut dyn Iterator<Item = String>| {
+        let joined = items
+            .map(|item| percent::escape_controls(&item, &[',']).into_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        (!joined.is_empty()).then_some(joined)
+    };
+    match field {
+        IdentityField::Route => facts.route.map(str::to_owned),
+        IdentityField::Decision => Some(facts.verdict.as_str().to_owned()),
+        _ => {
+            let identity = facts.identity?;
+            match field {
+                IdentityField::Uri => join(&mut identity.uris.iter().cloned()),
+                IdentityField::Dns => join(&mut identity.dns.iter().cloned()),
+                IdentityField::Ip => join(&mut identity.ips.iter().map(IpAddr::to_string)),
+                IdentityField::Email => join(&mut identity.emails.iter().cloned()),
+                IdentityField::SubjectCn => join(&mut identity.subject_cns.iter().cloned()),
+                IdentityField::Subject => (!identity.subject.is_empty())
+                    .then(|| percent::escape_controls(&identity.subject, &[]).into_owned()),
+                IdentityField::Sha256 => {
+                    (!identity.sha256.is_empty()).then(|| identity.sha256.clone())
+                }
+                IdentityField::Route | IdentityField::Decision => None,
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Percent-encoding as forwarding headers use it: certificates URL-encoded into XFCC `Cert=`, the
+//! ALB's URL-encoded leaf, and the control characters no header value may carry.
+//!
+//! Decoding only turns `%XX` into a byte and leaves everything else as written: the AWS ALB leaves
+//! `+`, `=` and `/` unescaped in its PEM, and a `+` there is base64, never a space.
+
+use std::borrow::Cow;
+
+/// Percent-encodes every byte but the RFC 3986 unreserved ones (`A-Z a-z 0-9 - . _ ~`), the way Envoy
+/// URL-encodes the PEM it puts in XFCC.
+pub fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3 / 2);
+    for byte in bytes {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(byte) {
+            out.push(char::from(*byte));
+        } else {
+            push_escaped(*byte, &mut out);
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; any other byte stands for itself.
+pub fn decode(text: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((&byte, after)) = rest.split_first() {
+        if byte == b'%' {
+            let (high, low) = match after {
+                [high, low, ..] => (hex_value(*high), hex_value(*low)),
+                _ => (None, None),
+            };
+            let (Some(high), Some(low)) = (high, low) else {
+                return Err("a '%' is not followed by two hex digits");
+            };
+            out.push(high << 4 | low);
+            rest = after.get(2..).unwrap_or_default();
+        } else {
+            out.push(byte);
+            rest = after;
+        }
+    }
+    Ok(out)
+}
+
+/// The text with its control characters (and the `extra` characters) percent-encoded, so that it can
+/// be a header value, or an item of a comma-separated one, without forging another line or item.
+pub fn escape_controls<'a>(text: &'a str, extra: &[char]) -> Cow<'a, str> {
+    let needs = |c: char| c.is_ascii_control() || extra.contains(&c);
+    if !text.chars().any(needs) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs(c) {
+            // Control and `extra` characters are ASCII, so one byte each.
+            push_escaped(u8::try_from(c).unwrap_or(b'?'), &mut out);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn push_escaped(byte: u8, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    for nibble in [byte >> 4, byte & 0x0f] {
+        out.push(char::from(
+            HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+        ));
+    }
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|value| u8::try_from(value).ok())
+}

@@ -1,0 +1,215 @@
+//! One request from facts to outcome: peer trust, identity (from its sources), decision, header
+//! rewrite, and what telemetry records. The glue gathers the facts and applies the outcome.
+
+use super::address::PeerAddress;
+use super::decision::Decision;
+use super::dns::{authority_host, canonical_name};
+use super::forwarding::{self, Rewrite, RewriteFacts};
+use super::pairs::{self, HeaderPairs};
+use super::policy::{IdentitySource, Peer, Policy, SniHostMismatch};
+use super::route::RequestFacts;
+use super::sources::{self, PeerState};
+use super::telemetry::{self, Metric, Record};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// What the host says about the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionFacts<'a> {
+    /// The connection's own certificate.
+    pub certificate: Peer<'a>,
+    /// The client presented a certificate (`connection.mtls`).
+    pub mtls: bool,
+    /// `connection.tls_version`; `None` on plaintext.
+    pub tls_version: Option<&'a str>,
+    /// `connection.requested_server_name`; `None` or empty without SNI.
+    pub sni: Option<&'a str>,
+    /// `source.address` as Envoy prints it.
+    pub source_address: Option<&'a str>,
+    /// `destination.address` (for `Forwarded: by=`); `None` when not fetched.
+    pub local_address: Option<&'a str>,
+}
+
+/// Everything certgate concluded about a request.
+#[derive(Debug, Clone)]
+pub struct Evaluation<'a> {
+    pub route: Option<usize>,
+    pub decision: Decision,
+    pub peer: PeerState<'a>,
+    pub source: Option<IdentitySource>,
+    pub peer_address: PeerAddress,
+    pub peer_trusted: bool,
+    pub client_address: Option<IpAddr>,
+    pub sni_mismatch: bool,
+    /// Days until the certificate's end, when a certificate with a known end was read.
+    pub days_to_expiry: Option<i64>,
+    /// Within `expiry_warning_days` of its end.
+    pub expiring: bool,
+    /// The header rewrite (to apply only if the request is forwarded) and the spoofed headers.
+    pub rewrite: Rewrite,
+}
+
+/// Evaluates a request. `now`: Unix seconds.
+pub fn evaluate<'a>(
+    policy: &Policy,
+    request: &RequestFacts<'_>,
+    headers: &HeaderPairs<'_>,
+    connection: &ConnectionFacts<'a>,
+    now: i64,
+) -> Evaluation<'a> {
+    let peer_address = PeerAddress::from_source_address(connection.source_address);
+    let socket_peer = peer_address.socket();
+    let peer_trusted = sources::peer_trusted(
+        &policy.trusted_proxies,
+        policy.wildcard_certs,
+        socket_peer,
+        connection.certificate,
+    );
+    let (peer, source) = sources::resolve(
+        &policy.identity_sources,
+        connection.certificate,
+        headers,
+        peer_trusted,
+        now,
+    );
+    let route = policy.select_route(request);
+    let sni_mismatch = connection
+        .sni
+        .filter(|sni| !sni.is_empty())
+        .is_some_and(|sni| authority_host(request.authority) != canonical_name(sni));
+    let decision = if sni_mismatch && policy.sni_host_mismatch == SniHostMismatch::Deny {
+        policy.deny_sni_host_mismatch(route)
+    } else {
+        policy.decide(route, peer.as_peer())
+    };
+    let days_to_expiry = peer
+        .identity()
+        .and_then(|identity| identity.not_after)
+        .map(|end| telemetry::days_to_expiry(end, now));
+    let expiring =
+        days_to_expiry.is_some_and(|days| days < i64::from(policy.telemetry.expiry_warning_days));
+    let client_address = forwarding::client_address(
+        policy.forwarding.xff.as_ref(),
+        peer_trusted,
+        headers,
+        socket_peer.map(|peer| peer.ip),
+    );
+    let local = connection
+        .local_address
+        .and_then(super::address::SocketAddress::parse);
+    let connection_identity = match connection.certificate {
+        Peer::Identified(identity) => Some(identity),
+        _ => None,
+    };
+    let rewrite = forwarding::rewrite(
+        &policy.forwarding,
+        &policy.identity_sources,
+        &RewriteFacts {
+            headers,
+            peer_trusted,
+            peer: socket_peer,
+            local,
+            client: client_address,
+            tls: connection.tls_version.is_some_and(|v| !v.is_empty()),
+            mtls: connection.mtls,
+            authority: request.authority,
+            connection_identity,
+            identity: peer.verified(),
+            route: route_name(policy, route),
+            verdict: decision.verdict,
+        },
+    );
+    Evaluation {
+        route,
+        decision,
+        peer,
+        source,
+        peer_address,
+        peer_trusted,
+        client_address,
+        sni_mismatch,
+        days_to_expiry,
+        expiring,
+        rewrite,
+    }
+}
+
+fn route_name(policy: &Policy, route: Option<usize>) -> Option<&str> {
+    route
+        .and_then(|index| policy.routes.get(index))
+        .map(|route| route.name.as_str())
+}
+
+impl Evaluation<'_> {
+    /// The route's name, if a route matched.
+    pub fn route_name<'p>(&self, policy: &'p Policy) -> Option<&'p str> {
+        route_name(policy, self.route)
+    }
+
+    /// The metric updates of this request: counter increments, and the histogram's value.
+    pub fn metrics<'m>(
+        &'m self,
+        policy: &'m Policy,
+        tls_version: Option<&str>,
+    ) -> Vec<(Metric<'m>, u64)> {
+        let route = self.route_name(policy);
+        let mut metrics = vec![
+            (
+                Metric::Requests {
+                    route,
+                    verdict: self.decision.verdict,
+                    reason: self.decision.reason,
+                },
+                1,
+            ),
+            (
+                Metric::TlsVersion(telemetry::tls_version_label(tls_version)),
+                1,
+            ),
+            (Metric::IdentitySource(self.source), 1),
+        ];
+        let mut spoofed: BTreeMap<&str, u64> = BTreeMap::new();
+        for header in &self.rewrite.spoofed {
+            *spoofed.entry(header.as_str()).or_default() += 1;
+        }
+        metrics.extend(
+            spoofed
+                .into_iter()
+                .map(|(header, count)| (Metric::SpoofedHeader(header), count)),
+        );
+        if self.expiring {
+            metrics.push((Metric::CertExpiring { route }, 1));
+        }
+        if self.sni_mismatch {
+            metrics.push((Metric::SniHostMismatch, 1));
+        }
+        if let Some(days) = self.days_to_expiry {
+            let days = u64::try_from(days.max(0)).unwrap_or_default();
+            metrics.push((Metric::PeerCertDaysToExpiry, days));
+        }
+        metrics
+    }
+
+    /// The access record (and filter state) of this request.
+    pub fn record<'r>(
+        &'r self,
+        policy: &'r Policy,
+        connection: &ConnectionFacts<'r>,
+        headers: &HeaderPairs<'r>,
+    ) -> Record<'r> {
+        let identity = self.peer.identity();
+        Record {
+            route: self.route_name(policy),
+            decision: Some(self.decision.verdict),
+            reason: Some(self.decision.reason),
+            identity: identity.and_then(|identity| identity.principal()),
+            san_count: identity.map(|identity| identity.san_count()),
+            tls_version: connection.tls_version.filter(|v| !v.is_empty()),
+            sni: connection.sni.filter(|sni| !sni.is_empty()),
+            days_to_expiry: self.days_to_expiry,
+            identity_source: self.source,
+            client_address: self.client_address,
+            request_id: pairs::first_value(headers, "x-request-id"),
+        }
+    }
+}

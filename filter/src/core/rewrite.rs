@@ -1,0 +1,133 @@
+//! A rewrite of the request headers (names removed, values set) and how to apply it with the fewest
+//! hostcalls.
+//!
+//! Envoy's `replace` hostcall overwrites only the first of duplicate headers, so a name that arrived
+//! twice takes a remove and an add. Any rewrite of two or more operations is therefore sent as one
+//! whole map (`proxy_set_header_map_pairs`, one hostcall) instead.
+
+use super::pairs::HeaderPairs;
+
+/// The headers to remove (every value, every spelling) and the values to set (lowercase names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRewrite {
+    /// Names as they arrived (one entry per distinct spelling).
+    removed: Vec<Vec<u8>>,
+    set: Vec<(String, Vec<u8>)>,
+}
+
+/// One hostcall of the operation-by-operation way of applying a rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderEdit<'a> {
+    Remove(&'a [u8]),
+    Replace(&'a str, &'a [u8]),
+    Add(&'a str, &'a [u8]),
+}
+
+/// How to apply a rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Application<'a> {
+    Nothing,
+    /// One edit, one hostcall.
+    Edit(HeaderEdit<'a>),
+    /// The whole new map, one hostcall.
+    WholeMap(Vec<(&'a [u8], &'a [u8])>),
+}
+
+impl HeaderRewrite {
+    /// Removes every value of a received header name.
+    pub fn remove(&mut self, name: &[u8]) {
+        if !self.removed.iter().any(|known| known.as_slice() == name) {
+            self.removed.push(name.to_vec());
+        }
+    }
+
+    /// Sets a header (a lowercase name) to one value, dropping whatever arrived under that name.
+    pub fn set(&mut self, name: &str, value: Vec<u8>) {
+        self.set.retain(|(known, _)| known != name);
+        self.set.push((name.to_owned(), value));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.set.is_empty()
+    }
+
+    /// The value this rewrite sets for a name, if any.
+    pub fn value_of(&self, name: &str) -> Option<&[u8]> {
+        self.set
+            .iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, value)| value.as_slice())
+    }
+
+    /// The rewrite as individual hostcalls, given the headers it applies to.
+    pub fn edits<'a>(&'a self, headers: &HeaderPairs<'_>) -> Vec<HeaderEdit<'a>> {
+        let mut edits = Vec::new();
+        let mut removed_lowercase: Vec<Vec<u8>> = Vec::new();
+        for name in &self.removed {
+            let lowercase = name.to_ascii_lowercase();
+            let also_set = self.set.iter().any(|(set, _)| set.as_bytes() == lowercase);
+            if !also_set && !removed_lowercase.contains(&lowercase) {
+                edits.push(HeaderEdit::Remove(name));
+                removed_lowercase.push(lowercase);
+            }
+        }
+        for (name, value) in &self.set {
+            let arrived = headers
+                .iter()
+                .filter(|(key, _)| key.eq_ignore_ascii_case(name.as_bytes()))
+                .count();
+            match arrived {
+                0 => edits.push(HeaderEdit::Add(name, value)),
+                1 => edits.push(HeaderEdit::Replace(name, value)),
+                _ => {
+                    edits.push(HeaderEdit::Remove(name.as_bytes()));
+                    edits.push(HeaderEdit::Add(name, value));
+                }
+            }
+        }
+        edits
+    }
+
+    /// The whole map after the rewrite: untouched headers in their order, then the set ones.
+    pub fn apply<'a>(&'a self, headers: &HeaderPairs<'a>) -> Vec<(&'a [u8], &'a [u8])> {
+        let touched = |key: &[u8]| {
+            self.removed
+                .iter()
+                .any(|name| key.eq_ignore_ascii_case(name))
+                || self
+                    .set
+                    .iter()
+                    .any(|(name, _)| key.eq_ignore_ascii_case(name.as_bytes()))
+        };
+        headers
+            .iter()
+            .filter(|(key, _)| !touched(key))
+            .copied()
+            .chain(
+                self.set
+                    .iter()
+                    .map(|(name, value)| (name.as_bytes(), value.as_slice())),
+            )
+            .collect()
+    }
+
+    /// The cheapest application: nothing, one edit, or the whole map in one hostcall.
+    pub fn application<'a>(&'a self, headers: &HeaderPairs<'a>) -> Application<'a> {
+        let edits = self.edits(headers);
+        match edits.as_slice() {
+            [] => Application::Nothing,
+            [edit] => Application::Edit(*edit),
+            _ => Application::WholeMap(self.apply(headers)),
+        }
+    }
+}
+
+/// Whether a received header name is a spelling of a (lowercase) header name certgate owns: any
+/// letter case, and `_` for `-`, since some servers map `x_client_dns` onto `x-client-dns`.
+pub fn is_spelling_of(received: &[u8], owned: &str) -> bool {
+    received.len() == owned.len()
+        && received
+            .iter()
+            .zip(owned.bytes())
+            .all(|(r, o)| r.to_ascii_lowercase() == o || (*r == b'_' && o == b'-'))
+}

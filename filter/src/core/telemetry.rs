@@ -1,0 +1,313 @@
+//! TLS telemetry: metric names (labels encoded in the name for the `stats_tags` shipped in
+//! `envoy/`), their lazily defined and bounded ids, and the per-request access record that is also
+//! set as Envoy filter state.
+//!
+//! Names as defined (Envoy shows them as `wasmcustom.<name>`; the tag regexes turn the segments
+//! into labels):
+//! - `certgate_requests_total.route.<route>.decision.<decision>.reason.<reason>`
+//! - `certgate_tls_version_total.version.<version>` (the version last: it holds a dot)
+//! - `certgate_identity_source_total.source.<source>`
+//! - `certgate_spoofed_headers_total.header.<header>`
+//! - `certgate_cert_expiring_total.route.<route>`
+//! - `certgate_sni_host_mismatch_total`
+//! - `certgate_peer_cert_days_to_expiry` (histogram)
+
+use super::decision::{Reason, Verdict};
+use super::policy::{json_string, IdentitySource};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// The route label of a request no route matched (route names may not take it).
+pub const NO_ROUTE: &str = "_none";
+
+/// How many distinct metric names (label combinations) certgate defines at most.
+pub const METRIC_CAPACITY: usize = 2048;
+
+/// The compiled `telemetry` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Telemetry {
+    /// A certificate this close to its end (in days) is warned about and counted.
+    pub expiry_warning_days: u32,
+    pub access_record: RecordLevel,
+    /// Set the record's fields as Envoy filter state (`wasm.certgate_*`), one hostcall each.
+    pub filter_state: bool,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            expiry_warning_days: 14,
+            access_record: RecordLevel::Info,
+            filter_state: true,
+        }
+    }
+}
+
+/// The log level of the access record, or `off`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordLevel {
+    Off,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
+}
+
+/// One metric series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric<'a> {
+    Requests {
+        route: Option<&'a str>,
+        verdict: Verdict,
+        reason: Reason,
+    },
+    /// A label from [`tls_version_label`].
+    TlsVersion(&'static str),
+    IdentitySource(Option<IdentitySource>),
+    SpoofedHeader(&'a str),
+    CertExpiring {
+        route: Option<&'a str>,
+    },
+    SniHostMismatch,
+    PeerCertDaysToExpiry,
+}
+
+impl Metric<'_> {
+    pub fn kind(&self) -> MetricKind {
+        match self {
+            Metric::PeerCertDaysToExpiry => MetricKind::Histogram,
+            _ => MetricKind::Counter,
+        }
+    }
+
+    /// The name to define, labels included.
+    pub fn name(&self) -> String {
+        match self {
+            Metric::Requests {
+                route,
+                verdict,
+                reason,
+            } => format!(
+                "certgate_requests_total.route.{}.decision.{}.reason.{}",
+                route_label(*route),
+                verdict.as_str(),
+                reason.as_str()
+            ),
+            Metric::TlsVersion(version) => format!("certgate_tls_version_total.version.{version}"),
+            Metric::IdentitySource(source) => format!(
+                "certgate_identity_source_total.source.{}",
+                source.map_or("none", IdentitySource::as_str)
+            ),
+            Metric::SpoofedHeader(header) => format!(
+                "certgate_spoofed_headers_total.header.{}",
+                label_value(header)
+            ),
+            Metric::CertExpiring { route } => {
+                format!("certgate_cert_expiring_total.route.{}", route_label(*route))
+            }
+            Metric::SniHostMismatch => "certgate_sni_host_mismatch_total".to_owned(),
+            Metric::PeerCertDaysToExpiry => "certgate_peer_cert_days_to_expiry".to_owned(),
+        }
+    }
+}
+
+fn route_label(route: Option<&str>) -> Cow<'_, str> {
+    route.map_or(Cow::Borrowed(NO_ROUTE), label_value)
+}
+
+/// A label value that cannot break the name apart: anything but `[A-Za-z0-9_-]` becomes `_`.
+/// Route names and header names are validated to that alphabet already; this is the last guard.
+pub fn label_value(text: &str) -> Cow<'_, str> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !text.is_empty() && text.chars().all(safe) {
+        return Cow::Borrowed(text);
+    }
+    let cleaned: String = text
+        .chars()
+        .map(|c| if safe(c) { c } else { '_' })
+        .collect();
+    Cow::Owned(if cleaned.is_empty() {
+        "_".to_owned()
+    } else {
+        cleaned
+    })
+}
+
+/// The `version` label: Envoy's `connection.tls_version` for the versions there are, `none` on a
+/// plaintext connection, `other` for anything unexpected (so the label set stays bounded).
+pub fn tls_version_label(version: Option<&str>) -> &'static str {
+    match version {
+        None | Some("") => "none",
+        Some("TLSv1.3") => "TLSv1.3",
+        Some("TLSv1.2") => "TLSv1.2",
+        Some("TLSv1.1") => "TLSv1.1",
+        Some("TLSv1") => "TLSv1",
+        Some(_) => "other",
+    }
+}
+
+/// Whole days from `now` to a certificate's `not_after` (both Unix seconds), rounded down: negative
+/// once expired.
+pub fn days_to_expiry(not_after: i64, now: i64) -> i64 {
+    not_after.saturating_sub(now).div_euclid(86_400)
+}
+
+/// What [`MetricIds::id`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricId {
+    Id(u32),
+    /// The host refused to define it, or the capacity was reached earlier.
+    Unavailable,
+    /// The capacity is reached now: reported once so the caller can warn once.
+    CapacityReached,
+}
+
+/// Metric ids by name, each defined on first use, at most [`METRIC_CAPACITY`] of them.
+#[derive(Debug)]
+pub struct MetricIds {
+    ids: HashMap<String, u32>,
+    capacity: usize,
+    full: bool,
+}
+
+impl MetricIds {
+    pub fn new(capacity: usize) -> Self {
+        MetricIds {
+            ids: HashMap::new(),
+            capacity,
+            full: false,
+        }
+    }
+
+    /// The metric's id, defining it through `define` (the hostcall) the first time.
+    pub fn id(
+        &mut self,
+        metric: &Metric<'_>,
+        define: impl FnOnce(MetricKind, &str) -> Option<u32>,
+    ) -> MetricId {
+        let name = metric.name();
+        if let Some(id) = self.ids.get(&name) {
+            return MetricId::Id(*id);
+        }
+        if self.ids.len() >= self.capacity {
+            return if std::mem::replace(&mut self.full, true) {
+                MetricId::Unavailable
+            } else {
+                MetricId::CapacityReached
+            };
+        }
+        match define(metric.kind(), &name) {
+            Some(id) => {
+                self.ids.insert(name, id);
+                MetricId::Id(id)
+            }
+            None => MetricId::Unavailable,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// What certgate records about one request: the access record and the filter state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub route: Option<&'a str>,
+    pub decision: Option<Verdict>,
+    pub reason: Option<Reason>,
+    /// First URI SAN, else first DNS SAN, else subject CN.
+    pub identity: Option<&'a str>,
+    pub san_count: Option<usize>,
+    pub tls_version: Option<&'a str>,
+    pub sni: Option<&'a str>,
+    pub days_to_expiry: Option<i64>,
+    pub identity_source: Option<IdentitySource>,
+    pub client_address: Option<IpAddr>,
+    pub request_id: Option<&'a str>,
+}
+
+/// A field value of the record: text (JSON string) or a number.
+enum Value<'a> {
+    Text(Cow<'a, str>),
+    Number(i64),
+}
+
+impl<'a> Record<'a> {
+    fn fields(&self) -> [(&'static str, Option<Value<'a>>); 11] {
+        let text = |value: Option<&'a str>| value.map(|v| Value::Text(Cow::Borrowed(v)));
+        [
+            ("route", text(self.route)),
+            ("decision", text(self.decision.map(Verdict::as_str))),
+            ("reason", text(self.reason.map(Reason::as_str))),
+            ("identity", text(self.identity)),
+            (
+                "san_count",
+                self.san_count
+                    .map(|n| Value::Number(i64::try_from(n).unwrap_or(i64::MAX))),
+            ),
+            ("tls_version", text(self.tls_version)),
+            ("sni", text(self.sni)),
+            ("days_to_expiry", self.days_to_expiry.map(Value::Number)),
+            (
+                "identity_source",
+                text(self.identity_source.map(IdentitySource::as_str)),
+            ),
+            (
+                "client_address",
+                self.client_address
+                    .map(|ip| Value::Text(Cow::Owned(ip.to_string()))),
+            ),
+            ("request_id", text(self.request_id)),
+        ]
+    }
+
+    /// One JSON object on one line; absent fields are `null`.
+    pub fn json(&self) -> String {
+        let mut out = String::from("{");
+        for (index, (key, value)) in self.fields().into_iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{key}\":");
+            match value {
+                None => out.push_str("null"),
+                Some(Value::Text(text)) => out.push_str(&json_string(&text)),
+                Some(Value::Number(number)) => {
+                    let _ = write!(out, "{number}");
+                }
+            }
+        }
+        out.push('}');
+        out
+    }
+
+    /// The present fields as filter state: (`certgate_<field>`, plain value). Envoy stores each as
+    /// `wasm.certgate_<field>`.
+    pub fn filter_state(&self) -> Vec<(String, String)> {
+        self.fields()
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let value = match value? {
+                    Value::Text(text) => text.into_owned(),
+                    Value::Number(number) => number.to_string(),
+                };
+                Some((format!("certgate_{key}"), value))
+            })
+            .collect()
+    }
+}
