@@ -4,11 +4,10 @@
 use super::dns::canonical_name;
 use super::ip::canonical_ip;
 use super::pem;
+use super::x509::{self, AttributeValue, GeneralName, Name};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+use std::net::IpAddr;
 
 /// A certificate's identity, normalised for matching.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,32 +60,23 @@ impl PeerIdentity {
 
     /// Reads a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| CertificateError(format!("not an X.509 certificate: {e}")))?;
+        let cert = x509::parse_certificate(der)?;
         let mut identity = PeerIdentity {
-            subject: rfc2253(cert.subject()),
-            subject_cns: cert
-                .subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
-                .collect(),
-            issuer: rfc2253(cert.issuer()),
-            serial: hex(cert.raw_serial()),
-            not_before: Some(cert.validity().not_before.timestamp()),
-            not_after: Some(cert.validity().not_after.timestamp()),
+            subject: rfc2253(&cert.subject),
+            subject_cns: cert.subject.common_names().map(str::to_owned).collect(),
+            issuer: rfc2253(&cert.issuer),
+            serial: hex(cert.serial),
+            not_before: Some(cert.not_before),
+            not_after: Some(cert.not_after),
             sha256: hex(&Sha256::digest(der)),
             ..PeerIdentity::default()
         };
-        let sans = cert
-            .subject_alternative_name()
-            .map_err(|e| CertificateError(format!("unreadable subjectAltName extension: {e}")))?;
-        for name in sans.iter().flat_map(|ext| ext.value.general_names.iter()) {
+        for name in cert.subject_alt_names {
             match name {
-                GeneralName::DNSName(dns) => identity.dns.push(canonical_name(dns)),
-                GeneralName::URI(uri) => identity.uris.push((*uri).to_owned()),
-                GeneralName::RFC822Name(email) => identity.emails.push(canonical_email(email)),
-                GeneralName::IPAddress(bytes) => identity.ips.extend(ip_from_san(bytes)),
-                _ => {}
+                GeneralName::Dns(dns) => identity.dns.push(canonical_name(dns)),
+                GeneralName::Uri(uri) => identity.uris.push(uri.to_owned()),
+                GeneralName::Email(email) => identity.emails.push(canonical_email(email)),
+                GeneralName::Ip(ip) => identity.ips.push(canonical_ip(ip)),
             }
         }
         Ok(identity)
@@ -140,15 +130,6 @@ fn nonempty(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)
 }
 
-fn ip_from_san(bytes: &[u8]) -> Option<IpAddr> {
-    let address = match bytes.len() {
-        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => return None,
-    };
-    Some(canonical_ip(address))
-}
-
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -199,25 +180,22 @@ fn unescape_rdn_value(value: &str) -> String {
 }
 
 /// A distinguished name the way Envoy prints it (OpenSSL/BoringSSL `XN_FLAG_RFC2253`): RDNs in
-/// reverse order, comma-separated, short attribute names, special characters backslash-escaped.
-pub fn rfc2253(name: &X509Name<'_>) -> String {
+/// reverse order, comma-separated, short attribute names, special characters backslash-escaped,
+/// values that are not strings as `#` and the hex of their DER.
+pub fn rfc2253(name: &Name<'_>) -> String {
     let mut out = String::new();
-    for rdn in name.iter().collect::<Vec<_>>().into_iter().rev() {
-        for (index, attribute) in rdn.iter().enumerate() {
+    for rdn in name.rdns.iter().rev() {
+        for (index, attribute) in rdn.attributes.iter().enumerate() {
             if !out.is_empty() {
                 out.push(if index == 0 { ',' } else { '+' });
             }
-            let oid = attribute.attr_type().to_id_string();
-            match attribute_short_name(&oid) {
-                Some(short) => out.push_str(short),
-                None => out.push_str(&oid),
-            }
+            out.push_str(attribute_short_name(&attribute.oid).unwrap_or(&attribute.oid));
             out.push('=');
-            match attribute.as_str() {
-                Ok(value) => escape_rdn_value(value, &mut out),
-                Err(_) => {
+            match &attribute.value {
+                AttributeValue::Text(value) => escape_rdn_value(value, &mut out),
+                AttributeValue::Undecoded(der) => {
                     out.push('#');
-                    out.push_str(&hex(attribute.attr_value().as_bytes()));
+                    out.push_str(&hex(der));
                 }
             }
         }
