@@ -191,3 +191,45 @@ async fn tls_1_2_and_1_3_clients_are_both_served() {
     assert_eq!(handshakes("TLSv1.2"), Some(1.0));
     assert_eq!(handshakes("TLSv1.3"), Some(1.0));
 }
+
+#[tokio::test]
+#[ignore = "waiting for certgate's SNI check in the glue (issue 3)"]
+async fn a_host_the_sni_does_not_cover_is_denied_when_configured() {
+    let pki = Pki::new().unwrap();
+    let backend = EchoServer::tls(&pki.backend).unwrap();
+    let mut strict = policy();
+    strict["sni_host_mismatch"] = json!("deny");
+    let envoy = envoy("gateway.yaml")
+        .cert_dir(&pki.dir)
+        .upstream_port(backend.port())
+        .plugin_config(&strict)
+        .start()
+        .await
+        .unwrap();
+    let orders = pki
+        .client_cert(&CertSpec::client().uri(SHOP_ORDERS))
+        .unwrap();
+    let client = Client::tls(
+        envoy.listener("ingress").unwrap(),
+        ClientTls::builder(pki.mesh_ca.cert_pem())
+            .client_cert(&orders)
+            .sni("shop.example.com")
+            .build()
+            .unwrap(),
+    );
+    let matching = client
+        .send(&Request::get("/orders", "shop.example.com:443"))
+        .await
+        .unwrap();
+    assert_eq!(matching.status, 200, "{}", matching.body_text());
+    let mismatched = client
+        .send(&Request::get("/orders", "admin.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(deny_reason(&mismatched), "sni_host_mismatch");
+    let scrape = envoy.prometheus().await.unwrap();
+    assert_eq!(
+        scrape.value("certgate_sni_host_mismatch_total", &[]),
+        Some(1.0)
+    );
+}
