@@ -51,6 +51,17 @@ fn every_variable_a_config_uses_is_documented_in_its_header() {
         let config = config_template(name).unwrap();
         let used = template::variables(config.split_once("\nadmin:").unwrap().1);
         assert_eq!(documented_variables(&config), used, "envoy/{name}");
+        // envsubst would also replace a bare `$NAME`; testkit only renders `${NAME}`.
+        let bare = config
+            .match_indices('$')
+            .filter(|(at, _)| {
+                config[at + 1..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            })
+            .count();
+        assert_eq!(bare, 0, "envoy/{name} has a bare $NAME variable");
     }
 }
 

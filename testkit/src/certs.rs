@@ -311,3 +311,100 @@ impl CertDir {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    fn parse(cert: &IssuedCert) -> X509Certificate<'_> {
+        X509Certificate::from_der(&cert.der).unwrap().1
+    }
+
+    #[test]
+    fn issues_every_san_kind_and_subject_field_signed_by_the_ca() {
+        let ca = TestCa::new("unit CA").unwrap();
+        let cert = ca
+            .issue(
+                &CertSpec::client()
+                    .dns("*.svc.local")
+                    .uri("spiffe://td/ns/a/sa/b")
+                    .ip("10.1.2.3".parse().unwrap())
+                    .ip("2001:db8::1".parse().unwrap())
+                    .email("ops@example.com")
+                    .cn("orders")
+                    .org("Shop")
+                    .ou("Team A")
+                    .country("US"),
+            )
+            .unwrap();
+        let parsed = parse(&cert);
+        assert_eq!(
+            parsed.subject().to_string(),
+            "CN=orders, O=Shop, OU=Team A, C=US"
+        );
+        assert_eq!(parsed.issuer().to_string(), "CN=unit CA");
+        let sans: Vec<String> = parsed
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|name| match name {
+                GeneralName::DNSName(v) => format!("dns:{v}"),
+                GeneralName::URI(v) => format!("uri:{v}"),
+                GeneralName::RFC822Name(v) => format!("email:{v}"),
+                GeneralName::IPAddress(v) => format!("ip:{}", v.len()),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            sans,
+            [
+                "dns:*.svc.local",
+                "uri:spiffe://td/ns/a/sa/b",
+                "ip:4",
+                "ip:16",
+                "email:ops@example.com"
+            ]
+        );
+        assert_eq!(cert.sha256_hex().len(), 64);
+    }
+
+    #[test]
+    fn validity_windows_are_relative_to_now() {
+        let ca = TestCa::new("unit CA").unwrap();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let window = |validity| {
+            let cert = ca.issue(&CertSpec::client().validity(validity)).unwrap();
+            let parsed = parse(&cert);
+            let validity = parsed.validity();
+            (
+                validity.not_before.timestamp() - now,
+                validity.not_after.timestamp() - now,
+            )
+        };
+        let day = 86_400;
+        let (_, expired_end) = window(Validity::Expired);
+        assert!(expired_end < 0);
+        let (future_start, _) = window(Validity::NotYetValid);
+        assert!(future_start > 0);
+        let (start, end) = window(Validity::ExpiresInDays(5));
+        assert!(start < 0 && (5 * day..6 * day).contains(&end), "{end}");
+    }
+
+    #[test]
+    fn the_alb_header_leaves_plus_equals_and_slash_unescaped() {
+        let cert = IssuedCert {
+            cert_pem: "-----BEGIN CERTIFICATE-----\nab+/=\n-----END CERTIFICATE-----\n".into(),
+            key_pem: String::new(),
+            der: Vec::new(),
+        };
+        assert_eq!(
+            cert.alb_leaf_header_value(),
+            "-----BEGIN%20CERTIFICATE-----%0Aab+/=%0A-----END%20CERTIFICATE-----%0A"
+        );
+    }
+}
