@@ -972,6 +972,25 @@ enum Stage {
 /// One HTTP request through the plugin, advanced by the test: the request path runs when the
 /// stream opens; [`Stream::respond`] runs the response path; [`Stream::finish`] logs and
 /// destroys the context (dropping an unfinished stream finishes it, ignoring errors).
+///
+/// ```
+/// use host_harness::{Connection, GuestModule, Plugin, PluginSettings, Request, UpstreamResponse};
+/// let module = GuestModule::from_wat("noop", r#"(module (memory (export "memory") 1)
+///   (func (export "proxy_abi_version_0_2_1"))
+///   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#).unwrap();
+/// let mut plugin = Plugin::new(&module, PluginSettings::new("noop")).unwrap();
+/// let before = plugin.metrics();
+/// let request = Request::get("/").header("x-a", "1");
+/// let mut stream = plugin.stream(&Connection::plain(), request).unwrap();
+/// let upstream = stream.outcome().upstream().unwrap();
+/// assert_eq!(upstream.headers.get("x-a"), Some("1"));
+/// assert_eq!(upstream.headers.get("x-forwarded-proto"), Some("http")); // the HCM ran
+/// let response = stream.respond(UpstreamResponse::status(204)).unwrap();
+/// assert_eq!((response.status, response.headers.get("server")), (204, Some("envoy")));
+/// let exchange = stream.finish().unwrap();
+/// assert_eq!(exchange.hostcalls.total(), 0);
+/// assert!(plugin.metrics().changes_since(&before).is_empty());
+/// ```
 pub struct Stream<'p> {
     plugin: &'p mut Plugin,
     id: u32,

@@ -7,6 +7,18 @@ use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
 /// An X.509 certificate with the facts Envoy derives from it, computed once.
+///
+/// ```
+/// use host_harness::Certificate;
+/// let key = rcgen::KeyPair::generate().unwrap();
+/// let params = rcgen::CertificateParams::new(vec!["svc.example.org".to_string()]).unwrap();
+/// let pem = params.self_signed(&key).unwrap().pem();
+/// let certificate = Certificate::from_pem(&pem).unwrap();
+/// assert_eq!(certificate.dns_sans(), ["svc.example.org"]);
+/// assert!(certificate.uri_sans().is_empty());
+/// assert_eq!(certificate.sha256_digest().len(), 64);
+/// assert!(certificate.pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
     der: Vec<u8>,

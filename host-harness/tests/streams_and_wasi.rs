@@ -255,3 +255,44 @@ fn plugins_in_parallel_threads_keep_their_own_state() {
         assert_eq!(thread.join().expect("thread finished"), Some(25));
     }
 }
+
+const ROOT_GUEST: &str = r#"(module
+  (import "env" "proxy_register_shared_queue" (func $register (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_dequeue_shared_queue" (func $dequeue (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
+  (import "env" "proxy_set_tick_period_milliseconds" (func $tick_period (param i32) (result i32)))
+  (import "env" "proxy_done" (func $done (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "q")
+  (data (i32.const 110) "dequeued")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+    (drop (call $register (i32.const 100) (i32.const 1) (i32.const 0)))
+    (drop (call $define (i32.const 0) (i32.const 110) (i32.const 8) (i32.const 8)))
+    (drop (call $tick_period (i32.const 10)))
+    (i32.const 1))
+  (func (export "proxy_on_queue_ready") (param i32) (param $token i32)
+    (if (i32.eqz (call $dequeue (local.get $token) (i32.const 16) (i32.const 20)))
+      (then (drop (call $increment (i32.load (i32.const 8)) (i64.const 1))))))
+  ;; Not done at once: the guest finishes on its next tick.
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_tick") (param i32) (drop (call $done)))
+)"#;
+
+#[test]
+fn queues_deliver_to_the_root_context_and_done_can_be_deferred() {
+    let module = GuestModule::from_wat("root", ROOT_GUEST).expect("compiles");
+    let mut plugin = Plugin::new(&module, PluginSettings::new("root")).expect("starts");
+    plugin.enqueue("q", b"job").expect("queue exists");
+    assert_eq!(plugin.metric_value("dequeued"), Some(1));
+
+    assert!(
+        !plugin.shutdown().expect("on_done runs"),
+        "the guest defers"
+    );
+    assert!(!plugin.done_called());
+    plugin.tick().expect("tick");
+    assert!(plugin.done_called());
+}
