@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const COMMON_NAME: &str = "2.5.4.3";
-const SUBJECT_ALT_NAME: &str = "2.5.29.17";
+/// 2.5.29.17, as encoded.
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
 /// The parts of a certificate certgate uses, borrowing from its DER.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,39 +351,31 @@ fn dotted_oid(content: &[u8]) -> Option<String> {
     Some(dotted)
 }
 
-/// `[3] EXPLICIT Extensions`: the subjectAltName entries, after checking that no extension appears
-/// twice (RFC 5280 4.2).
+/// `[3] EXPLICIT Extensions`: the subjectAltName entries. A second subjectAltName extension rejects
+/// the certificate (RFC 5280 4.2: an extension appears at most once): which one counts is ambiguous.
 fn parse_extensions(explicit: Element<'_>) -> Result<Vec<GeneralName<'_>>, CertificateError> {
     const FIELD: &str = "tbsCertificate.extensions";
     let mut contents = explicit.contents();
     let mut list = contents.read_nested(der::SEQUENCE).context(FIELD)?;
     contents.finish().context(FIELD)?;
-    let mut seen = Vec::new();
-    let mut subject_alt_names = Vec::new();
+    let mut subject_alt_names = None;
     while !list.is_empty() {
         let mut extension = list.read_nested(der::SEQUENCE).context(FIELD)?;
         let oid = extension.read(der::OBJECT_IDENTIFIER).context(FIELD)?;
         extension.read_optional(der::BOOLEAN).context(FIELD)?;
         let value = extension.read(der::OCTET_STRING).context(FIELD)?;
         extension.finish().context(FIELD)?;
-        let oid = dotted_oid(oid.content)
-            .ok_or_else(|| invalid(FIELD, "invalid extension OBJECT IDENTIFIER"))?;
-        if oid == SUBJECT_ALT_NAME {
-            subject_alt_names = parse_general_names(value.content)?;
+        if oid.content == SUBJECT_ALT_NAME {
+            if subject_alt_names.is_some() {
+                return Err(invalid(
+                    FIELD,
+                    "subjectAltName appears twice (RFC 5280 4.2)",
+                ));
+            }
+            subject_alt_names = Some(parse_general_names(value.content)?);
         }
-        seen.push(oid);
     }
-    seen.sort_unstable();
-    if let Some([twice, _]) = seen
-        .windows(2)
-        .find(|pair| matches!(pair, [a, b] if a == b))
-    {
-        return Err(invalid(
-            FIELD,
-            format_args!("extension {twice} appears twice (RFC 5280 4.2)"),
-        ));
-    }
-    Ok(subject_alt_names)
+    Ok(subject_alt_names.unwrap_or_default())
 }
 
 /// `GeneralNames ::= SEQUENCE OF GeneralName`; the kinds certgate does not match on are skipped.
