@@ -663,6 +663,11 @@ impl Plugin {
         &self.store.data().logs
     }
 
+    /// Removes and returns the lines logged so far (long runs, such as benchmarks, drain them).
+    pub fn take_logs(&mut self) -> Vec<LogRecord> {
+        std::mem::take(&mut self.store.data_mut().logs)
+    }
+
     /// The messages logged at `level`, in order.
     pub fn logs_at(&self, level: LogLevel) -> Vec<&str> {
         self.logs()
@@ -1273,7 +1278,11 @@ impl Stream<'_> {
             if proceed || self.take_continue_request()? {
                 self.advance_request()?;
             } else {
-                self.outcome = RequestOutcome::Paused;
+                self.outcome = if self.plugin.stream_state(id)?.closed {
+                    RequestOutcome::Reset
+                } else {
+                    RequestOutcome::Paused
+                };
                 return Ok(());
             }
         }

@@ -296,3 +296,25 @@ fn queues_deliver_to_the_root_context_and_done_can_be_deferred() {
     plugin.tick().expect("tick");
     assert!(plugin.done_called());
 }
+
+#[test]
+fn closing_the_request_stream_resets_it() {
+    let module = GuestModule::from_wat(
+        "closer",
+        r#"(module
+          (import "env" "proxy_close_stream" (func $close (param i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "proxy_abi_version_0_2_1"))
+          (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+            (drop (call $close (i32.const 0)))
+            (i32.const 1)))"#,
+    )
+    .expect("compiles");
+    let mut plugin = Plugin::new(&module, PluginSettings::new("closer")).expect("starts");
+    let exchange = plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .expect("exchange");
+    assert_eq!(exchange.request, host_harness::RequestOutcome::Reset);
+    assert!(exchange.response.is_none());
+}

@@ -73,8 +73,13 @@ impl HttpContext for ProbeStream {
         match path.as_str() {
             "/panic" => panic!("boom at {path}"),
             "/guarded" => {
-                let headers = vec![(":method", "GET"), (":path", "/check"), (":authority", "auth")];
-                match self.dispatch_http_call("auth", headers, None, vec![], Duration::from_secs(1)) {
+                let headers = vec![
+                    (":method", "GET"),
+                    (":path", "/check"),
+                    (":authority", "auth"),
+                ];
+                match self.dispatch_http_call("auth", headers, None, vec![], Duration::from_secs(1))
+                {
                     Ok(_) => Action::Pause,
                     Err(_) => {
                         self.send_http_response(500, vec![], Some(b"dispatch failed"));
@@ -89,13 +94,15 @@ impl HttpContext for ProbeStream {
                     .and_then(|text| text.parse::<u64>().ok())
                     .unwrap_or(0)
                     + 1;
-                self.set_shared_data("hits", Some(hits.to_string().as_bytes()), cas).ok();
+                self.set_shared_data("hits", Some(hits.to_string().as_bytes()), cas)
+                    .ok();
                 self.set_http_request_header("x-hits", Some(&hits.to_string()));
                 Action::Continue
             }
             _ => {
                 self.add_http_request_header("x-sdk", "rust");
-                if let Some(uri) = self.get_property(vec!["connection", "uri_san_peer_certificate"]) {
+                if let Some(uri) = self.get_property(vec!["connection", "uri_san_peer_certificate"])
+                {
                     self.add_http_request_header("x-peer-uri", &String::from_utf8_lossy(&uri));
                 }
                 self.set_property(vec!["sdk_seen"], Some(b"yes"));
