@@ -115,7 +115,7 @@ const FORWARDING: &str = r#"{
 }"#;
 
 #[test]
-fn an_untrusted_peer_gets_every_owned_header_stripped_and_counted() {
+fn an_untrusted_peer_gets_every_owned_header_replaced_and_counted() {
     let policy = policy(FORWARDING);
     let client = support::identity(
         &[
@@ -156,24 +156,25 @@ fn an_untrusted_peer_gets_every_owned_header_stripped_and_counted() {
         spoofed,
         [
             "client-cert",
-            "forwarded",
             "x-amzn-mtls-clientcert-leaf",
             "x-client-spiffe-id",
             "x-client-spiffe-id",
             "x-forwarded-client-cert",
-            "x-forwarded-for",
-            "x-forwarded-for",
             "x-forwarded-proto",
         ]
     );
     let seen = upstream(&evaluation, &incoming);
-    assert_eq!(header(&seen, "x-forwarded-for"), ["192.0.2.7"]);
+    // appended to, as Envoy does, never believed: the client address is the peer
+    assert_eq!(
+        header(&seen, "x-forwarded-for"),
+        ["10.0.0.1, 10.0.0.2, 192.0.2.7"]
+    );
     assert_eq!(header(&seen, "x-forwarded-proto"), ["https"]);
     assert_eq!(header(&seen, "x-forwarded-host"), ["api.example.com"]);
     assert_eq!(header(&seen, "x-forwarded-port"), ["443"]);
     assert_eq!(
         header(&seen, "forwarded"),
-        [r#"for=192.0.2.7;by="10.9.9.9:8443";proto=https;host=api.example.com"#]
+        [r#"for=10.0.0.1, for=192.0.2.7;by="10.9.9.9:8443";proto=https;host=api.example.com"#]
     );
     assert_eq!(
         header(&seen, "x-forwarded-client-cert"),

@@ -1,7 +1,9 @@
 //! The forwarding headers certgate writes for allowed requests (XFF, XFP, X-Forwarded-Host/Port,
 //! `Forwarded`, XFCC, `Client-Cert`, identity headers), and the anti-spoofing that goes with them:
-//! every header certgate owns is removed, every duplicate and every spelling, before anything is set.
-//! Only a trusted peer's forwarding headers are kept or extended.
+//! every header certgate sets is removed first, every duplicate and every spelling. Lists that are
+//! appended to (XFF, `Forwarded: append`, XFCC `append_forward`) keep what arrived, as Envoy does;
+//! only a trusted peer's entries are believed (`trusted_hops`), and only a trusted peer's
+//! X-Forwarded-Proto/Host survive. A removal of a header an untrusted peer sent is a spoof.
 
 use super::address::SocketAddress;
 use super::alb;
@@ -258,6 +260,11 @@ struct Builder<'f> {
 impl Builder<'_> {
     /// Removes every spelling of an owned header; from an untrusted peer, each value is a spoof.
     fn drop(&mut self, owned: &str) {
+        self.remove_arrivals(owned, !self.facts.peer_trusted);
+    }
+
+    /// Removes every spelling of an owned header once, counting each value as spoofed or not.
+    fn remove_arrivals(&mut self, owned: &str, spoofed: bool) {
         if self.dropped.iter().any(|name| name == owned) {
             return;
         }
@@ -265,7 +272,7 @@ impl Builder<'_> {
         for (key, _) in self.facts.headers.iter() {
             if is_spelling_of(key, owned) {
                 self.rewrite.headers.remove(key);
-                if !self.facts.peer_trusted {
+                if spoofed {
                     self.rewrite.spoofed.push(owned.to_owned());
                 }
             }
@@ -290,19 +297,19 @@ impl Builder<'_> {
         self.rewrite.headers.set(owned, value);
     }
 
-    /// A trusted peer's values (joined) followed by certgate's; from anyone else, certgate's only.
+    /// The values that arrived (joined, as one list) followed by certgate's, as Envoy appends to
+    /// X-Forwarded-For: an untrusted peer's entries stay, they are just never believed. Values
+    /// already removed as spoofed are not kept.
     fn extend(&mut self, owned: &str, value: Vec<u8>) {
-        if !self.facts.peer_trusted {
-            self.replace(owned, value);
-            return;
-        }
         let mut joined: Vec<u8> = Vec::new();
-        for existing in values(self.facts.headers, owned) {
-            joined.extend_from_slice(existing);
-            joined.extend_from_slice(b", ");
+        if !self.dropped.iter().any(|name| name == owned) {
+            for existing in values(self.facts.headers, owned) {
+                joined.extend_from_slice(existing);
+                joined.extend_from_slice(b", ");
+            }
         }
         joined.extend_from_slice(&value);
-        self.drop(owned);
+        self.remove_arrivals(owned, false);
         self.rewrite.headers.set(owned, joined);
     }
 

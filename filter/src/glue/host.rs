@@ -1,7 +1,11 @@
 //! Hostcalls the SDK's wrappers get wrong for certgate: header maps read as bytes (the SDK panics on
-//! a non-UTF-8 header value, which any client can send) and properties read by path.
+//! a non-UTF-8 header value, which any client can send), properties read by path, and every write
+//! (headers, filter state, metrics) declared with a plain status code: the SDK panics, trapping the
+//! VM, on any status it did not expect, and a refused write must cost a log line, not the request.
 
-use proxy_wasm::types::{MapType, Status};
+use crate::core::rewrite::HeaderEdit;
+use crate::core::telemetry::MetricKind;
+use proxy_wasm::types::{MapType, MetricType, Status};
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -9,6 +13,48 @@ extern "C" {
     // not become undefined behaviour.
     #[allow(clashing_extern_declarations)]
     fn proxy_get_header_map_pairs(map_type: MapType, data: *mut *mut u8, size: *mut usize) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_set_header_map_pairs(map_type: MapType, data: *const u8, size: usize) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_remove_header_map_value(map_type: MapType, key: *const u8, key_size: usize) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_define_metric(
+        metric_type: MetricType,
+        name: *const u8,
+        name_size: usize,
+        id: *mut u32,
+    ) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+}
+
+fn ok(status: u32) -> bool {
+    status == Status::Ok as u32
 }
 
 /// The whole request header map in the pairs encoding, in one hostcall.
@@ -40,4 +86,71 @@ pub fn property_bool(path: &[&str]) -> Option<bool> {
 /// A string property (lossy for the rare non-UTF-8 byte).
 pub fn property_string(path: &[&str]) -> Option<String> {
     property(path).map(|value| String::from_utf8_lossy(&value).into_owned())
+}
+
+/// Replaces the whole request header map with a pairs-encoded one, in one hostcall.
+pub fn set_request_header_pairs(encoded: &[u8]) -> bool {
+    // SAFETY: the host copies `size` bytes from our buffer, which outlives the call.
+    ok(unsafe {
+        proxy_set_header_map_pairs(MapType::HttpRequestHeaders, encoded.as_ptr(), encoded.len())
+    })
+}
+
+/// Applies one edit to the request headers.
+pub fn edit_request_header(edit: HeaderEdit<'_>) -> bool {
+    let map = MapType::HttpRequestHeaders;
+    // SAFETY: the host reads the given lengths from our buffers, which outlive the call.
+    ok(unsafe {
+        match edit {
+            HeaderEdit::Remove(name) => {
+                proxy_remove_header_map_value(map, name.as_ptr(), name.len())
+            }
+            HeaderEdit::Replace(name, value) => proxy_replace_header_map_value(
+                map,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            ),
+            HeaderEdit::Add(name, value) => proxy_add_header_map_value(
+                map,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            ),
+        }
+    })
+}
+
+/// Sets filter state `name` (a one-segment property path); Envoy stores it as `wasm.<name>`.
+pub fn set_filter_state(name: &str, value: &str) -> bool {
+    // SAFETY: the host reads the given lengths from our buffers, which outlive the call.
+    ok(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Defines a metric; `None` when the host refuses.
+pub fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
+    let metric_type = match kind {
+        MetricKind::Counter => MetricType::Counter,
+        MetricKind::Histogram => MetricType::Histogram,
+    };
+    let mut id = 0;
+    // SAFETY: the host reads `name` and writes one u32 into `id`, both live for the call.
+    ok(unsafe { proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) })
+        .then_some(id)
+}
+
+/// Adds to a counter (a zero delta is skipped: hosts refuse it) or records a histogram value.
+pub fn update_metric(id: u32, kind: MetricKind, value: u64) -> bool {
+    match kind {
+        MetricKind::Counter if value == 0 => true,
+        MetricKind::Counter => {
+            let delta = i64::try_from(value).unwrap_or(i64::MAX);
+            // SAFETY: plain values.
+            ok(unsafe { proxy_increment_metric(id, delta) })
+        }
+        // SAFETY: plain values.
+        MetricKind::Histogram => ok(unsafe { proxy_record_metric(id, value) }),
+    }
 }

@@ -3,20 +3,28 @@
 
 mod host;
 
+use crate::core::address::PeerAddress;
 use crate::core::cache::LruCache;
 use crate::core::config;
 use crate::core::decision::Decision;
+use crate::core::forwarded::ForwardedMode;
 use crate::core::identity::PeerIdentity;
 use crate::core::pairs::{self, HeaderPairs};
 use crate::core::policy::{Peer, Policy};
+use crate::core::request::{self, ConnectionFacts, Evaluation};
+use crate::core::rewrite::Application;
 use crate::core::route::RequestFacts;
+use crate::core::telemetry::{MetricId, MetricIds, RecordLevel, METRIC_CAPACITY};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 /// How many parsed certificates the root context keeps.
 const IDENTITY_CACHE_SIZE: usize = 512;
+/// How many connections (and certificate digests) the once-only warnings remember.
+const WARNED_CACHE_SIZE: usize = 1024;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -28,6 +36,30 @@ struct Shared {
     identities: RefCell<LruCache<String, Rc<PeerIdentity>>>,
     /// Whether the "matching is degraded" warning was logged already.
     degraded_warned: Cell<bool>,
+    metrics: RefCell<MetricIds>,
+    /// (connection id, what) pairs already warned about: spoofed headers, SNI mismatch.
+    warned_connections: RefCell<LruCache<(u64, Warning), ()>>,
+    /// Certificate digests already warned about as expiring.
+    warned_expiring: RefCell<LruCache<String, ()>>,
+    /// Whether the "source.address comes from a header" warning was logged already.
+    header_address_warned: Cell<bool>,
+}
+
+/// What a connection is warned about once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Warning {
+    Spoofing,
+    SniHostMismatch,
+}
+
+/// Whether `key` is new to a once-only cache (and remembers it).
+fn first_time<K: Eq + std::hash::Hash + Clone>(cache: &RefCell<LruCache<K, ()>>, key: K) -> bool {
+    let mut cache = cache.borrow_mut();
+    if cache.get(&key).is_some() {
+        return false;
+    }
+    cache.insert(key, ());
+    true
 }
 
 struct CertgateRoot {
@@ -40,6 +72,10 @@ impl Default for CertgateRoot {
         let shared = Shared {
             identities: RefCell::new(LruCache::new(IDENTITY_CACHE_SIZE)),
             degraded_warned: Cell::new(false),
+            metrics: RefCell::new(MetricIds::new(METRIC_CAPACITY)),
+            warned_connections: RefCell::new(LruCache::new(WARNED_CACHE_SIZE)),
+            warned_expiring: RefCell::new(LruCache::new(WARNED_CACHE_SIZE)),
+            header_address_warned: Cell::new(false),
         };
         CertgateRoot {
             policy: None,
@@ -80,6 +116,7 @@ impl RootContext for CertgateRoot {
         Some(Box::new(CertgateHttp {
             policy: self.policy.clone(),
             shared: Rc::clone(&self.shared),
+            access_record: None,
         }))
     }
 }
@@ -88,6 +125,8 @@ struct CertgateHttp {
     /// `None` only if the host creates streams for a plugin whose configuration it refused.
     policy: Option<Rc<Policy>>,
     shared: Rc<Shared>,
+    /// The access record, logged at `on_log` (when the request is over).
+    access_record: Option<(RecordLevel, String)>,
 }
 
 impl Context for CertgateHttp {}
@@ -116,15 +155,63 @@ impl HttpContext for CertgateHttp {
             authority: pairs::first_value(&headers, ":authority").unwrap_or_default(),
             method: pairs::first_value(&headers, ":method").unwrap_or_default(),
         };
-        let route = policy.select_route(&request);
         let identity = self.connection_identity(&policy);
-        let decision = policy.decide(route, identity.as_peer());
-        log_decision(&policy, &decision, &identity);
-        if decision.is_denied() {
-            self.deny(&policy, &decision, &headers);
+        let tls_version = host::property_string(&["connection", "tls_version"]);
+        // SNI only exists on TLS connections: no hostcall for it on plaintext.
+        let sni = tls_version
+            .as_ref()
+            .and_then(|_| host::property_string(&["connection", "requested_server_name"]));
+        let source_address = host::property_string(&["source", "address"]);
+        let local_address = (policy.forwarding.forwarded != ForwardedMode::Off)
+            .then(|| host::property_string(&["destination", "address"]))
+            .flatten();
+        let connection = ConnectionFacts {
+            certificate: identity.as_peer(),
+            mtls: !matches!(identity, ConnectionIdentity::NoCertificate),
+            tls_version: tls_version.as_deref(),
+            sni: sni.as_deref(),
+            source_address: source_address.as_deref(),
+            local_address: local_address.as_deref(),
+        };
+        let reads_header_certificates = policy
+            .identity_sources
+            .iter()
+            .any(|source| source.reads_headers());
+        let now = if connection.mtls || reads_header_certificates {
+            unix_seconds()
+        } else {
+            0
+        };
+        let evaluation = request::evaluate(&policy, &request, &headers, &connection, now);
+        log_decision(&policy, &evaluation);
+        self.warn(&evaluation, &connection);
+        self.update_metrics(&policy, &evaluation, connection.tls_version);
+        let record = evaluation.record(&policy, &connection, &headers);
+        if policy.telemetry.filter_state {
+            for (name, value) in record.filter_state() {
+                if !host::set_filter_state(&name, &value) {
+                    log::debug!("certgate: the host refused filter state {name}");
+                }
+            }
+        }
+        if policy.telemetry.access_record != RecordLevel::Off {
+            self.access_record = Some((policy.telemetry.access_record, record.json()));
+        }
+        if evaluation.decision.is_denied() {
+            self.deny(&policy, &evaluation.decision, &headers);
             return Action::Pause;
         }
+        apply_rewrite(&evaluation, &headers);
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        match self.access_record.take() {
+            Some((RecordLevel::Debug, record)) => log::debug!("{record}"),
+            Some((RecordLevel::Info, record)) => log::info!("{record}"),
+            Some((RecordLevel::Warn, record)) => log::warn!("{record}"),
+            Some((RecordLevel::Off, _)) | None => {}
+        }
     }
 }
 
@@ -199,6 +286,85 @@ impl CertgateHttp {
         )
     }
 
+    /// The once-only warnings: an unsound `source.address`, spoofed headers and SNI mismatches (once
+    /// per connection), expiring certificates (once per certificate).
+    fn warn(&self, evaluation: &Evaluation<'_>, connection: &ConnectionFacts<'_>) {
+        if let PeerAddress::FromHeaders(address) = evaluation.peer_address {
+            if !self.shared.header_address_warned.replace(true) {
+                log::warn!(
+                    "certgate: source.address {address} came from X-Forwarded-For, not the socket: \
+                     peers are not trusted by address. Set the HTTP connection manager's \
+                     use_remote_address: true and xff_num_trusted_hops: 0"
+                );
+            }
+        }
+        let spoofed = !evaluation.rewrite.spoofed.is_empty();
+        if spoofed || evaluation.sni_mismatch {
+            let connection_id = host::property(&["connection", "id"])
+                .and_then(|id| id.get(..8).and_then(|bytes| bytes.try_into().ok()))
+                .map_or(0, u64::from_le_bytes);
+            let peer = connection.source_address.unwrap_or("-");
+            if spoofed
+                && first_time(
+                    &self.shared.warned_connections,
+                    (connection_id, Warning::Spoofing),
+                )
+            {
+                log::warn!(
+                    "certgate: connection {connection_id} from {peer} (not a trusted proxy) sent headers certgate owns; removed: {}",
+                    evaluation.rewrite.spoofed.join(", ")
+                );
+            }
+            if evaluation.sni_mismatch
+                && first_time(
+                    &self.shared.warned_connections,
+                    (connection_id, Warning::SniHostMismatch),
+                )
+            {
+                log::info!(
+                    "certgate: connection {connection_id} from {peer}: SNI {:?} does not cover the request's host",
+                    connection.sni.unwrap_or_default()
+                );
+            }
+        }
+        if evaluation.expiring {
+            if let Some(identity) = evaluation.peer.identity() {
+                if first_time(&self.shared.warned_expiring, identity.sha256.clone()) {
+                    log::warn!(
+                        "certgate: certificate {} ({}) expires in {} days",
+                        identity.sha256,
+                        identity.principal().unwrap_or("-"),
+                        evaluation.days_to_expiry.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Defines (once) and updates this request's metrics.
+    fn update_metrics(
+        &self,
+        policy: &Policy,
+        evaluation: &Evaluation<'_>,
+        tls_version: Option<&str>,
+    ) {
+        let mut ids = self.shared.metrics.borrow_mut();
+        for (metric, value) in evaluation.metrics(policy, tls_version) {
+            match ids.id(&metric, host::define_metric) {
+                MetricId::Id(id) => {
+                    if !host::update_metric(id, metric.kind(), value) {
+                        log::debug!("certgate: the host refused an update of {}", metric.name());
+                    }
+                }
+                MetricId::CapacityReached => log::warn!(
+                    "certgate: {METRIC_CAPACITY} metric series defined; {} and any newer series are not recorded",
+                    metric.name()
+                ),
+                MetricId::Unavailable => {}
+            }
+        }
+    }
+
     fn deny(&self, policy: &Policy, decision: &Decision, headers: &HeaderPairs<'_>) {
         let response = &policy.deny_response;
         let request_id = pairs::first_value(headers, "x-request-id").unwrap_or_default();
@@ -215,20 +381,40 @@ impl CertgateHttp {
     }
 }
 
-fn log_decision(policy: &Policy, decision: &Decision, identity: &ConnectionIdentity) {
+fn log_decision(policy: &Policy, evaluation: &Evaluation<'_>) {
     if log::log_enabled!(log::Level::Debug) {
-        let route = decision
-            .route
-            .and_then(|index| policy.routes.get(index))
-            .map_or("-", |r| r.name.as_str());
-        let principal = match identity {
-            ConnectionIdentity::Identified(identity) => identity.principal().unwrap_or("-"),
-            _ => "-",
-        };
+        let principal = evaluation
+            .peer
+            .identity()
+            .and_then(PeerIdentity::principal)
+            .unwrap_or("-");
         log::debug!(
-            "certgate: {} route={route} reason={} identity={principal}",
-            decision.verdict.as_str(),
-            decision.reason
+            "certgate: {} route={} reason={} identity={principal}",
+            evaluation.decision.verdict.as_str(),
+            evaluation.route_name(policy).unwrap_or("-"),
+            evaluation.decision.reason
         );
     }
+}
+
+/// Applies the rewrite with the fewest hostcalls: none, one edit, or the whole map at once.
+fn apply_rewrite(evaluation: &Evaluation<'_>, headers: &HeaderPairs<'_>) {
+    let applied = match evaluation.rewrite.headers.application(headers) {
+        Application::Nothing => true,
+        Application::Edit(edit) => host::edit_request_header(edit),
+        Application::WholeMap(map) => host::set_request_header_pairs(&pairs::encode(&map)),
+    };
+    if !applied {
+        log::warn!("certgate: the host refused the forwarding-header rewrite");
+    }
+}
+
+/// The host's clock, in Unix seconds.
+fn unix_seconds() -> i64 {
+    proxy_wasm::hostcalls::get_current_time()
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
 }
