@@ -31,7 +31,14 @@ fn main() -> Result<()> {
 fn test() -> Result<()> {
     let wasm = build::certgate_wasm()?;
     build::cargo(&["fmt", "--all", "--", "--check"])?;
-    build::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    build::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     // The host glue is compiled for wasm only: lint it where it is built.
     build::cargo(&[
         "clippy",
