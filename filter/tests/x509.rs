@@ -344,6 +344,30 @@ fn subjects_with_special_characters_and_string_types_match_the_oracle() {
 }
 
 #[test]
+fn a_ca_signed_certificate_names_its_issuer() {
+    let mut ca = params();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::OrganizationName, "Mesh");
+    ca.distinguished_name
+        .push(DnType::CommonName, "Mesh Root CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::new(ca, &ca_key);
+    let mut leaf = params();
+    leaf.distinguished_name.push(DnType::CommonName, "workload");
+    leaf.subject_alt_names = all_san_kinds();
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let der = leaf.signed_by(key(), &issuer).unwrap().der().to_vec();
+    let identity = assert_agrees(&der);
+    assert_eq!(
+        (identity.subject.as_str(), identity.issuer.as_str()),
+        ("CN=workload", "CN=Mesh Root CA,O=Mesh")
+    );
+    assert_eq!(identity.san_count(), 8);
+}
+
+#[test]
 fn empty_subject_and_no_extensions() {
     let identity = assert_agrees(&der_of(params()));
     assert_eq!((identity.subject.as_str(), identity.san_count()), ("", 0));
