@@ -88,7 +88,12 @@ async fn every_matcher_kind_admits_its_identity_and_nothing_else() {
             200,
             "",
         ),
-        (CertSpec::client().dns("a.example.com"), "/dnswild/", 200, ""),
+        (
+            CertSpec::client().dns("a.example.com"),
+            "/dnswild/",
+            200,
+            "",
+        ),
         (
             CertSpec::client().dns("a.b.example.com"),
             "/dnswild/",
@@ -156,7 +161,12 @@ async fn every_matcher_kind_admits_its_identity_and_nothing_else() {
             403,
             "not_in_allowlist",
         ),
-        (CertSpec::client().ip(ip("2001:db8:0:0::1")), "/ip/", 200, ""),
+        (
+            CertSpec::client().ip(ip("2001:db8:0:0::1")),
+            "/ip/",
+            200,
+            "",
+        ),
         (
             CertSpec::client().email("ops@EXAMPLE.com"),
             "/email/",

@@ -185,6 +185,9 @@ impl EnvoyBuilder {
     }
 
     /// Starts Envoy and waits until it is live (bounded by [`START_TIMEOUT`]).
+    ///
+    /// Envoy is killed when the thread that started it exits (so a killed test run leaves no
+    /// orphan): start it from a thread that outlives it, not from `spawn_blocking`.
     pub async fn start(&self) -> Result<Envoy> {
         let mut envoy = self.spawn()?;
         let deadline = Instant::now() + START_TIMEOUT;
