@@ -12,6 +12,36 @@ const XFCC: &str = "x-forwarded-client-cert";
 const REQUEST_ID: &str = "x-request-id";
 const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
 
+/// Hop-by-hop headers the HCM always removes.
+const HOP_BY_HOP: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "x-envoy-internal",
+];
+
+/// Envoy control headers the HCM removes from requests it does not consider internal (with
+/// Envoy 1.40's empty default `internal_address_config`, none are).
+const EXTERNAL_CONTROL: [&str; 9] = [
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+];
+
+/// Further headers removed from edge requests (`use_remote_address` and external).
+const EDGE_ONLY: [&str; 3] = [
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+];
+
 /// The HCM's `forward_client_cert_details` modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ForwardClientCert {
@@ -141,6 +171,18 @@ impl HttpConnectionManager {
             return connection.source;
         }
         let is_tls = connection.tls.is_some();
+        let edge_request = self.use_remote_address;
+        let mut removed: Vec<&str> = HOP_BY_HOP
+            .iter()
+            .chain(&EXTERNAL_CONTROL)
+            .copied()
+            .collect();
+        if edge_request {
+            removed.extend(EDGE_ONLY);
+        }
+        for header in removed {
+            headers.remove(header);
+        }
         let mut remote = connection.source;
         if self.use_remote_address {
             if self.xff_num_trusted_hops > 0 {
@@ -171,7 +213,6 @@ impl HttpConnectionManager {
         if !headers.contains(":scheme") {
             headers.set(":scheme", scheme(is_tls));
         }
-        let edge_request = self.use_remote_address;
         if !headers.contains(REQUEST_ID) || (edge_request && !self.preserve_external_request_id) {
             headers.set(REQUEST_ID, &new_request_id());
         }
@@ -292,6 +333,30 @@ mod tests {
         assert_eq!(remote, connection.source);
         assert_eq!(headers.get(XFF), Some("1.2.3.4,10.0.0.1"));
         assert_eq!(headers.get(EXTERNAL_ADDRESS), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_envoy_control_headers_from_clients_are_removed() {
+        let mut headers = HeaderMap::from([
+            ("connection", "close"),
+            ("x-envoy-retry-on", "5xx"),
+            ("x-envoy-internal", "true"),
+            ("x-envoy-downstream-service-node", "spoofed"),
+            ("x-app", "kept"),
+        ]);
+        HttpConnectionManager::default()
+            .use_remote_address(true)
+            .apply(&mut headers, &Connection::plain(), &mut ids());
+        let names: Vec<&str> = headers.iter().map(|(name, _)| name).collect();
+        assert!(names.contains(&"x-app"));
+        for removed in [
+            "connection",
+            "x-envoy-retry-on",
+            "x-envoy-internal",
+            "x-envoy-downstream-service-node",
+        ] {
+            assert!(!names.contains(&removed), "{removed}");
+        }
     }
 
     #[test]

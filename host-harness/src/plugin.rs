@@ -1301,14 +1301,19 @@ impl Stream<'_> {
         let Some(local) = stream.local_response.take() else {
             return Ok(false);
         };
+        let grpc_request = stream
+            .request_headers
+            .get("content-type")
+            .is_some_and(|content_type| content_type.starts_with("application/grpc"));
+        let (headers, body) = local_reply(&local, grpc_request);
         if self.outcome.is_continued() {
             // Sent during the response path: the client gets it instead of the upstream's.
-            let mut headers = local_reply_headers(&local);
+            let mut headers = headers;
             headers.set("server", "envoy");
             self.response = Some(ClientResponse {
-                status: local.status,
+                status: parse_status(&headers),
                 headers,
-                body: local.body,
+                body,
                 trailers: None,
                 local: true,
                 paused: false,
@@ -1317,15 +1322,15 @@ impl Stream<'_> {
             return Ok(true);
         }
         stream.live = Default::default();
-        stream.response_code = Some(local.status);
+        stream.response_code = Some(parse_status(&headers));
         stream.response_code_details = Some(local.details.clone());
-        stream.response_headers = Some(local_reply_headers(&local));
-        self.outcome = RequestOutcome::LocalResponse(local.clone());
+        stream.response_headers = Some(headers);
+        self.outcome = RequestOutcome::LocalResponse(local);
         self.request_stage = Stage::Done;
-        self.response_body = if local.body.is_empty() {
+        self.response_body = if body.is_empty() {
             VecDeque::new()
         } else {
-            VecDeque::from([local.body])
+            VecDeque::from([body])
         };
         self.response_trailers = None;
         self.response_stage = Stage::Headers;
@@ -1445,19 +1450,63 @@ fn parse_status(headers: &HeaderMap) -> u32 {
         .unwrap_or(0)
 }
 
-/// The headers Envoy's `sendLocalReply` builds: status, the guest's extra headers, and the
-/// content length and type of the body.
-fn local_reply_headers(local: &LocalResponse) -> HeaderMap {
+/// The response Envoy's `sendLocalReply` builds (`prepareLocalReply`): the status, the guest's
+/// extra headers, then content length and a `text/plain` default type for a body (both removed
+/// for an empty one). A gRPC request gets a trailers-only `200` with `grpc-status` (the guest's,
+/// else mapped from the HTTP status) and the body as percent-encoded `grpc-message`.
+fn local_reply(local: &LocalResponse, grpc_request: bool) -> (HeaderMap, Vec<u8>) {
     let mut headers = HeaderMap::new();
     headers.add(":status", &local.status.to_string());
     for (key, value) in local.headers.iter() {
         headers.add(key, value);
     }
-    headers.set("content-length", &local.body.len().to_string());
-    if !local.body.is_empty() {
-        headers.set("content-type", "text/plain");
+    if grpc_request {
+        headers.set(":status", "200");
+        headers.set("content-type", "application/grpc");
+        if !headers.contains("grpc-status") {
+            let status = local
+                .grpc_status
+                .unwrap_or_else(|| grpc_status_for_http(local.status));
+            headers.set("grpc-status", &status.to_string());
+        }
+        if !local.body.is_empty() {
+            headers.set("grpc-message", &grpc_percent_encode(&local.body));
+        }
+        return (headers, Vec::new());
     }
-    headers
+    if local.body.is_empty() {
+        headers.remove("content-length");
+        headers.remove("content-type");
+    } else {
+        headers.set("content-length", &local.body.len().to_string());
+        if !headers.contains("content-type") {
+            headers.set("content-type", "text/plain");
+        }
+    }
+    (headers, local.body.clone())
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+fn grpc_status_for_http(status: u32) -> u32 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// gRPC's percent-encoding of `grpc-message`: bytes outside printable ASCII, and `%`.
+fn grpc_percent_encode(message: &[u8]) -> String {
+    message
+        .iter()
+        .map(|&byte| match byte {
+            b' '..=b'~' if byte != b'%' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 fn hostcall_counts(state: &HostState, id: u32) -> HostcallCounts {

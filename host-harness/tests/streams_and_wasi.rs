@@ -318,3 +318,47 @@ fn closing_the_request_stream_resets_it() {
     assert_eq!(exchange.request, host_harness::RequestOutcome::Reset);
     assert!(exchange.response.is_none());
 }
+
+const LOCAL_REPLY_GUEST: &str = r#"(module
+  (import "env" "proxy_send_local_response"
+    (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "no entry 100%")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 2048))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $respond (i32.const 403) (i32.const 0) (i32.const 0) (i32.const 100) (i32.const 13)
+      (i32.const 0) (i32.const 0) (i32.const -1)))
+    (i32.const 1)))"#;
+
+#[test]
+fn local_replies_are_built_as_envoy_builds_them_for_http_and_grpc() {
+    let module = GuestModule::from_wat("local", LOCAL_REPLY_GUEST).expect("compiles");
+    let mut plugin = Plugin::new(&module, PluginSettings::new("local")).expect("starts");
+    let http = plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .expect("exchange");
+    let response = http.response.expect("response");
+    assert_eq!(response.status, 403);
+    assert_eq!(response.headers.get("content-type"), Some("text/plain"));
+    assert_eq!(response.headers.get("content-length"), Some("13"));
+    assert_eq!(response.body, b"no entry 100%");
+
+    let grpc_request =
+        Request::post("/pkg.Service/Call").header("content-type", "application/grpc");
+    let grpc = plugin
+        .send(&Connection::plain(), grpc_request)
+        .expect("exchange");
+    let response = grpc.response.expect("response");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.headers.get("grpc-status"),
+        Some("7"),
+        "403 maps to PERMISSION_DENIED"
+    );
+    assert_eq!(
+        response.headers.get("grpc-message"),
+        Some("no entry 100%25")
+    );
+    assert!(response.body.is_empty());
+}
