@@ -65,7 +65,6 @@ async fn https_from_the_alb_reaches_the_app_through_certgate() {
 }
 
 #[tokio::test]
-#[ignore = "waiting for the ALB identity source (issue 3)"]
 async fn the_alb_leaf_header_is_the_identity_when_the_peer_is_a_trusted_proxy() {
     let pki = Pki::new().unwrap();
     let app = EchoServer::plain().unwrap();
@@ -89,7 +88,6 @@ async fn the_alb_leaf_header_is_the_identity_when_the_peer_is_a_trusted_proxy() 
 }
 
 #[tokio::test]
-#[ignore = "waiting for the ALB identity source (issue 3)"]
 async fn alb_headers_from_an_untrusted_peer_are_no_identity() {
     let pki = Pki::new().unwrap();
     let app = EchoServer::plain().unwrap();

@@ -78,7 +78,6 @@ fn request() -> Request {
 }
 
 #[tokio::test]
-#[ignore = "waiting for certgate's forwarding glue (issue 3)"]
 async fn identity_headers_come_from_the_certificate_and_spoofed_copies_are_removed() {
     let world = World::start().await;
     let seen = world
@@ -112,7 +111,6 @@ async fn identity_headers_come_from_the_certificate_and_spoofed_copies_are_remov
 }
 
 #[tokio::test]
-#[ignore = "waiting for certgate's forwarding glue (issue 3)"]
 async fn xfcc_sanitize_set_replaces_a_client_sent_xfcc_with_the_verified_certificate() {
     let world = World::start().await;
     let seen = world
@@ -142,7 +140,6 @@ async fn xfcc_sanitize_set_replaces_a_client_sent_xfcc_with_the_verified_certifi
 }
 
 #[tokio::test]
-#[ignore = "waiting for certgate's forwarding glue (issue 3)"]
 async fn client_cert_is_the_rfc_9440_encoding_of_the_presented_certificate() {
     let world = World::start().await;
     let seen = world
@@ -158,7 +155,6 @@ async fn client_cert_is_the_rfc_9440_encoding_of_the_presented_certificate() {
 }
 
 #[tokio::test]
-#[ignore = "waiting for certgate's forwarding glue (issue 3)"]
 async fn xff_forwarded_and_proto_state_the_real_peer_and_scheme() {
     let world = World::start().await;
     let seen = world

@@ -193,7 +193,6 @@ async fn tls_1_2_and_1_3_clients_are_both_served() {
 }
 
 #[tokio::test]
-#[ignore = "waiting for certgate's SNI check in the glue (issue 3)"]
 async fn a_host_the_sni_does_not_cover_is_denied_when_configured() {
     let pki = Pki::new().unwrap();
     let backend = EchoServer::tls(&pki.backend).unwrap();

@@ -257,7 +257,6 @@ async fn prometheus_scrape_shows_envoy_and_certgate_vm_series() {
 }
 
 #[tokio::test]
-#[ignore = "waiting for certgate telemetry (issue 3)"]
 async fn certgate_metrics_carry_route_decision_and_reason_labels() {
     let sidecar = Sidecar::start(&policy()).await;
     let orders = sidecar.cert(
@@ -322,7 +321,6 @@ async fn certgate_metrics_carry_route_decision_and_reason_labels() {
 }
 
 #[tokio::test]
-#[ignore = "waiting for certgate telemetry (issue 3)"]
 async fn the_access_log_prints_certgates_decision_fields() {
     let sidecar = Sidecar::start(&policy()).await;
     let orders = sidecar.cert(CertSpec::client().uri(SHOP_ORDERS));
