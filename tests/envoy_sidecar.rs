@@ -356,3 +356,53 @@ async fn the_access_log_prints_certgates_decision_fields() {
     assert_eq!(denied["certgate_decision"], "deny");
     assert_eq!(denied["certgate_reason"], "not_in_allowlist");
 }
+
+#[tokio::test]
+async fn the_deny_response_is_the_configured_status_body_and_content_type() {
+    let mut custom = policy();
+    custom["deny_response"] = json!({
+        "status": 401,
+        "body": "<p>not for you</p>",
+        "content_type": "text/html",
+    });
+    let sidecar = Sidecar::start(&custom).await;
+    let cert = sidecar.cert(CertSpec::client().uri(SHOP_ORDERS));
+    let response = sidecar
+        .client(Some(&cert))
+        .send(&Request::get("/admin", "app.mesh.local"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 401);
+    assert_eq!(response.header("content-type"), Some("text/html"));
+    assert_eq!(response.body_text(), "<p>not for you</p>");
+    assert_eq!(sidecar.app.requests_served(), 0);
+}
+
+#[tokio::test]
+async fn audit_mode_lets_every_request_through_and_records_what_it_would_have_denied() {
+    let mut audit = policy();
+    audit["mode"] = json!("audit");
+    let sidecar = Sidecar::start(&audit).await;
+    let cert = sidecar.cert(CertSpec::client().uri(SHOP_ORDERS));
+    let client = sidecar.client(Some(&cert));
+    for path in ["/orders", "/admin"] {
+        let response = client
+            .send(&Request::get(path, "app.mesh.local"))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200, "{path}");
+    }
+    assert_eq!(sidecar.app.requests_served(), 2);
+    let scrape = sidecar.envoy.prometheus().await.unwrap();
+    assert_eq!(
+        scrape.value(
+            "certgate_requests_total",
+            &[
+                ("route", "admin"),
+                ("decision", "audit_deny"),
+                ("reason", "not_in_allowlist")
+            ]
+        ),
+        Some(1.0)
+    );
+}
