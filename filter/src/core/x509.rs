@@ -378,6 +378,17 @@ fn parse_extensions(explicit: Element<'_>) -> Result<Vec<GeneralName<'_>>, Certi
     Ok(subject_alt_names.unwrap_or_default())
 }
 
+// The GeneralName choices (RFC 5280 4.2.1.6), tagged IMPLICIT: constructed where the type is.
+const OTHER_NAME: u8 = der::context_constructed(0);
+const RFC822_NAME: u8 = der::context_primitive(1);
+const DNS_NAME: u8 = der::context_primitive(2);
+const X400_ADDRESS: u8 = der::context_constructed(3);
+const DIRECTORY_NAME: u8 = der::context_constructed(4);
+const EDI_PARTY_NAME: u8 = der::context_constructed(5);
+const URI: u8 = der::context_primitive(6);
+const IP_ADDRESS: u8 = der::context_primitive(7);
+const REGISTERED_ID: u8 = der::context_primitive(8);
+
 /// `GeneralNames ::= SEQUENCE OF GeneralName`; the kinds certgate does not match on are skipped.
 fn parse_general_names(value: &[u8]) -> Result<Vec<GeneralName<'_>>, CertificateError> {
     const FIELD: &str = "tbsCertificate.extensions.subjectAltName";
@@ -394,12 +405,11 @@ fn parse_general_names(value: &[u8]) -> Result<Vec<GeneralName<'_>>, Certificate
                 .ok_or_else(|| invalid(FIELD, format_args!("{kind} is not an ASCII IA5String")))
         };
         match name.tag {
-            0x81 => general_names.push(GeneralName::Email(ia5("rfc822Name")?)),
-            0x82 => general_names.push(GeneralName::Dns(ia5("dNSName")?)),
-            0x86 => general_names.push(GeneralName::Uri(ia5("uniformResourceIdentifier")?)),
-            0x87 => general_names.extend(ip_address(name.content).map(GeneralName::Ip)),
-            // otherName, x400Address, directoryName, ediPartyName, registeredID.
-            0xa0 | 0xa3 | 0xa4 | 0xa5 | 0x88 => {}
+            RFC822_NAME => general_names.push(GeneralName::Email(ia5("rfc822Name")?)),
+            DNS_NAME => general_names.push(GeneralName::Dns(ia5("dNSName")?)),
+            URI => general_names.push(GeneralName::Uri(ia5("uniformResourceIdentifier")?)),
+            IP_ADDRESS => general_names.extend(ip_address(name.content).map(GeneralName::Ip)),
+            OTHER_NAME | X400_ADDRESS | DIRECTORY_NAME | EDI_PARTY_NAME | REGISTERED_ID => {}
             tag => {
                 return Err(invalid(
                     FIELD,
