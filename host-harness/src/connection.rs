@@ -2,6 +2,7 @@
 
 use crate::tls::{Certificate, Tls};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// A downstream connection as Envoy's listener accepted it.
 ///
@@ -15,7 +16,8 @@ pub struct Connection {
     pub(crate) id: u64,
     pub(crate) source: SocketAddr,
     pub(crate) destination: SocketAddr,
-    pub(crate) tls: Option<Tls>,
+    // Shared so that opening a stream per request does not copy the certificates.
+    pub(crate) tls: Option<Arc<Tls>>,
 }
 
 impl Connection {
@@ -32,7 +34,7 @@ impl Connection {
     /// A TLS connection with the given session (same default addresses as [`Connection::plain`]).
     pub fn tls(tls: Tls) -> Connection {
         Connection {
-            tls: Some(tls),
+            tls: Some(Arc::new(tls)),
             ..Connection::plain()
         }
     }
@@ -60,7 +62,7 @@ impl Connection {
     }
 
     pub fn tls_session(&self) -> Option<&Tls> {
-        self.tls.as_ref()
+        self.tls.as_deref()
     }
 
     /// Whether the client presented a certificate (`connection.mtls`).

@@ -842,6 +842,7 @@ impl Plugin {
         let connection = Arc::new(connection.clone());
         let mut headers = request.headers;
         let state = self.store.data_mut();
+        let first_log = state.logs.len();
         let hcm = state.settings.hcm.clone();
         let source = hcm.apply(&mut headers, &connection, &mut || state.new_request_id());
         let stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
@@ -860,6 +861,7 @@ impl Plugin {
             response_stage: Stage::Done,
             client_body: Vec::new(),
             response: None,
+            first_log,
             finished: false,
         };
         stream.drive_request()?;
@@ -1009,6 +1011,7 @@ pub struct Stream<'p> {
     response_stage: Stage,
     client_body: Vec<u8>,
     response: Option<ClientResponse>,
+    first_log: usize,
     finished: bool,
 }
 
@@ -1111,6 +1114,8 @@ impl Stream<'_> {
             .unwrap_or_default();
         let logs = state
             .logs
+            .get(self.first_log..)
+            .unwrap_or_default()
             .iter()
             .filter(|record| record.context_id == id)
             .cloned()
