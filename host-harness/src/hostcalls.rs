@@ -852,6 +852,8 @@ fn proxy_http_call(
         body,
         trailers: pairs_to_map(decode_pairs(&trailers)),
         timeout_ms: timeout_ms as u32,
+        deadline_ns: (timeout_ms != 0)
+            .then(|| state.now_ns + u64::from(timeout_ms as u32) * 1_000_000),
         context_id: state.context(),
     };
     state.http_calls.insert(token, call);

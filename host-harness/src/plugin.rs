@@ -449,6 +449,8 @@ pub struct DispatchedHttpCall {
     pub body: Vec<u8>,
     pub trailers: HeaderMap,
     pub timeout_ms: u32,
+    /// When Envoy's async client gives up on the call (`None`: timeout 0, no deadline).
+    pub deadline_ns: Option<u64>,
     /// The context that made the call.
     pub context_id: u32,
 }
@@ -701,11 +703,33 @@ impl Plugin {
         self.store.data().now_ns
     }
 
-    /// Moves the clock forward, firing `proxy_on_tick` for every tick period that elapses.
+    /// Moves the clock forward, firing in time order `proxy_on_tick` for every tick period that
+    /// elapses and the timeout of every http call whose deadline passes (Envoy's async client
+    /// answers those itself with a `504` and body `upstream request timeout`).
     pub fn advance_time(&mut self, by: Duration) -> Result<(), HarnessError> {
         let target = self.now_ns().saturating_add(by.as_nanos() as u64);
-        while let Some(due) = self.next_tick().filter(|&due| due <= target) {
-            self.fire_tick(due)?;
+        loop {
+            let tick = self.next_tick().filter(|&due| due <= target);
+            let timeout = self
+                .store
+                .data()
+                .http_calls
+                .values()
+                .filter_map(|call| call.deadline_ns.map(|deadline| (deadline, call.token)))
+                .filter(|&(deadline, _)| deadline <= target)
+                .min();
+            match (tick, timeout) {
+                (Some(due), Some((deadline, _))) if due <= deadline => self.fire_tick(due)?,
+                (_, Some((deadline, token))) => {
+                    self.store.data_mut().now_ns = deadline;
+                    let timed_out = HttpCallResponse::status(504)
+                        .header("content-type", "text/plain")
+                        .body("upstream request timeout");
+                    self.respond_http_call(token, timed_out)?;
+                }
+                (Some(due), None) => self.fire_tick(due)?,
+                (None, None) => break,
+            }
         }
         self.store.data_mut().now_ns = target;
         Ok(())
@@ -1065,6 +1089,13 @@ impl Stream<'_> {
     /// Fails an http call and resumes the stream if the guest continued it.
     pub fn fail_http_call(&mut self, token: u32) -> Result<(), HarnessError> {
         self.plugin.fail_http_call(token)?;
+        self.resume()
+    }
+
+    /// Moves the test clock (ticks, http call timeouts) and resumes the stream if the guest
+    /// continued it meanwhile.
+    pub fn advance_time(&mut self, by: Duration) -> Result<(), HarnessError> {
+        self.plugin.advance_time(by)?;
         self.resume()
     }
 

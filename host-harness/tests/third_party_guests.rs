@@ -121,6 +121,20 @@ fn rust_sdk_guest_waits_for_an_http_call_the_test_answers() {
     assert_eq!(upstream.headers.get("x-auth"), Some("granted"));
     granted.finish().expect("finished");
 
+    // The guest's 1 s timeout passes: Envoy's async client answers 504 and the guest denies.
+    let mut timed_out = plugin
+        .stream(&connection, Request::get("/guarded"))
+        .expect("stream");
+    timed_out
+        .advance_time(Duration::from_millis(1500))
+        .expect("time passes");
+    assert_eq!(
+        timed_out.outcome().local_response().map(|r| r.status),
+        Some(401)
+    );
+    assert!(timed_out.plugin().http_calls().is_empty());
+    drop(timed_out);
+
     let mut denied = plugin
         .stream(&connection, Request::get("/guarded"))
         .expect("stream");
