@@ -199,3 +199,57 @@ fn hostcalls_are_counted_per_request() {
     assert_eq!(exchange.hostcalls.get("proxy_get_header_map_value"), 2);
     assert_eq!(exchange.hostcalls.total(), 2);
 }
+
+#[test]
+fn abi_0_1_0_guests_get_two_argument_callbacks_and_empty_values_for_missing_headers() {
+    let module = host_harness::GuestModule::from_wat(
+        "legacy",
+        r#"(module
+          (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+          (import "env" "proxy_set_property" (func $set (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 100) "x-missing")
+          (data (i32.const 120) "s1")
+          (func (export "proxy_abi_version_0_1_0"))
+          (func (export "malloc") (param i32) (result i32) (i32.const 2048))
+          (func (export "proxy_on_request_headers") (param $ctx i32) (param $headers i32) (result i32)
+            (i32.store8 (i32.const 60)
+              (call $get (i32.const 0) (i32.const 100) (i32.const 9) (i32.const 0) (i32.const 4)))
+            (drop (call $set (i32.const 120) (i32.const 2) (i32.const 60) (i32.const 1)))
+            (i32.const 0)))"#,
+    )
+    .expect("compiles");
+    let mut plugin = Plugin::new(&module, PluginSettings::new("legacy")).expect("starts");
+    let exchange = plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .expect("exchange");
+    assert_eq!(recorded(&exchange, "s1"), OK);
+}
+
+#[test]
+fn a_new_configuration_can_be_rejected_and_then_accepted() {
+    let mut plugin = Plugin::new(
+        &common::header_gate(),
+        PluginSettings::new("gate").configuration("on"),
+    )
+    .expect("starts");
+    assert!(!plugin.configure("").expect("on_configure runs").accepted);
+    let refused = plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .expect_err("a rejected plugin serves nothing");
+    assert!(
+        refused.to_string().contains("rejected its configuration"),
+        "{refused}"
+    );
+    assert!(
+        plugin
+            .configure("again")
+            .expect("on_configure runs")
+            .accepted
+    );
+    assert!(plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .expect("serves again")
+        .request
+        .is_continued());
+}
