@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 use wasmtime::{Config, Engine, Module};
 
 /// A compiled proxy-wasm module, cheap to clone and share between threads. Each
@@ -24,13 +25,25 @@ impl std::fmt::Debug for GuestModule {
     }
 }
 
+/// How often the engine's epoch advances: the granularity of guest call timeouts.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
 /// The process-wide engine. Compiled code is immutable, so sharing it keeps tests independent.
+/// A ticker thread advances its epoch so that a guest stuck in a loop is interrupted after the
+/// plugin's call timeout instead of hanging the test.
 pub(crate) fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        Engine::new(&config).unwrap_or_else(|_| Engine::default())
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).unwrap_or_else(|_| Engine::default());
+        let ticking = engine.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            ticking.increment_epoch();
+        });
+        engine
     })
 }
 

@@ -38,6 +38,7 @@ pub struct PluginSettings {
     pub(crate) hcm: HttpConnectionManager,
     pub(crate) start_time_ns: u64,
     pub(crate) seed: u64,
+    pub(crate) call_timeout: Duration,
     pub(crate) abi_0_1_0: bool,
 }
 
@@ -58,6 +59,7 @@ impl PluginSettings {
             hcm: HttpConnectionManager::default(),
             start_time_ns: 1_767_225_600_000_000_000,
             seed: 0x5eed,
+            call_timeout: Duration::from_secs(10),
             abi_0_1_0: false,
         }
     }
@@ -128,6 +130,13 @@ impl PluginSettings {
     /// The wall clock at start, in nanoseconds since the epoch.
     pub fn start_time_ns(mut self, ns: u64) -> PluginSettings {
         self.start_time_ns = ns;
+        self
+    }
+
+    /// How long one call into the guest may run before it is interrupted (a trap); 10 s unless
+    /// set, so a guest stuck in a loop fails its test instead of hanging it.
+    pub fn call_timeout(mut self, timeout: Duration) -> PluginSettings {
+        self.call_timeout = timeout;
         self
     }
 
@@ -572,6 +581,7 @@ impl Plugin {
         crate::hostcalls::add_to_linker(&mut linker).map_err(|e| instantiate_error(module, e))?;
         crate::wasi::add_to_linker(&mut linker).map_err(|e| instantiate_error(module, e))?;
         let mut store = Store::new(engine(), HostState::new(Arc::new(settings)));
+        store.set_epoch_deadline(epoch_ticks(store.data().settings.call_timeout));
         let instance = linker
             .instantiate(&mut store, &module.module)
             .map_err(|e| instantiate_error(module, format!("{e:#}")))?;
@@ -946,6 +956,8 @@ impl Plugin {
             })
             .collect();
         let mut results: Vec<Val> = ty.results().map(|_| Val::I32(0)).collect();
+        let ticks = epoch_ticks(self.store.data().settings.call_timeout);
+        self.store.set_epoch_deadline(ticks);
         let state = self.store.data_mut();
         let previous_context = state.current_context;
         state.current_context = args.first().copied().unwrap_or(0);
@@ -1477,6 +1489,11 @@ impl Drop for Stream<'_> {
         }
         self.plugin.store.data_mut().streams.remove(&id);
     }
+}
+
+/// A call timeout in engine epochs (at least one).
+fn epoch_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / crate::module::EPOCH_TICK.as_millis()).max(1) as u64
 }
 
 fn parse_status(headers: &HeaderMap) -> u32 {

@@ -362,3 +362,26 @@ fn local_replies_are_built_as_envoy_builds_them_for_http_and_grpc() {
     );
     assert!(response.body.is_empty());
 }
+
+#[test]
+fn a_guest_stuck_in_a_loop_is_interrupted_after_the_call_timeout() {
+    let module = GuestModule::from_wat(
+        "spin",
+        r#"(module (memory (export "memory") 1)
+          (func (export "proxy_abi_version_0_2_1"))
+          (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+            (loop $forever (br $forever))
+            (i32.const 0)))"#,
+    )
+    .expect("compiles");
+    let settings = PluginSettings::new("spin").call_timeout(Duration::from_millis(100));
+    let mut plugin = Plugin::new(&module, settings).expect("starts");
+    let error = plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .expect_err("interrupted");
+    assert!(
+        matches!(&error, HarnessError::Trap { call, .. } if call == "proxy_on_request_headers"),
+        "{error}"
+    );
+}
