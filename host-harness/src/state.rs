@@ -282,10 +282,12 @@ impl HostState {
         self.roots.contains_key(&id) || self.streams.contains_key(&id)
     }
 
+    /// Counts a hostcall for the context it acts on, so calls a stream's code makes from the
+    /// root context's callbacks (after `proxy_set_effective_context`) count for that stream.
     pub fn count_hostcall(&mut self, name: &'static str) {
         *self
             .hostcalls
-            .entry(self.current_context)
+            .entry(self.context())
             .or_default()
             .entry(name)
             .or_default() += 1;

@@ -119,6 +119,10 @@ fn rust_sdk_guest_waits_for_an_http_call_the_test_answers() {
         .expect("answered");
     let upstream = granted.outcome().upstream().expect("resumed upstream");
     assert_eq!(upstream.headers.get("x-auth"), Some("granted"));
+    // Calls made for the stream from the root's callback count for the stream.
+    let hostcalls = granted.hostcalls();
+    assert_eq!(hostcalls.get("proxy_http_call"), 1);
+    assert_eq!(hostcalls.get("proxy_replace_header_map_value"), 1);
     granted.finish().expect("finished");
 
     // The guest's 1 s timeout passes: Envoy's async client answers 504 and the guest denies.
