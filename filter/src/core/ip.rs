@@ -3,7 +3,7 @@
 //! IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`) are treated as the IPv4 address they carry, so a
 //! certificate or peer cannot step around an IPv4 rule by changing notation.
 
-use std::collections::HashMap;
+use super::hash::FxHashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -111,7 +111,7 @@ fn mask(address: IpAddr, prefix: u8) -> IpAddr {
 #[derive(Debug, Clone, Default)]
 pub struct IpNetIndex<T> {
     prefixes: Vec<u8>,
-    blocks: HashMap<IpNet, T>,
+    blocks: FxHashMap<IpNet, T>,
 }
 
 impl<T: Copy + Ord> IpNetIndex<T> {

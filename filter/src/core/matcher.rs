@@ -6,10 +6,10 @@
 //! inner `*` segments are scanned.
 
 use super::dns::{self, DnsPattern};
+use super::hash::FxHashMap;
 use super::identity::{canonical_email, PeerIdentity};
 use super::ip::{IpNet, IpNetIndex};
 use super::uri::{is_trust_domain, SpiffeId, UriPattern};
-use std::collections::HashMap;
 use std::fmt;
 
 /// One entry of an `allow` or `deny` list.
@@ -117,13 +117,16 @@ fn parse_sha256(value: &str) -> Result<String, String> {
 
 /// Hashes every string of one kind to the lowest index of a matcher that names it.
 #[derive(Debug, Clone, Default)]
-struct ExactIndex(HashMap<String, usize>);
+struct ExactIndex(FxHashMap<String, usize>);
 
 impl ExactIndex {
     fn insert(&mut self, key: &str, index: usize) {
         self.0.entry(key.to_owned()).or_insert(index);
     }
     fn get(&self, key: &str) -> Option<usize> {
+        if self.0.is_empty() {
+            return None;
+        }
         self.0.get(key).copied()
     }
 }

@@ -9,6 +9,7 @@ pub mod der;
 pub mod dns;
 pub mod forwarded;
 pub mod forwarding;
+pub mod hash;
 pub mod identity;
 pub mod ip;
 pub mod matcher;
