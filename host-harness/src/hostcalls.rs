@@ -427,7 +427,7 @@ fn proxy_get_shared_data(
     let Some(key) = read(&caller, key_ptr, key_size) else {
         return ok(Status::InvalidMemoryAccess);
     };
-    let Some((value, cas)) = caller.data().shared_data.get(&key).cloned() else {
+    let Some((value, cas)) = caller.data().settings.shared_data.get(&key) else {
         return ok(Status::NotFound);
     };
     let status = copy_out(&mut caller, &value, ptr_ptr, size_ptr)?;
@@ -455,7 +455,11 @@ fn proxy_set_shared_data(
     ) else {
         return ok(Status::InvalidMemoryAccess);
     };
-    ok(caller.data_mut().set_shared_data(key, value, cas as u32))
+    ok(caller
+        .data()
+        .settings
+        .shared_data
+        .set(&key, &value, cas as u32))
 }
 
 fn proxy_register_shared_queue(
@@ -991,20 +995,6 @@ impl HostState {
     /// The root context hostcalls from any context of this plugin belong to.
     pub(crate) fn settings_root_context(&self) -> u32 {
         crate::plugin::ROOT_CONTEXT_ID
-    }
-
-    /// cpp-host's shared data: CAS 0 writes unconditionally; a non-zero CAS must match the
-    /// current one; every write takes a new CAS.
-    pub(crate) fn set_shared_data(&mut self, key: Vec<u8>, value: Vec<u8>, cas: u32) -> Status {
-        if let Some((_, current)) = self.shared_data.get(&key) {
-            if cas != 0 && cas != *current {
-                return Status::CasMismatch;
-            }
-        }
-        let new_cas = self.next_cas;
-        self.next_cas = self.next_cas.wrapping_add(1).max(1);
-        self.shared_data.insert(key, (value, new_cas));
-        Status::Ok
     }
 
     pub(crate) fn enqueue(&mut self, token: u32, data: Vec<u8>) -> Status {

@@ -40,6 +40,7 @@ mod memory;
 mod module;
 mod plugin;
 mod properties;
+mod shared;
 mod state;
 mod tls;
 mod wasi;
@@ -55,4 +56,5 @@ pub use plugin::{
     LocalResponse, LogRecord, Metric, MetricChange, MetricsSnapshot, Plugin, PluginSettings,
     Request, RequestOutcome, Route, Stream, UpstreamRequest, UpstreamResponse,
 };
+pub use shared::SharedData;
 pub use tls::{Certificate, Tls, TlsVersion};

@@ -8,6 +8,7 @@ use crate::error::HarnessError;
 use crate::hcm::HttpConnectionManager;
 use crate::headers::HeaderMap;
 use crate::module::{engine, GuestModule};
+use crate::shared::SharedData;
 use crate::state::{ForeignFunction, HostState, StreamState};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub struct PluginSettings {
     pub(crate) start_time_ns: u64,
     pub(crate) seed: u64,
     pub(crate) call_timeout: Duration,
+    pub(crate) shared_data: SharedData,
     pub(crate) abi_0_1_0: bool,
 }
 
@@ -60,6 +62,7 @@ impl PluginSettings {
             start_time_ns: 1_767_225_600_000_000_000,
             seed: 0x5eed,
             call_timeout: Duration::from_secs(10),
+            shared_data: SharedData::new(),
             abi_0_1_0: false,
         }
     }
@@ -137,6 +140,13 @@ impl PluginSettings {
     /// set, so a guest stuck in a loop fails its test instead of hanging it.
     pub fn call_timeout(mut self, timeout: Duration) -> PluginSettings {
         self.call_timeout = timeout;
+        self
+    }
+
+    /// The shared-data store; pass clones of one store to several plugins to model Envoy's
+    /// workers sharing data. Each plugin gets its own store unless set.
+    pub fn shared_data(mut self, store: SharedData) -> PluginSettings {
+        self.shared_data = store;
         self
     }
 
@@ -816,16 +826,9 @@ impl Plugin {
             .ok_or_else(|| HarnessError::usage(format!("no pending http call with token {token}")))
     }
 
-    /// A shared-data entry and its CAS.
-    pub fn shared_data(&self, key: &[u8]) -> Option<(Vec<u8>, u32)> {
-        self.store.data().shared_data.get(key).cloned()
-    }
-
-    /// Writes shared data from outside, as another VM would (CAS 0: unconditional).
-    pub fn set_shared_data(&mut self, key: &[u8], value: &[u8]) {
-        self.store
-            .data_mut()
-            .set_shared_data(key.to_vec(), value.to_vec(), 0);
+    /// The plugin's shared-data store (shared with every plugin given the same store).
+    pub fn shared_data(&self) -> &SharedData {
+        &self.store.data().settings.shared_data
     }
 
     /// Enqueues to a queue the guest registered, then delivers `proxy_on_queue_ready`.

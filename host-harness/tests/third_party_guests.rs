@@ -165,7 +165,7 @@ fn rust_sdk_guest_counts_in_shared_data_and_ticks_on_the_test_clock() {
         );
     }
     assert_eq!(
-        plugin.shared_data(b"hits").map(|(value, _)| value),
+        plugin.shared_data().get(b"hits").map(|(value, _)| value),
         Some(b"2".to_vec())
     );
 
@@ -175,6 +175,25 @@ fn rust_sdk_guest_counts_in_shared_data_and_ticks_on_the_test_clock() {
     assert_eq!(plugin.metric_value("probe_ticks"), Some(3));
     plugin.tick().expect("tick");
     assert_eq!(plugin.metric_value("probe_ticks"), Some(4));
+}
+
+#[test]
+fn plugins_given_one_store_share_data_like_envoy_workers() {
+    let store = host_harness::SharedData::new();
+    let settings = PluginSettings::new("probe").shared_data(store.clone());
+    let mut workers = [
+        Plugin::new(&common::sdk_probe(), settings.clone()).expect("worker 1"),
+        Plugin::new(&common::sdk_probe(), settings).expect("worker 2"),
+    ];
+    for worker in &mut workers {
+        worker
+            .send(&Connection::plain(), Request::get("/shared"))
+            .expect("exchange");
+    }
+    assert_eq!(
+        store.get(b"hits").map(|(value, _)| value),
+        Some(b"2".to_vec())
+    );
 }
 
 #[test]
