@@ -210,8 +210,18 @@ impl HttpConnectionManager {
         if !headers.contains(XFP) {
             headers.set(XFP, scheme(is_tls));
         }
+        // A missing :scheme comes from a valid XFP, else from the transport.
         if !headers.contains(":scheme") {
-            headers.set(":scheme", scheme(is_tls));
+            let from_xfp = headers
+                .get(XFP)
+                .filter(|proto| {
+                    proto.eq_ignore_ascii_case("http") || proto.eq_ignore_ascii_case("https")
+                })
+                .map(str::to_ascii_lowercase);
+            headers.set(
+                ":scheme",
+                &from_xfp.unwrap_or_else(|| scheme(is_tls).to_string()),
+            );
         }
         if !headers.contains(REQUEST_ID) || (edge_request && !self.preserve_external_request_id) {
             headers.set(REQUEST_ID, &new_request_id());
