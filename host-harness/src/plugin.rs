@@ -1215,7 +1215,6 @@ impl Stream<'_> {
             }
             Stage::Trailers => {
                 stream.live.request_trailers = false;
-                self.request_trailers = None;
                 self.request_stage = Stage::Done;
             }
             Stage::Done => {}
@@ -1239,7 +1238,6 @@ impl Stream<'_> {
             }
             Stage::Trailers => {
                 stream.live.response_trailers = false;
-                self.response_trailers = None;
                 self.response_stage = Stage::Done;
             }
             Stage::Done => {}
@@ -1301,8 +1299,6 @@ impl Stream<'_> {
                         let action = self
                             .plugin
                             .call("proxy_on_request_trailers", &[id, count])?;
-                        // Keep a marker so advance_request knows trailers were delivered.
-                        self.request_trailers = Some(HeaderMap::new());
                         action.unwrap_or(0) == 0
                     }
                     None => {
@@ -1431,7 +1427,6 @@ impl Stream<'_> {
                         let action = self
                             .plugin
                             .call("proxy_on_response_trailers", &[id, count])?;
-                        self.response_trailers = Some(HeaderMap::new());
                         action.unwrap_or(0) == 0
                     }
                     None => {

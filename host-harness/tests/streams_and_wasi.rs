@@ -66,6 +66,20 @@ fn a_buffered_request_body_is_replaced_at_its_end() {
         b"REPLACED"
     );
     assert_eq!(exchange.response.expect("response").body, b"<xyz");
+
+    let response = UpstreamResponse::ok().body("xyz").trailer("x-done", "1");
+    let with_trailers = plugin
+        .exchange(&Connection::plain(), Request::get("/"), response)
+        .expect("exchange")
+        .response
+        .expect("response");
+    assert_eq!(with_trailers.body, b"<xyz");
+    assert_eq!(
+        with_trailers
+            .trailers
+            .and_then(|t| t.get("x-done").map(str::to_string)),
+        Some("1".to_string())
+    );
 }
 
 #[test]
