@@ -1,5 +1,12 @@
 //! Every way a configuration is refused, with the message an operator sees (field path first).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use certgate::core::config;
 
 fn errors(json: &str) -> Vec<String> {

@@ -1,6 +1,13 @@
 //! Decisions over real certificates: (certificate, route, expected verdict and reason), plus audit
 //! mode, default action, require_client_cert and the deny response.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use certgate::core::config;
@@ -422,4 +429,19 @@ fn degraded_identity_from_envoy_attributes() {
     assert_eq!(id.uris, ["spiffe://td/sa/x"]);
     assert_eq!(id.sha256, "abcd");
     assert!(id.degraded);
+}
+
+#[test]
+fn subjects_are_printed_and_read_back_as_envoy_prints_them() {
+    let id = support::identity(&[], Some("Zoë #1, \"ops\""));
+    assert_eq!(
+        id.subject,
+        r#"CN=Zo\C3\AB #1\, \"ops\",O=Certgate Tests,C=US"#
+    );
+    assert_eq!(id.subject_cns, ["Zoë #1, \"ops\""]);
+    let degraded = PeerIdentity::from_envoy_attributes(&id.subject, "", "", "00");
+    assert_eq!(
+        degraded.subject_cns, id.subject_cns,
+        "Envoy's subject string reads back to the same CN"
+    );
 }

@@ -1,6 +1,13 @@
 //! Matching semantics, as a table: (matcher, certificate SAN, wildcard_certs, expected hit).
 //! Every certificate is real (rcgen) and read through certgate's identity extraction.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod support;
 
 use certgate::core::matcher::{Matcher, MatcherKind, MatcherSet};

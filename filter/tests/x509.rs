@@ -157,6 +157,8 @@ fn oracle_string(value: &x509_parser::asn1_rs::Any<'_>) -> Option<String> {
 }
 
 /// RFC 2253 escaping, written independently of certgate's.
+/// BoringSSL's RFC 2253 printing, written independently: specials backslashed, control bytes and the
+/// UTF-8 bytes of non-ASCII characters as `\XX`.
 fn oracle_escape(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::new();
@@ -165,8 +167,15 @@ fn oracle_escape(text: &str) -> String {
         let last = index + 1 == chars.len();
         if ",+\"\\<>;".contains(c) || (first && (c == '#' || c == ' ')) || (last && c == ' ') {
             out.push('\\');
+            out.push(c);
+        } else if c.is_ascii_control() || !c.is_ascii() {
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("\\{byte:02X}"));
+            }
+        } else {
+            out.push(c);
         }
-        out.push(c);
     }
     out
 }

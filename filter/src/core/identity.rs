@@ -166,17 +166,33 @@ fn split_rdns(subject: &str) -> Vec<&str> {
     parts
 }
 
+/// Undoes [`escape_rdn_value`]: `\,` and friends, and `\XX` hex bytes (then read as UTF-8).
 fn unescape_rdn_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        out.push(if c == '\\' {
-            chars.next().unwrap_or('\\')
-        } else {
-            c
-        });
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    while let Some((&byte, after)) = rest.split_first() {
+        rest = after;
+        if byte != b'\\' {
+            bytes.push(byte);
+            continue;
+        }
+        let hex_pair = rest
+            .get(..2)
+            .and_then(|pair| std::str::from_utf8(pair).ok());
+        match hex_pair.and_then(|pair| u8::from_str_radix(pair, 16).ok()) {
+            Some(decoded) => {
+                bytes.push(decoded);
+                rest = rest.get(2..).unwrap_or_default();
+            }
+            None => {
+                if let Some((&escaped, after)) = rest.split_first() {
+                    bytes.push(escaped);
+                    rest = after;
+                }
+            }
+        }
     }
-    out
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A distinguished name the way Envoy prints it (OpenSSL/BoringSSL `XN_FLAG_RFC2253`): RDNs in
@@ -216,11 +232,16 @@ fn attribute_short_name(oid: &str) -> Option<&'static str> {
         "2.5.4.10" => "O",
         "2.5.4.11" => "OU",
         "2.5.4.12" => "title",
+        "2.5.4.13" => "description",
+        "2.5.4.15" => "businessCategory",
+        "2.5.4.17" => "postalCode",
+        "2.5.4.41" => "name",
         "2.5.4.42" => "GN",
         "2.5.4.43" => "initials",
         "2.5.4.44" => "generationQualifier",
         "2.5.4.46" => "dnQualifier",
         "2.5.4.65" => "pseudonym",
+        "2.5.4.97" => "organizationIdentifier",
         "0.9.2342.19200300.100.1.1" => "UID",
         "0.9.2342.19200300.100.1.25" => "DC",
         "1.2.840.113549.1.9.1" => "emailAddress",
@@ -228,15 +249,22 @@ fn attribute_short_name(oid: &str) -> Option<&'static str> {
     })
 }
 
+/// RFC 2253 escapes as BoringSSL's `ASN1_STRFLGS_RFC2253` prints them: special characters with a
+/// backslash, and every control byte and every byte of a non-ASCII character (in UTF-8) as `\XX`.
 fn escape_rdn_value(value: &str, out: &mut String) {
-    let last = value.chars().count().saturating_sub(1);
-    for (index, c) in value.chars().enumerate() {
-        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
-            || (index == 0 && (c == '#' || c == ' '))
-            || (index == last && c == ' ');
-        if special {
-            out.push('\\');
+    let last = value.len().saturating_sub(1);
+    for (index, byte) in value.bytes().enumerate() {
+        match byte {
+            b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' => {
+                out.push('\\');
+                out.push(char::from(byte));
+            }
+            b'#' if index == 0 => out.push_str("\\#"),
+            b' ' if index == 0 || index == last => out.push_str("\\ "),
+            0x00..=0x1f | 0x7f..=0xff => {
+                let _ = write!(out, "\\{byte:02X}");
+            }
+            _ => out.push(char::from(byte)),
         }
-        out.push(c);
     }
 }
