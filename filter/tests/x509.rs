@@ -341,7 +341,8 @@ fn subjects_with_special_characters_and_string_types_match_the_oracle() {
     assert_eq!(
         identity.subject,
         "2.999.3=joint arc,1.3.6.1.4.1.99999.18446744073709551615=big arc,serialNumber=12345,\
-         emailAddress=a@b.c,DC=example,title=teletex,ST=Ω 𝄞,L=Zürich ÿ,GN=José Müller 東京 😀,\
+         emailAddress=a@b.c,DC=example,title=teletex,ST=\\CE\\A9 \\F0\\9D\\84\\9E,L=Z\\C3\\BCrich \\C3\\BF,\
+         GN=Jos\\C3\\A9 M\\C3\\BCller \\E6\\9D\\B1\\E4\\BA\\AC \\F0\\9F\\98\\80,\
          CN=\\#hash\\+plus\\\"quote\\\\back\\<lt\\>gt\\;semi=eq,OU=\\ leading and trailing\\ ,\
          O=Certgate\\, Inc.,C=US"
     );
