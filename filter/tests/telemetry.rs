@@ -16,7 +16,7 @@ use certgate::core::forwarding::{IdentityField, IdentityHeader, Xff};
 use certgate::core::policy::{IdentitySource, SniHostMismatch};
 use certgate::core::telemetry::{
     days_to_expiry, label_value, tls_version_label, Metric, MetricId, MetricIds, MetricKind,
-    RecordLevel,
+    Recent, RecordLevel,
 };
 use certgate::core::xfcc::{XfccDetail, XfccMode};
 
@@ -178,6 +178,20 @@ fn metric_ids_are_defined_once_and_bounded() {
     let mut refusing = MetricIds::new(8);
     assert_eq!(refusing.id(&a, |_, _| None), MetricId::Unavailable);
     assert!(refusing.is_empty());
+}
+
+#[test]
+fn warnings_repeat_only_after_capacity_newer_keys() {
+    let mut recent = Recent::new(3);
+    assert!(recent.first_time(1));
+    assert!(!recent.first_time(1));
+    assert!(recent.first_time(2));
+    assert!(recent.first_time(3));
+    assert!(!recent.first_time(2));
+    // a fourth key pushes out the oldest
+    assert!(recent.first_time(4));
+    assert!(recent.first_time(1));
+    assert!(!recent.first_time(3) && !recent.first_time(4));
 }
 
 fn errors(json: &str) -> Vec<String> {

@@ -17,7 +17,7 @@ use super::route::RouteMatch;
 use super::telemetry::{RecordLevel, Telemetry, NO_ROUTE};
 use super::xfcc::{XfccDetail, XfccMode};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 /// One problem in the configuration: where (`routes[2].allow[0].dns`) and what.
@@ -223,7 +223,34 @@ struct RawForwarding {
     #[serde(default)]
     client_cert: bool,
     #[serde(default)]
-    identity_headers: Object<BTreeMap<String, IdentityField>>,
+    identity_headers: RawIdentityHeaders,
+}
+
+/// `identity_headers`: a JSON object (header name -> field), kept in the order written.
+#[derive(Default)]
+struct RawIdentityHeaders(Vec<(String, IdentityField)>);
+
+impl<'de> Deserialize<'de> for RawIdentityHeaders {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeadersVisitor;
+        impl<'de> serde::de::Visitor<'de> for HeadersVisitor {
+            type Value = RawIdentityHeaders;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawIdentityHeaders, A::Error> {
+                let mut headers = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    headers.push(entry);
+                }
+                Ok(RawIdentityHeaders(headers))
+            }
+        }
+        deserializer.deserialize_map(HeadersVisitor)
+    }
 }
 
 #[derive(Deserialize, Default)]

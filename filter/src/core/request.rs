@@ -10,7 +10,6 @@ use super::policy::{IdentitySource, Peer, Policy, SniHostMismatch};
 use super::route::RequestFacts;
 use super::sources::{self, PeerState};
 use super::telemetry::{self, Metric, Record};
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// What the host says about the connection.
@@ -168,15 +167,15 @@ impl Evaluation<'_> {
             ),
             (Metric::IdentitySource(self.source), 1),
         ];
-        let mut spoofed: BTreeMap<&str, u64> = BTreeMap::new();
-        for header in &self.rewrite.spoofed {
-            *spoofed.entry(header.as_str()).or_default() += 1;
+        // One update per spoofed header, counting its values (they are listed together).
+        let mut spoofed = self.rewrite.spoofed.iter().peekable();
+        while let Some(header) = spoofed.next() {
+            let mut count = 1;
+            while spoofed.next_if(|next| *next == header).is_some() {
+                count += 1;
+            }
+            metrics.push((Metric::SpoofedHeader(header), count));
         }
-        metrics.extend(
-            spoofed
-                .into_iter()
-                .map(|(header, count)| (Metric::SpoofedHeader(header), count)),
-        );
         if self.expiring {
             metrics.push((Metric::CertExpiring { route }, 1));
         }

@@ -224,6 +224,39 @@ impl MetricIds {
     }
 }
 
+/// The last keys seen, in a fixed ring: what makes a warning once per connection or certificate
+/// without a hash map (a warning repeats only after `capacity` newer keys).
+#[derive(Debug)]
+pub struct Recent {
+    keys: Vec<u64>,
+    next: usize,
+    capacity: usize,
+}
+
+impl Recent {
+    pub fn new(capacity: usize) -> Self {
+        Recent {
+            keys: Vec::new(),
+            next: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Whether `key` is not among the recent keys (it is from now on).
+    pub fn first_time(&mut self, key: u64) -> bool {
+        if self.keys.contains(&key) {
+            return false;
+        }
+        if self.keys.len() < self.capacity {
+            self.keys.push(key);
+        } else if let Some(slot) = self.keys.get_mut(self.next) {
+            *slot = key;
+        }
+        self.next = (self.next + 1) % self.capacity;
+        true
+    }
+}
+
 /// What certgate records about one request: the access record and the filter state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record<'a> {

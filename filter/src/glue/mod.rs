@@ -14,7 +14,7 @@ use crate::core::policy::{Peer, Policy};
 use crate::core::request::{self, ConnectionFacts, Evaluation};
 use crate::core::rewrite::Application;
 use crate::core::route::RequestFacts;
-use crate::core::telemetry::{MetricId, MetricIds, RecordLevel, METRIC_CAPACITY};
+use crate::core::telemetry::{MetricId, MetricIds, Recent, RecordLevel, METRIC_CAPACITY};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::{Cell, RefCell};
@@ -24,7 +24,7 @@ use std::time::UNIX_EPOCH;
 /// How many parsed certificates the root context keeps.
 const IDENTITY_CACHE_SIZE: usize = 512;
 /// How many connections (and certificate digests) the once-only warnings remember.
-const WARNED_CACHE_SIZE: usize = 1024;
+const WARNED_CACHE_SIZE: usize = 256;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -37,29 +37,25 @@ struct Shared {
     /// Whether the "matching is degraded" warning was logged already.
     degraded_warned: Cell<bool>,
     metrics: RefCell<MetricIds>,
-    /// (connection id, what) pairs already warned about: spoofed headers, SNI mismatch.
-    warned_connections: RefCell<LruCache<(u64, Warning), ()>>,
-    /// Certificate digests already warned about as expiring.
-    warned_expiring: RefCell<LruCache<String, ()>>,
+    /// Connections already warned about (id and [`Warning`] in one key).
+    warned_connections: RefCell<Recent>,
+    /// Certificates already warned about as expiring (their digest's first 64 bits).
+    warned_expiring: RefCell<Recent>,
     /// Whether the "source.address comes from a header" warning was logged already.
     header_address_warned: Cell<bool>,
 }
 
 /// What a connection is warned about once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Warning {
     Spoofing,
     SniHostMismatch,
 }
 
-/// Whether `key` is new to a once-only cache (and remembers it).
-fn first_time<K: Eq + std::hash::Hash + Clone>(cache: &RefCell<LruCache<K, ()>>, key: K) -> bool {
-    let mut cache = cache.borrow_mut();
-    if cache.get(&key).is_some() {
-        return false;
+impl Warning {
+    fn key(self, connection_id: u64) -> u64 {
+        connection_id << 1 | self as u64
     }
-    cache.insert(key, ());
-    true
 }
 
 struct CertgateRoot {
@@ -73,8 +69,8 @@ impl Default for CertgateRoot {
             identities: RefCell::new(LruCache::new(IDENTITY_CACHE_SIZE)),
             degraded_warned: Cell::new(false),
             metrics: RefCell::new(MetricIds::new(METRIC_CAPACITY)),
-            warned_connections: RefCell::new(LruCache::new(WARNED_CACHE_SIZE)),
-            warned_expiring: RefCell::new(LruCache::new(WARNED_CACHE_SIZE)),
+            warned_connections: RefCell::new(Recent::new(WARNED_CACHE_SIZE)),
+            warned_expiring: RefCell::new(Recent::new(WARNED_CACHE_SIZE)),
             header_address_warned: Cell::new(false),
         };
         CertgateRoot {
@@ -304,22 +300,15 @@ impl CertgateHttp {
                 .and_then(|id| id.get(..8).and_then(|bytes| bytes.try_into().ok()))
                 .map_or(0, u64::from_le_bytes);
             let peer = connection.source_address.unwrap_or("-");
-            if spoofed
-                && first_time(
-                    &self.shared.warned_connections,
-                    (connection_id, Warning::Spoofing),
-                )
-            {
+            let mut warned = self.shared.warned_connections.borrow_mut();
+            if spoofed && warned.first_time(Warning::Spoofing.key(connection_id)) {
                 log::warn!(
                     "certgate: connection {connection_id} from {peer} (not a trusted proxy) sent headers certgate owns; removed: {}",
                     evaluation.rewrite.spoofed.join(", ")
                 );
             }
             if evaluation.sni_mismatch
-                && first_time(
-                    &self.shared.warned_connections,
-                    (connection_id, Warning::SniHostMismatch),
-                )
+                && warned.first_time(Warning::SniHostMismatch.key(connection_id))
             {
                 log::info!(
                     "certgate: connection {connection_id} from {peer}: SNI {:?} does not cover the request's host",
@@ -329,7 +318,17 @@ impl CertgateHttp {
         }
         if evaluation.expiring {
             if let Some(identity) = evaluation.peer.identity() {
-                if first_time(&self.shared.warned_expiring, identity.sha256.clone()) {
+                let digest_prefix = identity
+                    .sha256
+                    .get(..16)
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                    .unwrap_or_default();
+                if self
+                    .shared
+                    .warned_expiring
+                    .borrow_mut()
+                    .first_time(digest_prefix)
+                {
                     log::warn!(
                         "certgate: certificate {} ({}) expires in {} days",
                         identity.sha256,
