@@ -3,9 +3,9 @@
 //! proxy-wasm-cpp-host's `exports.cc` are the reference).
 
 use crate::abi::{decode_pairs, BufferType, LogLevel, MapType, MetricType, Status, StreamType};
+use crate::exchange::{DispatchedHttpCall, LocalResponse};
 use crate::headers::HeaderMap;
 use crate::memory::{allocate, copy_out, read, write_u32, write_u64, Ctx};
-use crate::plugin::{DispatchedHttpCall, LocalResponse};
 use crate::properties;
 use crate::state::{HostState, MetricStore, SharedQueue};
 use wasmtime::Linker;

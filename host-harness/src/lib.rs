@@ -33,28 +33,35 @@
 mod abi;
 mod connection;
 mod error;
+mod exchange;
 mod hcm;
 mod headers;
 mod hostcalls;
 mod memory;
 mod module;
+mod observe;
 mod plugin;
 mod properties;
+mod settings;
 mod shared;
 mod state;
+mod stream;
 mod tls;
 mod wasi;
 
 pub use abi::{decode_pairs, encode_pairs, BufferType, LogLevel, MapType, MetricType, Status};
 pub use connection::Connection;
 pub use error::HarnessError;
+pub use exchange::{
+    ClientResponse, Configured, DispatchedHttpCall, Exchange, HttpCallResponse, LocalResponse,
+    Request, RequestOutcome, Route, UpstreamRequest, UpstreamResponse,
+};
 pub use hcm::{ClientCertDetails, ForwardClientCert, HttpConnectionManager};
 pub use headers::HeaderMap;
 pub use module::GuestModule;
-pub use plugin::{
-    ClientResponse, Configured, DispatchedHttpCall, Exchange, HostcallCounts, HttpCallResponse,
-    LocalResponse, LogRecord, Metric, MetricChange, MetricsSnapshot, Plugin, PluginSettings,
-    Request, RequestOutcome, Route, Stream, UpstreamRequest, UpstreamResponse,
-};
+pub use observe::{HostcallCounts, LogRecord, Metric, MetricChange, MetricsSnapshot};
+pub use plugin::Plugin;
+pub use settings::PluginSettings;
 pub use shared::SharedData;
+pub use stream::Stream;
 pub use tls::{Certificate, Tls, TlsVersion};

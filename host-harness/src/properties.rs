@@ -239,7 +239,8 @@ fn xds_attribute(stream: &StreamState, key: &str) -> Option<Value> {
 mod tests {
     use super::*;
     use crate::connection::Connection;
-    use crate::plugin::{PluginSettings, Route};
+    use crate::exchange::Route;
+    use crate::settings::PluginSettings;
     use crate::state::StreamState;
     use crate::tls::{Certificate, Tls, TlsVersion};
     use std::sync::Arc;

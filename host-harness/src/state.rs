@@ -4,8 +4,10 @@
 
 use crate::abi::{LogLevel, MapType, MetricType, Status};
 use crate::connection::Connection;
+use crate::exchange::{DispatchedHttpCall, HttpCallResponse, LocalResponse, Route};
 use crate::headers::HeaderMap;
-use crate::plugin::{HttpCallResponse, LogRecord, Metric, PluginSettings};
+use crate::observe::{LogRecord, Metric};
+use crate::settings::PluginSettings;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ pub(crate) struct HostState {
     pub metrics: MetricStore,
     pub queues: Vec<SharedQueue>,
     pub ready_queues: VecDeque<(u32, u32)>,
-    pub http_calls: BTreeMap<u32, crate::plugin::DispatchedHttpCall>,
+    pub http_calls: BTreeMap<u32, DispatchedHttpCall>,
     pub next_http_token: u32,
     pub http_call_response: Option<HttpCallResponse>,
     pub status: (u32, String),
@@ -69,7 +71,7 @@ pub(crate) struct Live {
 pub(crate) struct StreamState {
     pub connection: Arc<Connection>,
     pub source_address: SocketAddr,
-    pub route: crate::plugin::Route,
+    pub route: Route,
     pub start_ns: u64,
     pub protocol: String,
     pub request_headers: HeaderMap,
@@ -82,7 +84,7 @@ pub(crate) struct StreamState {
     pub live: Live,
     pub end_of_stream: bool,
     pub access_log_phase: bool,
-    pub local_response: Option<crate::plugin::LocalResponse>,
+    pub local_response: Option<LocalResponse>,
     pub continue_request: bool,
     pub continue_response: bool,
     pub closed: bool,
@@ -95,7 +97,7 @@ impl StreamState {
     pub fn new(
         connection: Arc<Connection>,
         source_address: SocketAddr,
-        route: crate::plugin::Route,
+        route: Route,
         start_ns: u64,
         request_headers: HeaderMap,
     ) -> StreamState {

@@ -1,0 +1,590 @@
+//! One HTTP request through a plugin, driven through Envoy's stream callbacks: stop and continue,
+//! buffering, local replies run through the response path, and what the upstream and the client
+//! end up with.
+
+use crate::abi::{DataAction, HeadersAction};
+use crate::error::HarnessError;
+use crate::exchange::{
+    ClientResponse, Exchange, HttpCallResponse, LocalResponse, RequestOutcome, UpstreamRequest,
+    UpstreamResponse,
+};
+use crate::headers::HeaderMap;
+use crate::observe::{hostcall_counts, HostcallCounts};
+use crate::plugin::Plugin;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Headers,
+    Body,
+    Trailers,
+    Done,
+}
+
+/// One HTTP request through the plugin, advanced by the test: the request path runs when the
+/// stream opens; [`Stream::respond`] runs the response path; [`Stream::finish`] logs and
+/// destroys the context (dropping an unfinished stream finishes it, ignoring errors).
+///
+/// ```
+/// use host_harness::{Connection, GuestModule, Plugin, PluginSettings, Request, UpstreamResponse};
+/// let module = GuestModule::from_wat("noop", r#"(module (memory (export "memory") 1)
+///   (func (export "proxy_abi_version_0_2_1"))
+///   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#).unwrap();
+/// let mut plugin = Plugin::new(&module, PluginSettings::new("noop")).unwrap();
+/// let before = plugin.metrics();
+/// let request = Request::get("/").header("x-a", "1");
+/// let mut stream = plugin.stream(&Connection::plain(), request).unwrap();
+/// let upstream = stream.outcome().upstream().unwrap();
+/// assert_eq!(upstream.headers.get("x-a"), Some("1"));
+/// assert_eq!(upstream.headers.get("x-forwarded-proto"), Some("http")); // the HCM ran
+/// let response = stream.respond(UpstreamResponse::status(204)).unwrap();
+/// assert_eq!((response.status, response.headers.get("server")), (204, Some("envoy")));
+/// let exchange = stream.finish().unwrap();
+/// assert_eq!(exchange.hostcalls.total(), 0);
+/// assert!(plugin.metrics().changes_since(&before).is_empty());
+/// ```
+pub struct Stream<'p> {
+    plugin: &'p mut Plugin,
+    id: u32,
+    request_body: VecDeque<Vec<u8>>,
+    request_trailers: Option<HeaderMap>,
+    request_stage: Stage,
+    upstream_body: Vec<u8>,
+    outcome: RequestOutcome,
+    response_body: VecDeque<Vec<u8>>,
+    response_trailers: Option<HeaderMap>,
+    response_stage: Stage,
+    client_body: Vec<u8>,
+    response: Option<ClientResponse>,
+    first_log: usize,
+    finished: bool,
+}
+
+impl<'p> Stream<'p> {
+    /// Starts the request path of a stream whose context the plugin has just created.
+    pub(crate) fn open(
+        plugin: &'p mut Plugin,
+        id: u32,
+        body: Vec<Vec<u8>>,
+        trailers: Option<HeaderMap>,
+        first_log: usize,
+    ) -> Result<Stream<'p>, HarnessError> {
+        let mut stream = Stream {
+            plugin,
+            id,
+            request_body: body.into(),
+            request_trailers: trailers,
+            request_stage: Stage::Headers,
+            upstream_body: Vec::new(),
+            outcome: RequestOutcome::Paused,
+            response_body: VecDeque::new(),
+            response_trailers: None,
+            response_stage: Stage::Done,
+            client_body: Vec::new(),
+            response: None,
+            first_log,
+            finished: false,
+        };
+        stream.drive_request()?;
+        Ok(stream)
+    }
+    /// The stream's context id.
+    pub fn context_id(&self) -> u32 {
+        self.id
+    }
+
+    /// What became of the request so far.
+    pub fn outcome(&self) -> &RequestOutcome {
+        &self.outcome
+    }
+
+    /// The response the client got, once there is one.
+    pub fn response(&self) -> Option<&ClientResponse> {
+        self.response.as_ref()
+    }
+
+    /// The plugin, e.g. to read metrics or logs mid-stream.
+    pub fn plugin(&mut self) -> &mut Plugin {
+        self.plugin
+    }
+
+    /// Hostcalls this stream's context has made so far.
+    pub fn hostcalls(&self) -> HostcallCounts {
+        hostcall_counts(self.plugin.store.data(), self.id)
+    }
+
+    /// Filter state set so far, under Envoy's keys (`wasm.<name>`).
+    pub fn filter_state(&self) -> BTreeMap<String, Vec<u8>> {
+        self.plugin
+            .store
+            .data()
+            .streams
+            .get(&self.id)
+            .map(|stream| stream.filter_state.clone())
+            .unwrap_or_default()
+    }
+
+    /// Answers an http call and resumes the stream if the guest continued it.
+    pub fn respond_http_call(
+        &mut self,
+        token: u32,
+        response: HttpCallResponse,
+    ) -> Result<(), HarnessError> {
+        self.plugin.respond_http_call(token, response)?;
+        self.resume()
+    }
+
+    /// Fails an http call and resumes the stream if the guest continued it.
+    pub fn fail_http_call(&mut self, token: u32) -> Result<(), HarnessError> {
+        self.plugin.fail_http_call(token)?;
+        self.resume()
+    }
+
+    /// Moves the test clock (ticks, http call timeouts) and resumes the stream if the guest
+    /// continued it meanwhile.
+    pub fn advance_time(&mut self, by: Duration) -> Result<(), HarnessError> {
+        self.plugin.advance_time(by)?;
+        self.resume()
+    }
+
+    /// Runs the response path with the upstream's `response`; returns what the client gets.
+    pub fn respond(&mut self, response: UpstreamResponse) -> Result<&ClientResponse, HarnessError> {
+        if !self.outcome.is_continued() {
+            return Err(HarnessError::usage(format!(
+                "respond() needs a request that went upstream; it is {:?}",
+                self.outcome
+            )));
+        }
+        let status = parse_status(&response.headers);
+        let stream = self.plugin.stream_state(self.id)?;
+        stream.response_headers = Some(response.headers);
+        stream.response_code = Some(status);
+        stream.response_code_details = Some("via_upstream".to_string());
+        self.response_body = response.body.into();
+        self.response_trailers = response.trailers;
+        self.response_stage = Stage::Headers;
+        self.drive_response(false)?;
+        self.response
+            .as_ref()
+            .ok_or_else(|| HarnessError::usage("the response path produced no response"))
+    }
+
+    /// `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`; returns what the request left behind.
+    pub fn finish(mut self) -> Result<Exchange, HarnessError> {
+        self.finished = true;
+        let id = self.id;
+        let stream = self.plugin.stream_state(id)?;
+        stream.live = Default::default();
+        stream.access_log_phase = true;
+        let logged = self.plugin.call("proxy_on_log", &[id]);
+        if let Ok(stream) = self.plugin.stream_state(id) {
+            stream.access_log_phase = false;
+        }
+        logged?;
+        self.plugin.call("proxy_on_done", &[id])?;
+        self.plugin.call("proxy_on_delete", &[id])?;
+        let state = self.plugin.store.data_mut();
+        let hostcalls = hostcall_counts(state, id);
+        state.hostcalls.remove(&id);
+        let filter_state = state
+            .streams
+            .remove(&id)
+            .map(|stream| stream.filter_state)
+            .unwrap_or_default();
+        let logs = state
+            .logs
+            .get(self.first_log..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|record| record.context_id == id)
+            .cloned()
+            .collect();
+        Ok(Exchange {
+            request: self.outcome.clone(),
+            response: self.response.clone(),
+            filter_state,
+            hostcalls,
+            logs,
+        })
+    }
+
+    /// Continues whichever side the guest resumed with `proxy_continue_stream`.
+    fn resume(&mut self) -> Result<(), HarnessError> {
+        let id = self.id;
+        let Some(stream) = self.plugin.store.data_mut().streams.get_mut(&id) else {
+            return Ok(());
+        };
+        if stream.local_response.is_some() {
+            return self.drive_request();
+        }
+        if self.outcome == RequestOutcome::Paused && std::mem::take(&mut stream.continue_request) {
+            self.advance_request()?;
+            self.drive_request()?;
+        }
+        let stream = self.plugin.stream_state(id)?;
+        if self.response.as_ref().is_some_and(|r| r.paused)
+            && std::mem::take(&mut stream.continue_response)
+        {
+            self.advance_response()?;
+            self.drive_response(false)?;
+        }
+        Ok(())
+    }
+
+    /// Lets the stopped request stage pass (what Envoy's `continueDecoding` does).
+    fn advance_request(&mut self) -> Result<(), HarnessError> {
+        let stream = self.plugin.stream_state(self.id)?;
+        match self.request_stage {
+            Stage::Headers => {
+                stream.live.request_headers = false;
+                self.request_stage = Stage::Body;
+            }
+            Stage::Body => {
+                stream.live.request_body = false;
+                self.upstream_body.append(&mut stream.request_body);
+                if self.request_body.is_empty() {
+                    self.request_stage = Stage::Trailers;
+                }
+            }
+            Stage::Trailers => {
+                stream.live.request_trailers = false;
+                self.request_stage = Stage::Done;
+            }
+            Stage::Done => {}
+        }
+        Ok(())
+    }
+
+    fn advance_response(&mut self) -> Result<(), HarnessError> {
+        let stream = self.plugin.stream_state(self.id)?;
+        match self.response_stage {
+            Stage::Headers => {
+                stream.live.response_headers = false;
+                self.response_stage = Stage::Body;
+            }
+            Stage::Body => {
+                stream.live.response_body = false;
+                self.client_body.append(&mut stream.response_body);
+                if self.response_body.is_empty() {
+                    self.response_stage = Stage::Trailers;
+                }
+            }
+            Stage::Trailers => {
+                stream.live.response_trailers = false;
+                self.response_stage = Stage::Done;
+            }
+            Stage::Done => {}
+        }
+        Ok(())
+    }
+
+    /// Runs request callbacks until the request goes upstream, is answered, or stops.
+    fn drive_request(&mut self) -> Result<(), HarnessError> {
+        let id = self.id;
+        loop {
+            if self.take_local_response()? {
+                return Ok(());
+            }
+            let more_body = !self.request_body.is_empty();
+            let has_trailers = self.request_trailers.is_some();
+            let stream = self.plugin.stream_state(id)?;
+            if stream.closed {
+                self.outcome = RequestOutcome::Reset;
+                return Ok(());
+            }
+            let proceed = match self.request_stage {
+                Stage::Headers => {
+                    stream.live.request_headers = true;
+                    stream.end_of_stream = !more_body && !has_trailers;
+                    let args = [
+                        id,
+                        stream.request_headers.len() as u32,
+                        u32::from(stream.end_of_stream),
+                    ];
+                    let action = self.plugin.call("proxy_on_request_headers", &args)?;
+                    HeadersAction::from_code(action.unwrap_or(0)) == HeadersAction::Continue
+                }
+                Stage::Body if more_body => {
+                    let chunk = self.request_body.pop_front().unwrap_or_default();
+                    stream.request_body_bytes += chunk.len() as u64;
+                    stream.request_body.extend_from_slice(&chunk);
+                    stream.live.request_body = true;
+                    stream.end_of_stream = self.request_body.is_empty() && !has_trailers;
+                    let eos = stream.end_of_stream;
+                    let args = [id, stream.request_body.len() as u32, u32::from(eos)];
+                    let action = self.plugin.call("proxy_on_request_body", &args)?;
+                    let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
+                    // A stopped chunk short of the end keeps buffering: the next chunk arrives.
+                    if !go && !eos && !self.take_continue_request()? {
+                        continue;
+                    }
+                    go
+                }
+                Stage::Body => {
+                    self.request_stage = Stage::Trailers;
+                    continue;
+                }
+                Stage::Trailers => match self.request_trailers.take() {
+                    Some(trailers) => {
+                        let count = trailers.len() as u32;
+                        stream.request_trailers = Some(trailers);
+                        stream.live.request_trailers = true;
+                        let action = self
+                            .plugin
+                            .call("proxy_on_request_trailers", &[id, count])?;
+                        action.unwrap_or(0) == 0
+                    }
+                    None => {
+                        self.request_stage = Stage::Done;
+                        continue;
+                    }
+                },
+                Stage::Done => {
+                    let stream = self.plugin.stream_state(id)?;
+                    stream.live.request_headers = false;
+                    // Data still buffered by a stopped body callback flows once the stream does.
+                    self.upstream_body.append(&mut stream.request_body);
+                    self.outcome = RequestOutcome::Continued(UpstreamRequest {
+                        headers: stream.request_headers.clone(),
+                        body: std::mem::take(&mut self.upstream_body),
+                        trailers: stream.request_trailers.clone(),
+                    });
+                    return Ok(());
+                }
+            };
+            if self.take_local_response()? {
+                return Ok(());
+            }
+            if proceed || self.take_continue_request()? {
+                self.advance_request()?;
+            } else {
+                self.outcome = if self.plugin.stream_state(id)?.closed {
+                    RequestOutcome::Reset
+                } else {
+                    RequestOutcome::Paused
+                };
+                return Ok(());
+            }
+        }
+    }
+
+    fn take_continue_request(&mut self) -> Result<bool, HarnessError> {
+        Ok(std::mem::take(
+            &mut self.plugin.stream_state(self.id)?.continue_request,
+        ))
+    }
+
+    /// If the guest sent a local response, records it and runs it through the filter's
+    /// response callbacks, as Envoy encodes a local reply through the filter chain.
+    fn take_local_response(&mut self) -> Result<bool, HarnessError> {
+        let stream = self.plugin.stream_state(self.id)?;
+        let Some(local) = stream.local_response.take() else {
+            return Ok(false);
+        };
+        let grpc_request = stream
+            .request_headers
+            .get("content-type")
+            .is_some_and(|content_type| content_type.starts_with("application/grpc"));
+        let (headers, body) = local_reply(&local, grpc_request);
+        if self.outcome.is_continued() {
+            // Sent during the response path: the client gets it instead of the upstream's.
+            let mut headers = headers;
+            headers.set("server", "envoy");
+            self.response = Some(ClientResponse {
+                status: parse_status(&headers),
+                headers,
+                body,
+                trailers: None,
+                local: true,
+                paused: false,
+            });
+            self.response_stage = Stage::Done;
+            return Ok(true);
+        }
+        stream.live = Default::default();
+        stream.response_code = Some(parse_status(&headers));
+        stream.response_code_details = Some(local.details.clone());
+        stream.response_headers = Some(headers);
+        self.outcome = RequestOutcome::LocalResponse(local);
+        self.request_stage = Stage::Done;
+        self.response_body = if body.is_empty() {
+            VecDeque::new()
+        } else {
+            VecDeque::from([body])
+        };
+        self.response_trailers = None;
+        self.response_stage = Stage::Headers;
+        self.drive_response(true)?;
+        Ok(true)
+    }
+
+    /// Runs response callbacks until the response reaches the client or stops.
+    fn drive_response(&mut self, local: bool) -> Result<(), HarnessError> {
+        let id = self.id;
+        loop {
+            let more_body = !self.response_body.is_empty();
+            let has_trailers = self.response_trailers.is_some();
+            let stream = self.plugin.stream_state(id)?;
+            let proceed = match self.response_stage {
+                Stage::Headers => {
+                    stream.live.response_headers = true;
+                    stream.end_of_stream = !more_body && !has_trailers;
+                    let count = stream.response_headers.as_ref().map_or(0, HeaderMap::len);
+                    let args = [id, count as u32, u32::from(stream.end_of_stream)];
+                    let action = self.plugin.call("proxy_on_response_headers", &args)?;
+                    HeadersAction::from_code(action.unwrap_or(0)) == HeadersAction::Continue
+                }
+                Stage::Body if more_body => {
+                    let chunk = self.response_body.pop_front().unwrap_or_default();
+                    stream.response_body.extend_from_slice(&chunk);
+                    stream.live.response_body = true;
+                    stream.end_of_stream = self.response_body.is_empty() && !has_trailers;
+                    let eos = stream.end_of_stream;
+                    let args = [id, stream.response_body.len() as u32, u32::from(eos)];
+                    let action = self.plugin.call("proxy_on_response_body", &args)?;
+                    let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
+                    if !go && !eos {
+                        continue;
+                    }
+                    go
+                }
+                Stage::Body => {
+                    self.response_stage = Stage::Trailers;
+                    continue;
+                }
+                Stage::Trailers => match self.response_trailers.take() {
+                    Some(trailers) => {
+                        let count = trailers.len() as u32;
+                        stream.response_trailers = Some(trailers);
+                        stream.live.response_trailers = true;
+                        let action = self
+                            .plugin
+                            .call("proxy_on_response_trailers", &[id, count])?;
+                        action.unwrap_or(0) == 0
+                    }
+                    None => {
+                        self.response_stage = Stage::Done;
+                        continue;
+                    }
+                },
+                Stage::Done => {
+                    let stream = self.plugin.stream_state(id)?;
+                    stream.live.response_headers = false;
+                    self.client_body.append(&mut stream.response_body);
+                    let mut headers = stream.response_headers.clone().unwrap_or_default();
+                    // Envoy's default server_header_transformation (OVERWRITE).
+                    headers.set("server", "envoy");
+                    self.response = Some(ClientResponse {
+                        status: parse_status(&headers),
+                        headers,
+                        body: std::mem::take(&mut self.client_body),
+                        trailers: stream.response_trailers.clone(),
+                        local,
+                        paused: false,
+                    });
+                    return Ok(());
+                }
+            };
+            if !local && self.take_local_response()? {
+                return Ok(());
+            }
+            let resumed = std::mem::take(&mut self.plugin.stream_state(id)?.continue_response);
+            if proceed || resumed {
+                self.advance_response()?;
+            } else {
+                let stream = self.plugin.stream_state(id)?;
+                self.response = Some(ClientResponse {
+                    status: stream.response_code.unwrap_or(0),
+                    headers: HeaderMap::new(),
+                    body: Vec::new(),
+                    trailers: None,
+                    local,
+                    paused: true,
+                });
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for Stream<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let id = self.id;
+        for callback in ["proxy_on_log", "proxy_on_done", "proxy_on_delete"] {
+            if self.plugin.call(callback, &[id]).is_err() {
+                break;
+            }
+        }
+        self.plugin.store.data_mut().streams.remove(&id);
+    }
+}
+
+fn parse_status(headers: &HeaderMap) -> u32 {
+    headers
+        .get(":status")
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The response Envoy's `sendLocalReply` builds (`prepareLocalReply`): the status, the guest's
+/// extra headers, then content length and a `text/plain` default type for a body (both removed
+/// for an empty one). A gRPC request gets a trailers-only `200` with `grpc-status` (the guest's,
+/// else mapped from the HTTP status) and the body as percent-encoded `grpc-message`.
+fn local_reply(local: &LocalResponse, grpc_request: bool) -> (HeaderMap, Vec<u8>) {
+    let mut headers = HeaderMap::new();
+    headers.add(":status", &local.status.to_string());
+    for (key, value) in local.headers.iter() {
+        headers.add(key, value);
+    }
+    if grpc_request {
+        headers.set(":status", "200");
+        headers.set("content-type", "application/grpc");
+        if !headers.contains("grpc-status") {
+            let status = local
+                .grpc_status
+                .unwrap_or_else(|| grpc_status_for_http(local.status));
+            headers.set("grpc-status", &status.to_string());
+        }
+        if !local.body.is_empty() {
+            headers.set("grpc-message", &grpc_percent_encode(&local.body));
+        }
+        return (headers, Vec::new());
+    }
+    if local.body.is_empty() {
+        headers.remove("content-length");
+        headers.remove("content-type");
+    } else {
+        headers.set("content-length", &local.body.len().to_string());
+        if !headers.contains("content-type") {
+            headers.set("content-type", "text/plain");
+        }
+    }
+    (headers, local.body.clone())
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+fn grpc_status_for_http(status: u32) -> u32 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// gRPC's percent-encoding of `grpc-message`: bytes outside printable ASCII, and `%`.
+fn grpc_percent_encode(message: &[u8]) -> String {
+    message
+        .iter()
+        .map(|&byte| match byte {
+            b' '..=b'~' if byte != b'%' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
