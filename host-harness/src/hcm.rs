@@ -12,6 +12,56 @@ const XFCC: &str = "x-forwarded-client-cert";
 const REQUEST_ID: &str = "x-request-id";
 const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
 
+/// Envoy's inline ("O(1)") request headers: its header map keeps one entry for each and appends a
+/// repeated one to it with `,` as the codec adds headers, so the filter sees them merged.
+const INLINE_REQUEST_HEADERS: [&str; 45] = [
+    ":authority",
+    ":method",
+    ":path",
+    ":protocol",
+    ":scheme",
+    "connection",
+    "content-length",
+    "content-type",
+    "expect",
+    "grpc-timeout",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-status",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "via",
+    "x-client-trace-id",
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-external-address",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-ip-tags",
+    "x-envoy-is-timeout-retry",
+    "x-envoy-max-retries",
+    "x-envoy-original-path",
+    "x-envoy-original-url",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-forwarded-client-cert",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-request-id",
+];
+
 /// Hop-by-hop headers the HCM always removes.
 const HOP_BY_HOP: [&str; 5] = [
     "connection",
@@ -169,6 +219,13 @@ impl HttpConnectionManager {
     ) -> SocketAddr {
         if !self.enabled {
             return connection.source;
+        }
+        for inline in INLINE_REQUEST_HEADERS {
+            if headers.get_all(inline).len() > 1 {
+                if let Some(merged) = headers.get_joined(inline) {
+                    headers.set(inline, &merged);
+                }
+            }
         }
         let is_tls = connection.tls.is_some();
         let edge_request = self.use_remote_address;
@@ -343,6 +400,21 @@ mod tests {
         assert_eq!(remote, connection.source);
         assert_eq!(headers.get(XFF), Some("1.2.3.4,10.0.0.1"));
         assert_eq!(headers.get(EXTERNAL_ADDRESS), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn repeated_inline_headers_are_merged_and_others_kept_apart() {
+        let mut headers = HeaderMap::from_pairs(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-custom", "a"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-custom", "b"),
+        ]);
+        let remote =
+            HttpConnectionManager::default().apply(&mut headers, &Connection::plain(), &mut ids());
+        assert_eq!(headers.get_all(XFF), ["1.1.1.1,2.2.2.2"]);
+        assert_eq!(headers.get_all("x-custom"), ["a", "b"]);
+        assert_eq!(remote, "2.2.2.2:0".parse().unwrap());
     }
 
     #[test]
