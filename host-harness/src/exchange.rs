@@ -20,7 +20,7 @@ pub struct Route {
 /// ```
 /// use host_harness::Request;
 /// let request = Request::get("/admin")
-///     .authority("api.example.com")
+///     .header("Host", "api.example.com") // the same as .authority("api.example.com")
 ///     .header("x-forwarded-for", "1.1.1.1")
 ///     .header("x-forwarded-for", "2.2.2.2")
 ///     .route_name("admin");
@@ -62,8 +62,12 @@ impl Request {
         self
     }
 
-    /// Adds a header; call again with the same name to send it repeated.
+    /// Adds a header; call again with the same name to send it repeated. `host` sets the
+    /// `:authority`, as Envoy's HTTP/1 codec stores it.
     pub fn header(mut self, key: &str, value: &str) -> Request {
+        if key.eq_ignore_ascii_case("host") {
+            return self.authority(value);
+        }
         self.headers.add(key, value);
         self
     }
