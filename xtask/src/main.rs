@@ -4,6 +4,7 @@
 //! README's commands are the whole contract.
 
 mod build;
+mod demo;
 mod envoy;
 
 use anyhow::{bail, Result};
@@ -11,12 +12,14 @@ use anyhow::{bail, Result};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  demo         set up, run Envoy with certgate, show its decisions for several identities
   test         set up, build certgate.wasm, check fmt and clippy, run every test
   build-wasm   build target/wasm32-wasip1/release/certgate.wasm and print its size";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("demo") => demo::run(),
         Some("test") => test(),
         Some("build-wasm") => build::certgate_wasm().map(|_| ()),
         Some("help" | "--help" | "-h") | None => {
