@@ -424,12 +424,19 @@ async fn visit_all(running: &Running, pki: &Pki, problems: &mut Vec<String>) -> 
             visit.path
         );
         let (route, decision, status, upstream_saw) = match (&outcome, visit.expected) {
-            (Err(_), Expected::HandshakeRefused) => (
-                "-".to_owned(),
-                vec!["TLS handshake refused".to_owned()],
-                "-".to_owned(),
-                vec!["(never reached)".to_owned()],
-            ),
+            (Err(error), Expected::HandshakeRefused) => {
+                // Envoy's refusal is a TLS alert; anything else (a reset, a timeout) is not it.
+                let error = format!("{error:#}");
+                if !error.contains("alert") {
+                    problems.push(format!("{what}: expected a TLS alert, got: {error}"));
+                }
+                (
+                    "-".to_owned(),
+                    vec!["TLS handshake refused".to_owned()],
+                    "-".to_owned(),
+                    vec!["(never reached)".to_owned()],
+                )
+            }
             (Err(error), _) => bail!("{what}: the request failed: {error:#}"),
             (Ok(response), expected) => {
                 let recorded = request_id(response)
