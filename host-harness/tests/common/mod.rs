@@ -51,10 +51,20 @@ pub fn sdk_probe() -> GuestModule {
     }
 }
 
-/// certgate.wasm from `CERTGATE_WASM` (set by `cargo xtask test`), if present.
-pub fn certgate() -> Option<GuestModule> {
-    let path = std::env::var_os("CERTGATE_WASM")?;
-    Some(GuestModule::load(path).expect("certgate.wasm compiles"))
+/// certgate.wasm from `CERTGATE_WASM` (set by `cargo xtask test`), else its default build path.
+pub fn certgate() -> GuestModule {
+    let path = std::env::var_os("CERTGATE_WASM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/wasm32-wasip1/release/certgate.wasm")
+        });
+    GuestModule::load(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build it with `cargo xtask build-wasm`",
+            path.display()
+        )
+    })
 }
 
 /// A client certificate like the ones ENVOY_NOTES measured: DN written CN, OU, O, C; two URI
