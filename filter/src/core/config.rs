@@ -253,7 +253,7 @@ impl<'de> Deserialize<'de> for RawIdentityHeaders {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawXff {
     #[serde(default = "yes")]
@@ -262,7 +262,7 @@ struct RawXff {
     trusted_hops: u32,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawXfcc {
     mode: Option<XfccMode>,
