@@ -31,7 +31,7 @@ enum Command {
     },
     /// Run one request through certgate and show the decision, the headers the upstream
     /// receives (or the reply), the metric changes and the log lines.
-    Explain(explain::ExplainArgs),
+    Explain(Box<explain::ExplainArgs>),
 }
 
 fn main() -> ExitCode {
