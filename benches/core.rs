@@ -1,7 +1,7 @@
 //! Native cost of certgate's core, no Wasm: one decision (route selection + matching) for a typical
 //! policy and for a 10,000-matcher policy, and compiling the 10,000-matcher policy.
 //!
-//! Run with `cargo bench --bench core`. The policies are built by `policies` below, the same shapes the
+//! Run with `cargo bench --bench core`. The policies are built by `support/policies.rs`, the same shapes the
 //! Envoy load bench uses.
 
 use certgate::core::config;
@@ -11,26 +11,9 @@ use certgate::core::route::RequestFacts;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 
-/// A policy of `routes` routes with `matchers_per_route` allow matchers each, in the mix seen in
-/// meshes: mostly exact DNS names and SPIFFE IDs, some wildcards, prefixes and CIDRs.
-fn policy_json(routes: usize, matchers_per_route: usize) -> String {
-    let route = |r: usize| {
-        let matchers: Vec<String> = (0..matchers_per_route)
-            .map(|m| match m % 6 {
-                0 | 1 => format!(r#"{{"dns": "svc-{r}-{m}.ns.svc.cluster.local"}}"#),
-                2 | 3 => format!(r#"{{"uri": "spiffe://mesh.local/ns/n{r}/sa/s{m}"}}"#),
-                4 => format!(r#"{{"uri": "spiffe://mesh.local/ns/team-{r}-{m}/*"}}"#),
-                _ => format!(r#"{{"ip": "10.{}.{}.0/24"}}"#, r % 200, m % 250),
-            })
-            .collect();
-        format!(
-            r#"{{"name": "r{r}", "match": {{"route_name": "r{r}"}}, "allow": [{}], "deny": [{{"dns": "legacy-{r}.svc.cluster.local"}}]}}"#,
-            matchers.join(",")
-        )
-    };
-    let routes: Vec<String> = (0..routes).map(route).collect();
-    format!(r#"{{"routes": [{}]}}"#, routes.join(","))
-}
+#[path = "support/policies.rs"]
+mod policies;
+use policies::policy_json;
 
 fn compile(json: &str) -> Policy {
     config::compile(json.as_bytes()).unwrap_or_else(|errors| panic!("{errors:?}"))
