@@ -4,7 +4,10 @@
 
 mod support;
 
-use host_harness::{Connection, HttpConnectionManager, LogLevel, PluginSettings, Request};
+use host_harness::{
+    ClientCertDetails, Connection, ForwardClientCert, HttpConnectionManager, LogLevel,
+    PluginSettings, Request,
+};
 use serde_json::{json, Value};
 use support::{certificate, issue, plugin_with};
 use testkit::CertSpec;
@@ -226,4 +229,55 @@ fn denied_requests_are_not_rewritten_or_forwarded() {
     let response = exchange.response.unwrap();
     assert_eq!(response.status, 403);
     assert!(!response.headers.contains("x-client-spiffe-id"));
+}
+
+#[test]
+fn an_xfcc_identity_counts_only_from_a_trusted_proxy() {
+    let policy = json!({
+        "identity_sources": ["xfcc"],
+        "trusted_proxies": {"cidrs": ["10.0.0.0/8"]},
+        "routes": [{"name": "orders", "allow": [{"uri": CLIENT_URIS[0]}]}]
+    });
+    // The front proxy's XFCC reaches certgate only if Envoy passes it through.
+    let hcm = HttpConnectionManager::default()
+        .use_remote_address(true)
+        .forward_client_cert(
+            ForwardClientCert::AlwaysForwardOnly,
+            ClientCertDetails::default(),
+        );
+    let mut plugin = plugin_with(
+        PluginSettings::new("certgate").http_connection_manager(hcm),
+        &policy,
+    );
+    let xfcc = format!(
+        "By=spiffe://mesh.local/ns/edge/sa/gateway;URI={}",
+        CLIENT_URIS[0]
+    );
+    let request = || Request::get("/orders").header("x-forwarded-client-cert", &xfcc);
+
+    let from_proxy = Connection::plain().source(TRUSTED_PROXY.parse().unwrap());
+    let trusted = plugin.send(&from_proxy, request()).unwrap();
+    assert_eq!(
+        support::decision(&trusted),
+        ("allow".into(), "allowlist_match".into())
+    );
+    assert_eq!(
+        support::state(&trusted, "identity_source").as_deref(),
+        Some("xfcc")
+    );
+    assert_eq!(
+        support::state(&trusted, "identity").as_deref(),
+        Some(CLIENT_URIS[0])
+    );
+
+    let from_client = Connection::plain().source(PEER.parse().unwrap());
+    let spoofed = plugin.send(&from_client, request()).unwrap();
+    assert_eq!(
+        support::decision(&spoofed),
+        ("deny".into(), "no_client_cert".into())
+    );
+    assert_eq!(
+        plugin.metric_value("certgate_spoofed_headers_total.header.x-forwarded-client-cert"),
+        Some(1)
+    );
 }
