@@ -271,6 +271,38 @@ fn explain_models_missing_and_unvalidated_certificates_and_routes() {
         ],
     );
     assert_eq!(tls12["record"]["tls_version"], "TLSv1.2");
+    let described = explain_json(
+        &files,
+        &[
+            "--no-cert",
+            "--path",
+            "/public/x",
+            "--host",
+            "api.example.com",
+            "--method",
+            "POST",
+            "--source",
+            "203.0.113.9:41000",
+            "--header",
+            "x-trace: 1",
+            "--header",
+            "x-trace: 2",
+        ],
+    );
+    let upstream: Vec<Value> = described["upstream_request"]["headers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for header in [
+        json!([":authority", "api.example.com"]),
+        json!([":method", "POST"]),
+        json!([":path", "/public/x"]),
+        json!(["x-trace", "1"]),
+        json!(["x-trace", "2"]),
+    ] {
+        assert!(upstream.contains(&header), "{header} in {upstream:?}");
+    }
+    assert_eq!(described["record"]["client_address"], "203.0.113.9");
     assert_eq!(tls12["record"]["sni"], "a.example");
 }
 
