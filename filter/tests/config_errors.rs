@@ -28,7 +28,18 @@ fn assert_error(json: &str, expected: &str) {
 fn structural_errors_name_their_path() {
     assert_error("", "the plugin configuration is empty");
     assert_error("   ", "the plugin configuration is empty");
-    assert_error("{", "EOF while parsing");
+    assert_error(
+        "{",
+        "line 1 column 2: expected a string key, found the end of the input",
+    );
+    assert_error(
+        "{\n  \"mode\": \"audit\"\n  \"routes\": []\n}",
+        "line 3 column 3: expected ',' or '}', found '\"'",
+    );
+    assert_error(
+        r#"{"mode": "audit", "mode": "enforce"}"#,
+        r#"duplicate key "mode""#,
+    );
     assert_error("[]", "invalid type: sequence, expected a JSON object");
     assert_error(
         r#"{"routes": [["admin"]]}"#,
@@ -89,8 +100,85 @@ fn structural_errors_name_their_path() {
     );
     assert_error(
         r#"{"identity_sources": ["carrier-pigeon"]}"#,
-        "identity_sources[0]: unknown variant `carrier-pigeon`",
+        "identity_sources[0]: unknown variant `carrier-pigeon`, expected one of `connection`, `xfcc`, `alb`",
     );
+    assert_error(
+        r#"{"routes": [{"name": "a", "allowed": []}]}"#,
+        "routes[0].allowed: unknown field `allowed`, expected one of `name`, `match`, `require_client_cert`, `allow`, `deny`, `mode`",
+    );
+    assert_error(
+        r#"{"wildcard_certs": "yes"}"#,
+        r#"wildcard_certs: invalid type: string "yes", expected a boolean"#,
+    );
+    assert_error(
+        r#"{"routes": [{"name": "a", "allow": [{}]}]}"#,
+        "routes[0].allow[0]: expected exactly one key, one of `dns`, `uri`, `trust_domain`, `ip`, `email`, `subject_cn`, `sha256`",
+    );
+    assert_error(
+        r#"{"deny_response": {"status": 70000}}"#,
+        "deny_response.status: invalid value: integer `70000`, expected an integer from 0 to 65535",
+    );
+    assert_error(
+        r#"{"deny_response": {"status": -1}}"#,
+        "deny_response.status: invalid value: integer `-1`",
+    );
+    assert_error(
+        r#"{"deny_response": {"status": 403.0}}"#,
+        "deny_response.status: invalid type: floating point `403.0`",
+    );
+    assert_error(
+        r#"{"forwarding": {"xff": {"trusted_hops": 1e3}}}"#,
+        "forwarding.xff.trusted_hops: invalid type: floating point `1e3`",
+    );
+    assert_error(
+        r#"{"routes": [{"name": null}]}"#,
+        "routes[0].name: invalid type: null, expected a string",
+    );
+    assert_error(
+        r#"{"forwarding": {"identity_headers": {"x-peer": "fingerprint"}}}"#,
+        "forwarding.identity_headers.x-peer: unknown variant `fingerprint`",
+    );
+    assert_error(
+        r#"{"forwarding": {"xfcc": {"mode": "sanitize", "details": ["hash", "colour"]}}}"#,
+        "forwarding.xfcc.details[1]: unknown variant `colour`",
+    );
+    assert_error(
+        r#"{"telemetry": {"access_record": "loud"}}"#,
+        "telemetry.access_record: unknown variant `loud`, expected one of `off`, `debug`, `info`, `warn`",
+    );
+}
+
+#[test]
+fn every_structural_error_is_reported_at_once() {
+    let errors = errors(
+        r#"{"mode": "strict", "routez": [],
+            "routes": [{"allow": [{"dnz": "x"}]}, {"name": "b", "require_client_cert": "no"}],
+            "deny_response": {"status": "403"}}"#,
+    );
+    let expected = [
+        "mode: unknown variant `strict`, expected `enforce` or `audit`",
+        "routez: unknown field `routez`",
+        "routes[0]: missing field `name`",
+        "routes[0].allow[0]: unknown variant `dnz`",
+        "routes[1].require_client_cert: invalid type: string \"no\", expected a boolean",
+        "deny_response.status: invalid type: string \"403\"",
+    ];
+    for expected in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "missing {expected:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn null_stands_for_an_absent_optional_field() {
+    config::compile(
+        br#"{"routes": [{"name": "a", "allow": null, "mode": null, "match": {"path_prefix": null}}],
+             "deny_response": {"body": null}, "forwarding": {"xff": null, "xfcc": null}}"#,
+    )
+    .unwrap_or_else(|errors| panic!("{errors:#?}"));
 }
 
 #[test]

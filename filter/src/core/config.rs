@@ -8,6 +8,7 @@ use super::forwarding::{
     Forwarding, IdentityField, IdentityHeader, XfccForwarding, Xff, RESERVED_HEADERS,
 };
 use super::ip::IpNet;
+use super::json::{self, Json};
 use super::matcher::{Matcher, MatcherKind, MatcherSet};
 use super::policy::{
     DefaultAction, DenyResponse, IdentitySource, Mode, Policy, Route, SniHostMismatch,
@@ -16,7 +17,6 @@ use super::policy::{
 use super::route::RouteMatch;
 use super::telemetry::{RecordLevel, Telemetry, NO_ROUTE};
 use super::xfcc::{XfccDetail, XfccMode};
-use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -45,154 +45,421 @@ pub fn compile(json: &[u8]) -> Result<Policy, Vec<ConfigError>> {
             message: "the plugin configuration is empty: certgate needs a JSON policy".into(),
         }]);
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let Object(raw): Object<RawConfig> = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| {
-            vec![ConfigError {
-                path: error.path().to_string(),
-                message: error.inner().to_string(),
-            }]
-        })?;
+    let document = json::parse(json).map_err(|error| {
+        vec![ConfigError {
+            path: String::new(),
+            message: error.to_string(),
+        }]
+    })?;
     let mut errors = Vec::new();
-    let policy = raw.compile(&mut errors);
-    if errors.is_empty() {
-        Ok(policy)
-    } else {
-        Err(errors)
+    let mut problems = Problems(&mut errors);
+    // A document of the wrong shape is not compiled: the defaults standing in for its wrong fields
+    // would only add misleading errors.
+    let policy = match RawConfig::read(&document, "", &mut problems) {
+        Some(raw) if problems.0.is_empty() => Some(raw.compile(&mut problems)),
+        _ => None,
+    };
+    match policy {
+        Some(policy) if errors.is_empty() => Ok(policy),
+        _ => Err(errors),
     }
 }
 
-/// A struct that must be written as a JSON object: serde's derive would also take an array and fill
-/// the fields by position, which would let a malformed policy through.
-#[derive(Default)]
-struct Object<T>(T);
+/// How a value of the wrong type is named, in serde's words, which operators already know.
+fn unexpected(value: &Json) -> String {
+    match value {
+        Json::Null => "null".into(),
+        Json::Bool(value) => format!("boolean `{value}`"),
+        Json::Number(text) if is_integer(text) => format!("integer `{text}`"),
+        Json::Number(text) => format!("floating point `{text}`"),
+        Json::String(text) => format!("string {text:?}"),
+        Json::Array(_) => "sequence".into(),
+        Json::Object(_) => "map".into(),
+    }
+}
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
-            type Value = Object<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Object<T>, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+fn is_integer(number: &str) -> bool {
+    !number.contains(['.', 'e', 'E'])
+}
+
+fn invalid_type<T>(
+    value: &Json,
+    path: &str,
+    expected: &str,
+    problems: &mut Problems<'_>,
+) -> Option<T> {
+    problems.add(
+        path,
+        format!("invalid type: {}, expected {expected}", unexpected(value)),
+    );
+    None
+}
+
+/// "`a`", "`a` or `b`", "one of `a`, `b`, `c`".
+fn alternatives<'n>(names: impl Iterator<Item = &'n str>) -> String {
+    let names: Vec<String> = names.map(|name| format!("`{name}`")).collect();
+    match names.as_slice() {
+        [one] => one.clone(),
+        [first, second] => format!("{first} or {second}"),
+        all => format!("one of {}", all.join(", ")),
+    }
+}
+
+fn field_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The fields of one JSON object, whose keys were checked against those its schema knows.
+struct Fields<'j> {
+    path: &'j str,
+    members: &'j [(String, Json)],
+}
+
+impl<'j> Fields<'j> {
+    /// Takes `value` as an object of `known` keys, reporting a value of another type and every
+    /// unknown key.
+    fn read(
+        value: &'j Json,
+        path: &'j str,
+        known: &[&str],
+        problems: &mut Problems<'_>,
+    ) -> Option<Self> {
+        let Json::Object(members) = value else {
+            return invalid_type(value, path, "a JSON object", problems);
+        };
+        for (key, _) in members {
+            if !known.contains(&key.as_str()) {
+                problems.add(
+                    field_path(path, key),
+                    format!(
+                        "unknown field `{key}`, expected {}",
+                        alternatives(known.iter().copied())
+                    ),
+                );
             }
         }
-        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+        Some(Fields { path, members })
+    }
+
+    /// The field read by `read`; `None` when it is absent or wrong (then reported).
+    fn get<T>(&self, key: &str, problems: &mut Problems<'_>, read: impl Reader<T>) -> Option<T> {
+        let (_, value) = self.members.iter().find(|(name, _)| name == key)?;
+        read(value, &field_path(self.path, key), problems)
+    }
+
+    /// Like [`Fields::get`], with `null` standing for an absent field.
+    fn optional<T>(
+        &self,
+        key: &str,
+        problems: &mut Problems<'_>,
+        read: impl Reader<T>,
+    ) -> Option<T> {
+        self.get(
+            key,
+            problems,
+            |value: &Json, path: &str, problems: &mut Problems<'_>| match value {
+                Json::Null => None,
+                _ => read(value, path, problems),
+            },
+        )
+    }
+
+    /// Like [`Fields::get`], reporting an absent field.
+    fn required<T>(
+        &self,
+        key: &str,
+        problems: &mut Problems<'_>,
+        read: impl Reader<T>,
+    ) -> Option<T> {
+        if !self.members.iter().any(|(name, _)| name == key) {
+            problems.add(self.path, format!("missing field `{key}`"));
+            return None;
+        }
+        self.get(key, problems, read)
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Reads a value at a path, reporting what is wrong with it.
+trait Reader<T>: Fn(&Json, &str, &mut Problems<'_>) -> Option<T> {}
+
+impl<T, F: Fn(&Json, &str, &mut Problems<'_>) -> Option<T>> Reader<T> for F {}
+
+fn boolean(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<bool> {
+    match value {
+        Json::Bool(value) => Some(*value),
+        _ => invalid_type(value, path, "a boolean", problems),
+    }
+}
+
+fn string(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<String> {
+    match value {
+        Json::String(text) => Some(text.clone()),
+        _ => invalid_type(value, path, "a string", problems),
+    }
+}
+
+/// A whole number that fits `T`, described to the operator as `expected`.
+fn integer<T: TryFrom<u64>>(expected: &'static str) -> impl Reader<T> {
+    move |value: &Json, path: &str, problems: &mut Problems<'_>| match value {
+        Json::Number(text) if is_integer(text) => {
+            let number = text.parse::<u64>().ok().and_then(|n| T::try_from(n).ok());
+            if number.is_none() {
+                problems.add(
+                    path,
+                    format!("invalid value: integer `{text}`, expected {expected}"),
+                );
+            }
+            number
+        }
+        _ => invalid_type(value, path, expected, problems),
+    }
+}
+
+/// One of an enum's configuration names.
+fn keyword<T: Copy + 'static>(names: &'static [(&'static str, T)]) -> impl Reader<T> {
+    move |value: &Json, path: &str, problems: &mut Problems<'_>| {
+        let Json::String(text) = value else {
+            return invalid_type(value, path, "a string", problems);
+        };
+        let found = names
+            .iter()
+            .find(|(name, _)| *name == text.as_str())
+            .map(|&(_, value)| value);
+        if found.is_none() {
+            problems.add(
+                path,
+                format!(
+                    "unknown variant `{text}`, expected {}",
+                    alternatives(names.iter().map(|(name, _)| *name))
+                ),
+            );
+        }
+        found
+    }
+}
+
+/// An array whose every item `item` reads.
+fn list<T>(item: impl Reader<T>) -> impl Reader<Vec<T>> {
+    move |value: &Json, path: &str, problems: &mut Problems<'_>| {
+        let Json::Array(items) = value else {
+            return invalid_type(value, path, "a sequence", problems);
+        };
+        let mut read = Vec::with_capacity(items.len());
+        let mut complete = true;
+        for (index, value) in items.iter().enumerate() {
+            match item(value, &format!("{path}[{index}]"), problems) {
+                Some(value) => read.push(value),
+                None => complete = false,
+            }
+        }
+        complete.then_some(read)
+    }
+}
+
+const MATCHER_KINDS: [MatcherKind; 7] = [
+    MatcherKind::Dns,
+    MatcherKind::Uri,
+    MatcherKind::TrustDomain,
+    MatcherKind::Ip,
+    MatcherKind::Email,
+    MatcherKind::SubjectCn,
+    MatcherKind::Sha256,
+];
+
+/// `{"dns": "..."}` and its siblings: exactly one key per object.
+fn matcher(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<RawMatcher> {
+    let Json::Object(members) = value else {
+        return invalid_type(value, path, "a JSON object", problems);
+    };
+    let keys = || MATCHER_KINDS.iter().map(|kind| kind.key());
+    let [(key, pattern)] = members.as_slice() else {
+        problems.add(
+            path,
+            format!("expected exactly one key, {}", alternatives(keys())),
+        );
+        return None;
+    };
+    let Some(kind) = MATCHER_KINDS.into_iter().find(|kind| kind.key() == key) else {
+        problems.add(
+            path,
+            format!("unknown variant `{key}`, expected {}", alternatives(keys())),
+        );
+        return None;
+    };
+    string(pattern, &field_path(path, key), problems).map(|pattern| (kind, pattern))
+}
+
+/// A matcher's kind and its pattern as written.
+type RawMatcher = (MatcherKind, String);
+
 struct RawConfig {
-    #[serde(default)]
     mode: Mode,
-    #[serde(default)]
     default_action: DefaultAction,
-    #[serde(default)]
-    routes: Vec<Object<RawRoute>>,
-    #[serde(default)]
+    routes: Vec<RawRoute>,
     wildcard_certs: bool,
-    #[serde(default)]
-    deny_response: Object<RawDenyResponse>,
-    #[serde(default)]
-    trusted_proxies: Object<RawTrustedProxies>,
-    #[serde(default = "default_identity_sources")]
+    deny_response: RawDenyResponse,
+    trusted_proxies: RawTrustedProxies,
     identity_sources: Vec<IdentitySource>,
-    #[serde(default)]
     assume_presented_certs_validated: bool,
-    #[serde(default)]
-    forwarding: Object<RawForwarding>,
-    #[serde(default)]
-    telemetry: Object<RawTelemetry>,
-    #[serde(default)]
+    forwarding: RawForwarding,
+    telemetry: RawTelemetry,
     sni_host_mismatch: SniHostMismatch,
 }
 
-fn default_identity_sources() -> Vec<IdentitySource> {
-    vec![IdentitySource::Connection]
+impl RawConfig {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        const KEYS: &[&str] = &[
+            "mode",
+            "default_action",
+            "routes",
+            "wildcard_certs",
+            "deny_response",
+            "trusted_proxies",
+            "identity_sources",
+            "assume_presented_certs_validated",
+            "forwarding",
+            "telemetry",
+            "sni_host_mismatch",
+        ];
+        let fields = Fields::read(value, path, KEYS, problems)?;
+        Some(RawConfig {
+            mode: fields
+                .get("mode", problems, keyword(Mode::NAMES))
+                .unwrap_or_default(),
+            default_action: fields
+                .get("default_action", problems, keyword(DefaultAction::NAMES))
+                .unwrap_or_default(),
+            routes: fields
+                .get("routes", problems, list(RawRoute::read))
+                .unwrap_or_default(),
+            wildcard_certs: fields
+                .get("wildcard_certs", problems, boolean)
+                .unwrap_or_default(),
+            deny_response: fields
+                .get("deny_response", problems, RawDenyResponse::read)
+                .unwrap_or_default(),
+            trusted_proxies: fields
+                .get("trusted_proxies", problems, RawTrustedProxies::read)
+                .unwrap_or_default(),
+            identity_sources: fields
+                .get(
+                    "identity_sources",
+                    problems,
+                    list(keyword(IdentitySource::NAMES)),
+                )
+                .unwrap_or_else(|| vec![IdentitySource::Connection]),
+            assume_presented_certs_validated: fields
+                .get("assume_presented_certs_validated", problems, boolean)
+                .unwrap_or_default(),
+            forwarding: fields
+                .get("forwarding", problems, RawForwarding::read)
+                .unwrap_or_default(),
+            telemetry: fields
+                .get("telemetry", problems, RawTelemetry::read)
+                .unwrap_or_default(),
+            sni_host_mismatch: fields
+                .get(
+                    "sni_host_mismatch",
+                    problems,
+                    keyword(SniHostMismatch::NAMES),
+                )
+                .unwrap_or_default(),
+        })
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     name: String,
-    #[serde(default, rename = "match")]
-    route_match: Object<RawRouteMatch>,
-    #[serde(default = "yes")]
+    route_match: RawRouteMatch,
     require_client_cert: bool,
     allow: Option<Vec<RawMatcher>>,
-    #[serde(default)]
     deny: Vec<RawMatcher>,
     mode: Option<Mode>,
 }
 
-fn yes() -> bool {
-    true
+impl RawRoute {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        const KEYS: &[&str] = &[
+            "name",
+            "match",
+            "require_client_cert",
+            "allow",
+            "deny",
+            "mode",
+        ];
+        let fields = Fields::read(value, path, KEYS, problems)?;
+        let name = fields.required("name", problems, string);
+        let route = RawRoute {
+            name: String::new(),
+            route_match: fields
+                .get("match", problems, RawRouteMatch::read)
+                .unwrap_or_default(),
+            require_client_cert: fields
+                .get("require_client_cert", problems, boolean)
+                .unwrap_or(true),
+            allow: fields.optional("allow", problems, list(matcher)),
+            deny: fields
+                .get("deny", problems, list(matcher))
+                .unwrap_or_default(),
+            mode: fields.optional("mode", problems, keyword(Mode::NAMES)),
+        };
+        Some(RawRoute {
+            name: name?,
+            ..route
+        })
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct RawRouteMatch {
     route_name: Option<String>,
     path_prefix: Option<String>,
     path_exact: Option<String>,
-    #[serde(default)]
     hosts: Vec<String>,
-    #[serde(default)]
     methods: Vec<String>,
 }
 
-/// `{"dns": "..."}` and its siblings: exactly one key per object.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawMatcher {
-    Dns(String),
-    Uri(String),
-    TrustDomain(String),
-    Ip(String),
-    Email(String),
-    SubjectCn(String),
-    Sha256(String),
-}
-
-impl RawMatcher {
-    fn kind_and_value(&self) -> (MatcherKind, &str) {
-        match self {
-            RawMatcher::Dns(v) => (MatcherKind::Dns, v),
-            RawMatcher::Uri(v) => (MatcherKind::Uri, v),
-            RawMatcher::TrustDomain(v) => (MatcherKind::TrustDomain, v),
-            RawMatcher::Ip(v) => (MatcherKind::Ip, v),
-            RawMatcher::Email(v) => (MatcherKind::Email, v),
-            RawMatcher::SubjectCn(v) => (MatcherKind::SubjectCn, v),
-            RawMatcher::Sha256(v) => (MatcherKind::Sha256, v),
-        }
+impl RawRouteMatch {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        const KEYS: &[&str] = &[
+            "route_name",
+            "path_prefix",
+            "path_exact",
+            "hosts",
+            "methods",
+        ];
+        let fields = Fields::read(value, path, KEYS, problems)?;
+        Some(RawRouteMatch {
+            route_name: fields.optional("route_name", problems, string),
+            path_prefix: fields.optional("path_prefix", problems, string),
+            path_exact: fields.optional("path_exact", problems, string),
+            hosts: fields
+                .get("hosts", problems, list(string))
+                .unwrap_or_default(),
+            methods: fields
+                .get("methods", problems, list(string))
+                .unwrap_or_default(),
+        })
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawDenyResponse {
-    #[serde(default = "forbidden")]
     status: u16,
     body: Option<String>,
     content_type: Option<String>,
-    #[serde(default)]
     expose_reason: bool,
 }
 
-fn forbidden() -> u16 {
-    403
-}
+const FORBIDDEN: u16 = 403;
 
 impl Default for RawDenyResponse {
     fn default() -> Self {
         RawDenyResponse {
-            status: forbidden(),
+            status: FORBIDDEN,
             body: None,
             content_type: None,
             expose_reason: false,
@@ -200,107 +467,186 @@ impl Default for RawDenyResponse {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTrustedProxies {
-    #[serde(default)]
-    cidrs: Vec<String>,
-    #[serde(default)]
-    identities: Vec<RawMatcher>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawForwarding {
-    xff: Option<Object<RawXff>>,
-    #[serde(default)]
-    x_forwarded_proto: bool,
-    #[serde(default)]
-    x_forwarded_host: bool,
-    #[serde(default)]
-    forwarded: ForwardedMode,
-    xfcc: Option<Object<RawXfcc>>,
-    #[serde(default)]
-    client_cert: bool,
-    #[serde(default)]
-    identity_headers: RawIdentityHeaders,
-}
-
-/// `identity_headers`: a JSON object (header name -> field), kept in the order written.
-#[derive(Default)]
-struct RawIdentityHeaders(Vec<(String, IdentityField)>);
-
-impl<'de> Deserialize<'de> for RawIdentityHeaders {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct HeadersVisitor;
-        impl<'de> serde::de::Visitor<'de> for HeadersVisitor {
-            type Value = RawIdentityHeaders;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<RawIdentityHeaders, A::Error> {
-                let mut headers = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    headers.push(entry);
-                }
-                Ok(RawIdentityHeaders(headers))
-            }
-        }
-        deserializer.deserialize_map(HeadersVisitor)
+impl RawDenyResponse {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        const KEYS: &[&str] = &["status", "body", "content_type", "expose_reason"];
+        let fields = Fields::read(value, path, KEYS, problems)?;
+        Some(RawDenyResponse {
+            status: fields
+                .get("status", problems, integer("an integer from 0 to 65535"))
+                .unwrap_or(FORBIDDEN),
+            body: fields.optional("body", problems, string),
+            content_type: fields.optional("content_type", problems, string),
+            expose_reason: fields
+                .get("expose_reason", problems, boolean)
+                .unwrap_or_default(),
+        })
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
+struct RawTrustedProxies {
+    cidrs: Vec<String>,
+    identities: Vec<RawMatcher>,
+}
+
+impl RawTrustedProxies {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        let fields = Fields::read(value, path, &["cidrs", "identities"], problems)?;
+        Some(RawTrustedProxies {
+            cidrs: fields
+                .get("cidrs", problems, list(string))
+                .unwrap_or_default(),
+            identities: fields
+                .get("identities", problems, list(matcher))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct RawForwarding {
+    xff: Option<RawXff>,
+    x_forwarded_proto: bool,
+    x_forwarded_host: bool,
+    forwarded: ForwardedMode,
+    xfcc: Option<RawXfcc>,
+    client_cert: bool,
+    /// Header name -> field, in the order written.
+    identity_headers: Vec<(String, IdentityField)>,
+}
+
+impl RawForwarding {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        const KEYS: &[&str] = &[
+            "xff",
+            "x_forwarded_proto",
+            "x_forwarded_host",
+            "forwarded",
+            "xfcc",
+            "client_cert",
+            "identity_headers",
+        ];
+        let fields = Fields::read(value, path, KEYS, problems)?;
+        Some(RawForwarding {
+            xff: fields.optional("xff", problems, RawXff::read),
+            x_forwarded_proto: fields
+                .get("x_forwarded_proto", problems, boolean)
+                .unwrap_or_default(),
+            x_forwarded_host: fields
+                .get("x_forwarded_host", problems, boolean)
+                .unwrap_or_default(),
+            forwarded: fields
+                .get("forwarded", problems, keyword(ForwardedMode::NAMES))
+                .unwrap_or_default(),
+            xfcc: fields.optional("xfcc", problems, RawXfcc::read),
+            client_cert: fields
+                .get("client_cert", problems, boolean)
+                .unwrap_or_default(),
+            identity_headers: fields
+                .get("identity_headers", problems, identity_headers)
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// `identity_headers`: a JSON object (header name -> field), kept in the order written.
+fn identity_headers(
+    value: &Json,
+    path: &str,
+    problems: &mut Problems<'_>,
+) -> Option<Vec<(String, IdentityField)>> {
+    let Json::Object(members) = value else {
+        return invalid_type(value, path, "a JSON object", problems);
+    };
+    let field = keyword(IdentityField::NAMES);
+    let mut headers = Vec::with_capacity(members.len());
+    let mut complete = true;
+    for (name, value) in members {
+        match field(value, &field_path(path, name), problems) {
+            Some(field) => headers.push((name.clone(), field)),
+            None => complete = false,
+        }
+    }
+    complete.then_some(headers)
+}
+
 struct RawXff {
-    #[serde(default = "yes")]
     append: bool,
-    #[serde(default)]
     trusted_hops: u32,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawXff {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        let fields = Fields::read(value, path, &["append", "trusted_hops"], problems)?;
+        Some(RawXff {
+            append: fields.get("append", problems, boolean).unwrap_or(true),
+            trusted_hops: fields
+                .get("trusted_hops", problems, integer(U32))
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// What [`integer`] tells an operator who wrote something else for a `u32`.
+const U32: &str = "an integer from 0 to 4294967295";
+
 struct RawXfcc {
     mode: Option<XfccMode>,
-    #[serde(default = "default_xfcc_details")]
     details: Vec<XfccDetail>,
 }
 
-fn default_xfcc_details() -> Vec<XfccDetail> {
-    vec![
-        XfccDetail::Hash,
-        XfccDetail::Subject,
-        XfccDetail::Uri,
-        XfccDetail::Dns,
-    ]
+impl RawXfcc {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        let fields = Fields::read(value, path, &["mode", "details"], problems)?;
+        Some(RawXfcc {
+            mode: fields.optional("mode", problems, keyword(XfccMode::NAMES)),
+            details: fields
+                .get("details", problems, list(keyword(XfccDetail::NAMES)))
+                .unwrap_or_else(|| {
+                    vec![
+                        XfccDetail::Hash,
+                        XfccDetail::Subject,
+                        XfccDetail::Uri,
+                        XfccDetail::Dns,
+                    ]
+                }),
+        })
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTelemetry {
-    #[serde(default = "default_expiry_warning_days")]
     expiry_warning_days: u32,
-    #[serde(default)]
     access_record: RecordLevel,
-    #[serde(default = "yes")]
     filter_state: bool,
-}
-
-fn default_expiry_warning_days() -> u32 {
-    Telemetry::default().expiry_warning_days
 }
 
 impl Default for RawTelemetry {
     fn default() -> Self {
         RawTelemetry {
-            expiry_warning_days: default_expiry_warning_days(),
+            expiry_warning_days: Telemetry::default().expiry_warning_days,
             access_record: RecordLevel::default(),
             filter_state: true,
         }
+    }
+}
+
+impl RawTelemetry {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        const KEYS: &[&str] = &["expiry_warning_days", "access_record", "filter_state"];
+        let fields = Fields::read(value, path, KEYS, problems)?;
+        let defaults = RawTelemetry::default();
+        Some(RawTelemetry {
+            expiry_warning_days: fields
+                .get("expiry_warning_days", problems, integer(U32))
+                .unwrap_or(defaults.expiry_warning_days),
+            access_record: fields
+                .get("access_record", problems, keyword(RecordLevel::NAMES))
+                .unwrap_or(defaults.access_record),
+            filter_state: fields
+                .get("filter_state", problems, boolean)
+                .unwrap_or(defaults.filter_state),
+        })
     }
 }
 
@@ -317,14 +663,13 @@ impl Problems<'_> {
 }
 
 impl RawConfig {
-    fn compile(self, errors: &mut Vec<ConfigError>) -> Policy {
-        let mut problems = Problems(errors);
+    fn compile(self, problems: &mut Problems<'_>) -> Policy {
         let mut names = HashSet::new();
         let routes = self
             .routes
             .into_iter()
             .enumerate()
-            .map(|(index, Object(route))| {
+            .map(|(index, route)| {
                 let path = format!("routes[{index}]");
                 if !names.insert(route.name.clone()) {
                     problems.add(
@@ -335,7 +680,7 @@ impl RawConfig {
                         ),
                     );
                 }
-                route.compile(&path, self.mode, &mut problems)
+                route.compile(&path, self.mode, problems)
             })
             .collect();
         if self.identity_sources.is_empty() {
@@ -344,7 +689,7 @@ impl RawConfig {
                 "is empty: list at least one source, e.g. [\"connection\"]",
             );
         }
-        let trusted_proxies = self.trusted_proxies.0.compile(&mut problems);
+        let trusted_proxies = self.trusted_proxies.compile(problems);
         let anyone_trusted =
             !trusted_proxies.cidrs.is_empty() || !trusted_proxies.identities.is_empty();
         let mut seen_sources = HashSet::new();
@@ -366,18 +711,18 @@ impl RawConfig {
                 );
             }
         }
-        let forwarding = self.forwarding.0.compile(anyone_trusted, &mut problems);
+        let forwarding = self.forwarding.compile(anyone_trusted, problems);
         Policy {
             mode: self.mode,
             default_action: self.default_action,
             routes,
             wildcard_certs: self.wildcard_certs,
-            deny_response: self.deny_response.0.compile(&mut problems),
+            deny_response: self.deny_response.compile(problems),
             trusted_proxies,
             identity_sources: self.identity_sources,
             assume_presented_certs_validated: self.assume_presented_certs_validated,
             forwarding,
-            telemetry: self.telemetry.0.compile(&mut problems),
+            telemetry: self.telemetry.compile(problems),
             sni_host_mismatch: self.sni_host_mismatch,
         }
     }
@@ -398,10 +743,7 @@ impl RawRoute {
             compile_matchers(&allow, &format!("{path}.allow"), problems)
         });
         Route {
-            route_match: self
-                .route_match
-                .0
-                .compile(&format!("{path}.match"), problems),
+            route_match: self.route_match.compile(&format!("{path}.match"), problems),
             require_client_cert: self.require_client_cert,
             allow,
             deny: compile_matchers(&self.deny, &format!("{path}.deny"), problems),
@@ -494,9 +836,8 @@ fn compile_matchers(raw: &[RawMatcher], path: &str, problems: &mut Problems<'_>)
     let matchers = raw
         .iter()
         .enumerate()
-        .filter_map(|(index, raw)| {
-            let (kind, value) = raw.kind_and_value();
-            Matcher::parse(kind, value)
+        .filter_map(|(index, (kind, value))| {
+            Matcher::parse(*kind, value)
                 .map_err(|message| problems.add(format!("{path}[{index}].{}", kind.key()), message))
                 .ok()
         })
@@ -565,7 +906,7 @@ impl RawTrustedProxies {
 
 impl RawForwarding {
     fn compile(self, anyone_trusted: bool, problems: &mut Problems<'_>) -> Forwarding {
-        let xff = self.xff.map(|Object(xff)| {
+        let xff = self.xff.map(|xff| {
             if xff.trusted_hops > 0 && !anyone_trusted {
                 problems.add(
                     "forwarding.xff.trusted_hops",
@@ -586,11 +927,10 @@ impl RawForwarding {
                 trusted_hops: xff.trusted_hops,
             }
         });
-        let xfcc = self.xfcc.and_then(|Object(xfcc)| xfcc.compile(problems));
+        let xfcc = self.xfcc.and_then(|xfcc| xfcc.compile(problems));
         let mut names = HashSet::new();
         let identity_headers = self
             .identity_headers
-            .0
             .into_iter()
             .filter_map(|(name, field)| {
                 let path = format!("forwarding.identity_headers.{name}");

@@ -2,12 +2,10 @@
 //! nodes bracketed and any value that is not a token (a port, brackets, a colon) quoted.
 
 use super::address::SocketAddress;
-use serde::Deserialize;
 use std::net::IpAddr;
 
 /// What certgate does with `Forwarded`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ForwardedMode {
     /// Leave the header alone.
     #[default]
@@ -16,6 +14,15 @@ pub enum ForwardedMode {
     Append,
     /// Replace the header with certgate's element, naming the client address.
     Set,
+}
+
+impl ForwardedMode {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("off", ForwardedMode::Off),
+        ("append", ForwardedMode::Append),
+        ("set", ForwardedMode::Set),
+    ];
 }
 
 /// A node (`for=` or `by=` value): `192.0.2.1`, `"192.0.2.1:8443"`, `"[2001:db8::1]"`,

@@ -16,7 +16,6 @@ use super::percent;
 use super::policy::IdentitySource;
 use super::rewrite::{is_spelling_of, HeaderRewrite};
 use super::xfcc::{self, XfccAction, XfccDetail, XfccMode};
-use serde::Deserialize;
 use std::net::IpAddr;
 
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -77,8 +76,7 @@ pub struct IdentityHeader {
 }
 
 /// What an identity header carries. Several SANs are comma-joined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityField {
     Uri,
     Dns,
@@ -89,6 +87,21 @@ pub enum IdentityField {
     Sha256,
     Route,
     Decision,
+}
+
+impl IdentityField {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("uri", IdentityField::Uri),
+        ("dns", IdentityField::Dns),
+        ("ip", IdentityField::Ip),
+        ("email", IdentityField::Email),
+        ("subject", IdentityField::Subject),
+        ("subject_cn", IdentityField::SubjectCn),
+        ("sha256", IdentityField::Sha256),
+        ("route", IdentityField::Route),
+        ("decision", IdentityField::Decision),
+    ];
 }
 
 /// What the rewrite knows of the request.

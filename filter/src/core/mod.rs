@@ -12,6 +12,7 @@ pub mod forwarding;
 pub mod hash;
 pub mod identity;
 pub mod ip;
+pub mod json;
 pub mod matcher;
 pub mod pairs;
 pub mod pem;

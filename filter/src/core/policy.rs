@@ -7,30 +7,40 @@ use super::ip::IpNet;
 use super::matcher::MatcherSet;
 use super::route::{RequestFacts, RouteMatch};
 use super::telemetry::Telemetry;
-use serde::Deserialize;
 use std::fmt::Write as _;
 
 /// `enforce` denies; `audit` records what it would have denied and lets it through.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Mode {
     #[default]
     Enforce,
     Audit,
 }
 
+impl Mode {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] =
+        &[("enforce", Mode::Enforce), ("audit", Mode::Audit)];
+}
+
 /// What happens to a request that no route matches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DefaultAction {
     Allow,
     #[default]
     Deny,
 }
 
+impl DefaultAction {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("allow", DefaultAction::Allow),
+        ("deny", DefaultAction::Deny),
+    ];
+}
+
 /// Where a peer's identity may come from, tried in the configured order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdentitySource {
     /// The certificate of the TLS connection Envoy terminated.
     Connection,
@@ -41,12 +51,18 @@ pub enum IdentitySource {
 }
 
 impl IdentitySource {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("connection", IdentitySource::Connection),
+        ("xfcc", IdentitySource::Xfcc),
+        ("alb", IdentitySource::Alb),
+    ];
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            IdentitySource::Connection => "connection",
-            IdentitySource::Xfcc => "xfcc",
-            IdentitySource::Alb => "alb",
-        }
+        Self::NAMES
+            .iter()
+            .find(|(_, source)| *source == self)
+            .map_or("", |(name, _)| name)
     }
 
     /// Whether the source reads request headers, believed only from a trusted peer.
@@ -56,14 +72,21 @@ impl IdentitySource {
 }
 
 /// What a request whose SNI names another host than its `:authority` gets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SniHostMismatch {
     /// Counted and logged, then decided as usual.
     #[default]
     Log,
     /// Denied with reason `sni_host_mismatch`.
     Deny,
+}
+
+impl SniHostMismatch {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("log", SniHostMismatch::Log),
+        ("deny", SniHostMismatch::Deny),
+    ];
 }
 
 /// The local reply of a denied request.

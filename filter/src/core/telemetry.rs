@@ -14,7 +14,6 @@
 
 use super::decision::{Reason, Verdict};
 use super::policy::{json_string, IdentitySource};
-use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -47,14 +46,23 @@ impl Default for Telemetry {
 }
 
 /// The log level of the access record, or `off`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RecordLevel {
     Off,
     Debug,
     #[default]
     Info,
     Warn,
+}
+
+impl RecordLevel {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("off", RecordLevel::Off),
+        ("debug", RecordLevel::Debug),
+        ("info", RecordLevel::Info),
+        ("warn", RecordLevel::Warn),
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

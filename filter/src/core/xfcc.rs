@@ -11,12 +11,10 @@ use super::dns::canonical_name;
 use super::identity::{canonical_email, PeerIdentity};
 use super::ip::canonical_ip;
 use super::percent;
-use serde::Deserialize;
 use std::net::IpAddr;
 
 /// Envoy's `forward_client_cert_details` modes, with Envoy's semantics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XfccMode {
     /// Never forward: remove the header.
     Sanitize,
@@ -28,6 +26,17 @@ pub enum XfccMode {
     SanitizeSet,
     /// Forward the incoming header whatever the connection.
     AlwaysForwardOnly,
+}
+
+impl XfccMode {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("sanitize", XfccMode::Sanitize),
+        ("forward_only", XfccMode::ForwardOnly),
+        ("append_forward", XfccMode::AppendForward),
+        ("sanitize_set", XfccMode::SanitizeSet),
+        ("always_forward_only", XfccMode::AlwaysForwardOnly),
+    ];
 }
 
 /// What becomes of the incoming XFCC header.
@@ -53,8 +62,7 @@ impl XfccMode {
 }
 
 /// A field of the client's element. `ip` and `email` are certgate's additions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XfccDetail {
     Hash,
     Cert,
@@ -65,6 +73,20 @@ pub enum XfccDetail {
     Dns,
     Ip,
     Email,
+}
+
+impl XfccDetail {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("hash", XfccDetail::Hash),
+        ("cert", XfccDetail::Cert),
+        ("chain", XfccDetail::Chain),
+        ("subject", XfccDetail::Subject),
+        ("uri", XfccDetail::Uri),
+        ("dns", XfccDetail::Dns),
+        ("ip", XfccDetail::Ip),
+        ("email", XfccDetail::Email),
+    ];
 }
 
 impl XfccDetail {
