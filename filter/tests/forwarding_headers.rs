@@ -21,17 +21,12 @@ use certgate::core::xfcc::{self, XfccAction, XfccDetail, XfccMode};
 use std::net::IpAddr;
 use support::San::{Dns, Email, Ip, Uri};
 
-const ALL_DETAILS: [XfccDetail; 8] = [
-    XfccDetail::Hash,
-    XfccDetail::Cert,
-    XfccDetail::Chain,
-    XfccDetail::Subject,
-    XfccDetail::Uri,
-    XfccDetail::Dns,
-    XfccDetail::Ip,
-    XfccDetail::Email,
-];
-
+fn all_details() -> Vec<XfccDetail> {
+    XfccDetail::NAMES
+        .iter()
+        .map(|(_, detail)| *detail)
+        .collect()
+}
 fn attributes(subject: &str, uris: &[&str], dns: &[&str]) -> PeerIdentity {
     let mut identity = PeerIdentity::from_envoy_attributes(subject, "", "", "ab12");
     identity.uris = uris.iter().map(|u| (*u).to_owned()).collect();
@@ -70,7 +65,7 @@ fn xfcc_elements_round_trip_even_with_hostile_values() {
         ),
     ];
     for (identity, expected) in rows {
-        let element = xfcc::encode_element(&identity, &ALL_DETAILS);
+        let element = xfcc::encode_element(&identity, &all_details());
         assert_eq!(element, expected);
         let parsed = xfcc::parse(&element).unwrap();
         assert_eq!(parsed.len(), 1, "{element}");
@@ -105,7 +100,7 @@ fn xfcc_with_a_certificate_round_trips_through_cert() {
         (&twin.uris, &twin.subject),
         (&identity.uris, &identity.subject)
     );
-    let element = xfcc::encode_element(&identity, &ALL_DETAILS);
+    let element = xfcc::encode_element(&identity, &all_details());
     assert!(element.starts_with(&format!(
         "Hash={};Cert=\"-----BEGIN%20CERTIFICATE-----%0A",
         identity.sha256

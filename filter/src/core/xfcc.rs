@@ -29,7 +29,8 @@ pub enum XfccMode {
 }
 
 impl XfccMode {
-    /// The configuration names, the one source of truth for reading and writing them.
+    /// The configuration names, the one source of truth for reading and writing them. Their order is
+    /// the order of the pairs in an element: Envoy's order, then the details Envoy lacks.
     pub const NAMES: &'static [(&'static str, Self)] = &[
         ("sanitize", XfccMode::Sanitize),
         ("forward_only", XfccMode::ForwardOnly),
@@ -76,7 +77,8 @@ pub enum XfccDetail {
 }
 
 impl XfccDetail {
-    /// The configuration names, the one source of truth for reading and writing them.
+    /// The configuration names, the one source of truth for reading and writing them. Their order is
+    /// the order of the pairs in an element: Envoy's order, then the details Envoy lacks.
     pub const NAMES: &'static [(&'static str, Self)] = &[
         ("hash", XfccDetail::Hash),
         ("cert", XfccDetail::Cert),
@@ -89,25 +91,12 @@ impl XfccDetail {
     ];
 }
 
-impl XfccDetail {
-    /// The order of the pairs in an element, Envoy's order first.
-    const ORDER: [XfccDetail; 8] = [
-        XfccDetail::Hash,
-        XfccDetail::Cert,
-        XfccDetail::Chain,
-        XfccDetail::Subject,
-        XfccDetail::Uri,
-        XfccDetail::Dns,
-        XfccDetail::Ip,
-        XfccDetail::Email,
-    ];
-}
-
 /// The element that describes a client certificate, with the requested details.
 pub fn encode_element(identity: &PeerIdentity, details: &[XfccDetail]) -> String {
     let mut element = String::new();
-    for detail in XfccDetail::ORDER
-        .into_iter()
+    for detail in XfccDetail::NAMES
+        .iter()
+        .map(|(_, detail)| *detail)
         .filter(|detail| details.contains(detail))
     {
         match detail {
