@@ -1,6 +1,7 @@
 //! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
 //! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
-//! the headers it received ([`echo`]), and an mTLS HTTP/1.1 client ([`client`]).
+//! the headers it received ([`echo`]), an mTLS HTTP/1.1 client ([`client`]), and the test-only
+//! fault-injection build of the filter ([`fault`]).
 //!
 //! Everything binds ephemeral loopback ports, bounds every wait, and cleans up on drop.
 
@@ -8,6 +9,7 @@ pub mod certs;
 pub mod client;
 pub mod echo;
 pub mod envoy;
+pub mod fault;
 pub mod http1;
 pub mod pki;
 pub mod stats;
@@ -17,5 +19,6 @@ pub use certs::{CertDir, CertSpec, IssuedCert, San, TestCa, Validity};
 pub use client::{Client, ClientTls, Connection, Request, Response};
 pub use echo::{EchoServer, EchoedRequest};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
+pub use fault::{fault_injection_wasm, FAULT_HEADER};
 pub use pki::Pki;
 pub use stats::{Prometheus, Stats};

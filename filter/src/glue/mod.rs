@@ -141,6 +141,11 @@ impl HttpContext for CertgateHttp {
             );
             Vec::new()
         });
+        #[cfg(all(feature = "fault-injection", target_arch = "wasm32"))]
+        if pairs::first_value(&headers, "x-certgate-fault") == Some("trap") {
+            // The test build's stand-in for a real VM failure: a wasm `unreachable` trap.
+            core::arch::wasm32::unreachable();
+        }
         let route_name = policy
             .uses_route_names()
             .then(|| host::property_string(&["xds", "route_name"]))
