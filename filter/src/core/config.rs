@@ -665,7 +665,7 @@ impl Problems<'_> {
 impl RawConfig {
     fn compile(self, problems: &mut Problems<'_>) -> Policy {
         let mut names = HashSet::new();
-        let routes = self
+        let routes: Vec<Route> = self
             .routes
             .into_iter()
             .enumerate()
@@ -712,7 +712,11 @@ impl RawConfig {
             }
         }
         let forwarding = self.forwarding.compile(anyone_trusted, problems);
+        let uses_route_names = routes
+            .iter()
+            .any(|route| route.route_match.route_name.is_some());
         Policy {
+            uses_route_names,
             mode: self.mode,
             default_action: self.default_action,
             routes,

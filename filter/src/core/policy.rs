@@ -165,16 +165,12 @@ pub struct Policy {
     pub forwarding: Forwarding,
     pub telemetry: Telemetry,
     pub sni_host_mismatch: SniHostMismatch,
+    /// Whether any route matches on Envoy's route name, so the glue must fetch `xds.route_name`;
+    /// worked out once at configure time, read on every request.
+    pub uses_route_names: bool,
 }
 
 impl Policy {
-    /// Whether any route matches on Envoy's route name (so the glue must fetch `xds.route_name`).
-    pub fn uses_route_names(&self) -> bool {
-        self.routes
-            .iter()
-            .any(|route| route.route_match.route_name.is_some())
-    }
-
     /// The index of the first route whose `match` fits the request.
     pub fn select_route(&self, request: &RequestFacts<'_>) -> Option<usize> {
         self.routes

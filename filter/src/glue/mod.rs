@@ -147,7 +147,7 @@ impl HttpContext for CertgateHttp {
             core::arch::wasm32::unreachable();
         }
         let route_name = policy
-            .uses_route_names()
+            .uses_route_names
             .then(|| host::property_string(&["xds", "route_name"]))
             .flatten();
         let request = RequestFacts {
