@@ -217,6 +217,26 @@ impl Plugin {
         self.metrics().value(name)
     }
 
+    /// The size of the guest's linear memory in bytes: what the VM holds for the guest, in whole
+    /// 64 KiB Wasm pages. It only grows (`memory.grow`; Wasm memory never shrinks), so a guest that
+    /// leaks shows up as a size that keeps growing over many requests.
+    ///
+    /// ```
+    /// use host_harness::{GuestModule, Plugin, PluginSettings};
+    /// let module = GuestModule::from_wat("two-pages", r#"(module
+    ///   (memory (export "memory") 2)
+    ///   (func (export "proxy_abi_version_0_2_1"))
+    ///   (func (export "malloc") (param i32) (result i32) (i32.const 1024)))"#).unwrap();
+    /// let plugin = Plugin::new(&module, PluginSettings::new("two-pages")).unwrap();
+    /// assert_eq!(plugin.memory_bytes(), 2 * 65536);
+    /// ```
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |memory| memory.data_size(&self.store))
+    }
+
     /// The test clock, in nanoseconds since the epoch.
     pub fn now_ns(&self) -> u64 {
         self.store.data().now_ns
@@ -492,4 +512,31 @@ impl Plugin {
 /// A call timeout in engine epochs (at least one).
 fn epoch_ticks(timeout: Duration) -> u64 {
     (timeout.as_millis() / crate::module::EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guest whose every request grows its memory by one page, as a leak would.
+    const GROWING_GUEST: &str = r#"(module
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (drop (memory.grow (i32.const 1)))
+        (i32.const 0)))"#;
+
+    #[test]
+    fn memory_bytes_follows_the_guest_growing_its_memory() {
+        let module = GuestModule::from_wat("growing", GROWING_GUEST).unwrap();
+        let mut plugin = Plugin::new(&module, PluginSettings::new("growing")).unwrap();
+        assert_eq!(plugin.memory_bytes(), 65536);
+        for _ in 0..3 {
+            plugin
+                .send(&Connection::plain(), Request::get("/"))
+                .unwrap();
+        }
+        assert_eq!(plugin.memory_bytes(), 4 * 65536);
+    }
 }
