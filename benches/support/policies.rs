@@ -1,23 +1,102 @@
-//! The benchmark policies shared by `core.rs` and `harness.rs`: the same shapes the Envoy load
-//! bench uses, so native, harness and Envoy numbers describe the same work.
+//! The benchmark policies shared by `core.rs`, `harness.rs` and the Envoy load bench
+//! (`envoy_load.rs`), so native, harness and Envoy numbers describe the same work: the routes and
+//! their matchers, and the features a typical deployment turns on.
+// Each bench uses part of this file.
+#![allow(dead_code)]
 
-/// A policy of `routes` routes with `matchers_per_route` allow matchers each, in the mix seen in
-/// meshes: mostly exact DNS names and SPIFFE IDs, some wildcards, prefixes and CIDRs.
+/// The kind of SAN a bench matcher matches, named as certgate's configuration names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatcherKind {
+    Dns,
+    Uri,
+    UriPrefix,
+    Ip,
+}
+
+impl MatcherKind {
+    /// The configuration key (`{"dns": ...}`).
+    pub fn key(self) -> &'static str {
+        match self {
+            MatcherKind::Dns => "dns",
+            MatcherKind::Uri | MatcherKind::UriPrefix => "uri",
+            MatcherKind::Ip => "ip",
+        }
+    }
+}
+
+/// Allow matcher `m` of route `r`, in the mix seen in meshes: mostly exact DNS names and SPIFFE IDs,
+/// some SPIFFE prefixes and CIDRs.
+pub fn allow_matcher(r: usize, m: usize) -> (MatcherKind, String) {
+    match m % 6 {
+        0 | 1 => (
+            MatcherKind::Dns,
+            format!("svc-{r}-{m}.ns.svc.cluster.local"),
+        ),
+        2 | 3 => (
+            MatcherKind::Uri,
+            format!("spiffe://mesh.local/ns/n{r}/sa/s{m}"),
+        ),
+        4 => (
+            MatcherKind::UriPrefix,
+            format!("spiffe://mesh.local/ns/team-{r}-{m}/*"),
+        ),
+        _ => (MatcherKind::Ip, format!("10.{}.{}.0/24", r % 200, m % 250)),
+    }
+}
+
+/// The one deny matcher (a DNS name) of route `r`.
+pub fn deny_dns(r: usize) -> String {
+    format!("legacy-{r}.svc.cluster.local")
+}
+
+/// The identity the benches send: allowed by matcher 3 of the last route, the worst case of route
+/// search.
+pub fn allowed_uri(routes: usize) -> String {
+    format!("spiffe://mesh.local/ns/n{}/sa/s3", routes - 1)
+}
+
+/// A policy of `routes` routes named `r0`, `r1`, ... (each matching the Envoy route of that name)
+/// with `matchers_per_route` allow matchers and one deny matcher each.
 pub fn policy_json(routes: usize, matchers_per_route: usize) -> String {
+    format!(
+        r#"{{"routes": [{}]}}"#,
+        routes_json(routes, matchers_per_route)
+    )
+}
+
+/// [`policy_json`] with every forwarding header and telemetry on: the typical deployment the Envoy
+/// load bench measures.
+pub fn policy_with_features_json(routes: usize, matchers_per_route: usize) -> String {
+    format!(
+        r#"{{"routes": [{}], {FEATURES}}}"#,
+        routes_json(routes, matchers_per_route)
+    )
+}
+
+/// Every forwarding header certgate can set, and telemetry with its defaults spelled out (metrics,
+/// expiry warnings, the access record at info, filter state); on one line, as Envoy configs embed it.
+const FEATURES: &str = concat!(
+    r#""forwarding": {"xff": {"append": true, "trusted_hops": 0}, "x_forwarded_proto": true, "#,
+    r#""x_forwarded_host": true, "forwarded": "append", "#,
+    r#""xfcc": {"mode": "sanitize_set", "details": ["hash", "subject", "uri", "dns"]}, "#,
+    r#""client_cert": true, "identity_headers": {"x-client-spiffe-id": "uri", "#,
+    r#""x-client-dns": "dns", "x-client-subject": "subject", "x-client-route": "route"}}, "#,
+    r#""telemetry": {"expiry_warning_days": 14, "access_record": "info", "filter_state": true}"#
+);
+
+fn routes_json(routes: usize, matchers_per_route: usize) -> String {
     let route = |r: usize| {
         let matchers: Vec<String> = (0..matchers_per_route)
-            .map(|m| match m % 6 {
-                0 | 1 => format!(r#"{{"dns": "svc-{r}-{m}.ns.svc.cluster.local"}}"#),
-                2 | 3 => format!(r#"{{"uri": "spiffe://mesh.local/ns/n{r}/sa/s{m}"}}"#),
-                4 => format!(r#"{{"uri": "spiffe://mesh.local/ns/team-{r}-{m}/*"}}"#),
-                _ => format!(r#"{{"ip": "10.{}.{}.0/24"}}"#, r % 200, m % 250),
+            .map(|m| {
+                let (kind, value) = allow_matcher(r, m);
+                format!(r#"{{"{}": "{value}"}}"#, kind.key())
             })
             .collect();
         format!(
-            r#"{{"name": "r{r}", "match": {{"route_name": "r{r}"}}, "allow": [{}], "deny": [{{"dns": "legacy-{r}.svc.cluster.local"}}]}}"#,
-            matchers.join(",")
+            r#"{{"name": "r{r}", "match": {{"route_name": "r{r}"}}, "allow": [{}], "deny": [{{"dns": "{}"}}]}}"#,
+            matchers.join(","),
+            deny_dns(r)
         )
     };
-    let routes: Vec<String> = (0..routes).map(route).collect();
-    format!(r#"{{"routes": [{}]}}"#, routes.join(","))
+    (0..routes).map(route).collect::<Vec<_>>().join(",")
 }

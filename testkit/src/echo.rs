@@ -1,7 +1,8 @@
 //! The upstream of the suites: an HTTP/1.1 server (plain or TLS) on an ephemeral loopback port that
 //! answers every request with JSON listing exactly what it received — method, path, every header
 //! line in order with duplicates and names as sent, and the body — and counts the requests, so a test
-//! can prove a denied request never reached it.
+//! can prove a denied request never reached it. For the load bench it can instead answer an empty
+//! 200 without building anything ([`EchoServer::plain_ok`]), so the upstream costs next to nothing.
 
 use crate::certs::IssuedCert;
 use crate::http1::{self, BodyFraming, Stream};
@@ -21,6 +22,18 @@ use tokio_rustls::TlsAcceptor;
 /// A TLS handshake from Envoy that takes longer than this is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the server answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reply {
+    /// JSON describing the request.
+    Echo,
+    /// An empty 200.
+    EmptyOk,
+}
+
+/// The whole [`Reply::EmptyOk`] response.
+const EMPTY_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+
 /// A running echo server; stops (and closes every connection) on drop.
 pub struct EchoServer {
     addr: SocketAddr,
@@ -32,7 +45,13 @@ pub struct EchoServer {
 impl EchoServer {
     /// Plain HTTP.
     pub fn plain() -> Result<Self> {
-        Self::start(None)
+        Self::start(None, Reply::Echo)
+    }
+
+    /// Plain HTTP, answering every request with an empty 200 instead of an echo: the cheapest
+    /// upstream, for the load bench, where the upstream must never be the bottleneck.
+    pub fn plain_ok() -> Result<Self> {
+        Self::start(None, Reply::EmptyOk)
     }
 
     /// HTTPS with this server certificate (the gateway's backends).
@@ -48,12 +67,12 @@ impl EchoServer {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("echo server certificate")?;
-        Self::start(Some(TlsAcceptor::from(Arc::new(config))))
+        Self::start(Some(TlsAcceptor::from(Arc::new(config))), Reply::Echo)
     }
 
     /// Binds first, so the port is known before the server thread runs; the server has its own
     /// thread and runtime so it serves whatever the test's runtime is doing.
-    fn start(tls: Option<TlsAcceptor>) -> Result<Self> {
+    fn start(tls: Option<TlsAcceptor>, reply: Reply) -> Result<Self> {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .context("binding the echo server")?;
         listener.set_nonblocking(true)?;
@@ -73,7 +92,7 @@ impl EchoServer {
                         return;
                     };
                     tokio::select! {
-                        _ = accept_loop(listener, tls, counter) => {}
+                        _ = accept_loop(listener, tls, reply, counter) => {}
                         _ = stop => {}
                     }
                 });
@@ -112,14 +131,19 @@ impl Drop for EchoServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, requests: Arc<AtomicUsize>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    reply: Reply,
+    requests: Arc<AtomicUsize>,
+) {
     // Connection tasks live in the server's runtime and end with it.
     while let Ok((tcp, _)) = listener.accept().await {
         let tls = tls.clone();
         let requests = requests.clone();
         tokio::spawn(async move {
             // A connection that fails (reset, bad TLS) only ends itself.
-            let _ = serve_connection(tcp, tls, requests).await;
+            let _ = serve_connection(tcp, tls, reply, requests).await;
         });
     }
 }
@@ -127,6 +151,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, requests: 
 async fn serve_connection(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
+    reply: Reply,
     requests: Arc<AtomicUsize>,
 ) -> Result<()> {
     tcp.set_nodelay(true)?;
@@ -148,9 +173,15 @@ async fn serve_connection(
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         requests.fetch_add(1, Ordering::SeqCst);
-        out.clear();
-        write_echo(&head, &body, close, &mut out)?;
-        io.get_mut().write_all(&out).await?;
+        let response = match reply {
+            Reply::Echo => {
+                out.clear();
+                write_echo(&head, &body, close, &mut out)?;
+                out.as_slice()
+            }
+            Reply::EmptyOk => EMPTY_OK,
+        };
+        io.get_mut().write_all(response).await?;
         io.get_mut().flush().await?;
         if close {
             break;

@@ -103,6 +103,8 @@ pub fn validate_file(config: &Path) -> Result<()> {
 #[derive(Clone, Debug)]
 pub struct EnvoyBuilder {
     template_name: String,
+    /// Where the template is, when not in `envoy/`.
+    template_dir: Option<PathBuf>,
     vars: BTreeMap<String, String>,
 }
 
@@ -119,11 +121,19 @@ pub fn envoy(template_name: &str) -> EnvoyBuilder {
     .collect();
     EnvoyBuilder {
         template_name: template_name.to_owned(),
+        template_dir: None,
         vars,
     }
 }
 
 impl EnvoyBuilder {
+    /// Reads the template from `dir` instead of `envoy/` (the load bench's config is in
+    /// `benches/envoy/`).
+    pub fn template_dir(mut self, dir: &Path) -> Self {
+        self.template_dir = Some(dir.to_owned());
+        self
+    }
+
     /// Sets a template variable.
     pub fn var(mut self, name: &str, value: impl ToString) -> Self {
         self.vars.insert(name.to_owned(), value.to_string());
@@ -163,7 +173,14 @@ impl EnvoyBuilder {
             "ACCESS_LOG".into(),
             self.access_log(dir).display().to_string(),
         );
-        let template = config_template(&self.template_name)?;
+        let template = match &self.template_dir {
+            Some(dir) => {
+                let path = dir.join(&self.template_name);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+            }
+            None => config_template(&self.template_name)?,
+        };
         template::render(&template, &vars)
             .with_context(|| format!("rendering envoy/{}", self.template_name))
     }
@@ -314,6 +331,40 @@ impl Envoy {
                 self.listeners.keys().collect::<Vec<_>>()
             )
         })
+    }
+
+    /// The CPU time Envoy's worker threads (`wrk:*`) have used so far, from the scheduler's own
+    /// accounting (`/proc/<pid>/task/<tid>/schedstat`, nanoseconds): the load bench divides it by
+    /// the requests served, a cost that other processes competing for the CPU do not inflate.
+    pub fn worker_cpu_time(&self) -> Result<Duration> {
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
+        let mut total = Duration::ZERO;
+        let mut workers = 0;
+        for task in
+            std::fs::read_dir(&tasks).with_context(|| format!("reading {}", tasks.display()))?
+        {
+            let task = task?.path();
+            // A thread that exited since the listing has no files left: it is no worker of ours.
+            let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
+                continue;
+            };
+            if !name.starts_with("wrk:") {
+                continue;
+            }
+            let schedstat = std::fs::read_to_string(task.join("schedstat"))
+                .with_context(|| format!("reading {}/schedstat", task.display()))?;
+            let on_cpu_ns: u64 = schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|field| field.parse().ok())
+                .with_context(|| format!("{}/schedstat: {schedstat:?}", task.display()))?;
+            total += Duration::from_nanos(on_cpu_ns);
+            workers += 1;
+        }
+        if workers == 0 {
+            bail!("envoy ({}) has no worker thread named wrk:*", self.name);
+        }
+        Ok(total)
     }
 
     pub fn admin_address(&self) -> Result<SocketAddr> {

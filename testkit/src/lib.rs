@@ -1,7 +1,8 @@
 //! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
 //! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
-//! the headers it received ([`echo`]), an mTLS HTTP/1.1 client ([`client`]), and the test-only
-//! fault-injection build of the filter ([`fault`]).
+//! the headers it received ([`echo`]), an mTLS HTTP/1.1 client ([`client`]), the load bench's load
+//! generator ([`load`]), and the extra Wasm builds: the test-only fault-injection filter
+//! ([`fault`]), the bench's Wasm floor and certgate at opt-level z ([`wasm_build`]).
 //!
 //! Everything binds ephemeral loopback ports, bounds every wait, and cleans up on drop.
 
@@ -11,14 +12,18 @@ pub mod echo;
 pub mod envoy;
 pub mod fault;
 pub mod http1;
+pub mod load;
 pub mod pki;
 pub mod stats;
 pub mod template;
+pub mod wasm_build;
 
 pub use certs::{CertDir, CertSpec, IssuedCert, San, TestCa, Validity};
 pub use client::{Client, ClientTls, Connection, Request, Response};
 pub use echo::{EchoServer, EchoedRequest};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
 pub use fault::{fault_injection_wasm, FAULT_HEADER};
+pub use load::{LoadMode, LoadReport, LoadSpec};
 pub use pki::Pki;
 pub use stats::{Prometheus, Stats};
+pub use wasm_build::{certgate_wasm_opt_z, wasm_floor};

@@ -3,6 +3,7 @@
 //! Each command does its own set-up on a fresh machine (wasm target, `.wasm` build, Envoy), so the
 //! README's commands are the whole contract.
 
+mod bench_envoy;
 mod build;
 mod demo;
 mod envoy;
@@ -14,7 +15,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   demo         set up, run Envoy with certgate, show its decisions for several identities
   test         set up, build certgate.wasm, check fmt and clippy, run every test
-  build-wasm   build target/wasm32-wasip1/release/certgate.wasm and print its size";
+  build-wasm   build target/wasm32-wasip1/release/certgate.wasm and print its size
+  bench-envoy  set up, run the Envoy load bench [--seconds S] [--rounds R] [--connections N]
+               [--mode keepalive|newconn|both] [--warmup S] [--json PATH]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +25,7 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(),
         Some("test") => test(),
         Some("build-wasm") => build::certgate_wasm().map(|_| ()),
+        Some("bench-envoy") => bench_envoy::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())

@@ -1,0 +1,207 @@
+//! The Envoy of the load bench (`benches/envoy/bench.yaml`), shared by the bench (`envoy_load.rs`)
+//! and its correctness test (`tests/envoy_bench_config.rs`): the variants and their listeners, the
+//! Wasm modules and policies the config is rendered with, Envoy's native equivalent of the typical
+//! policy, the client identity and the request the load sends.
+// The bench and the test each use part of this file.
+#![allow(dead_code)]
+
+use crate::policies::{
+    allow_matcher, allowed_uri, deny_dns, policy_with_features_json, MatcherKind,
+};
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use testkit::{CertSpec, Client, EchoServer, Envoy, IssuedCert, Pki, Request};
+
+/// Routes of both policies (`r0`..`r9`, Envoy routes on `/r0/`..`/r9/`).
+pub const ROUTES: usize = 10;
+/// The typical policy: 10 routes × 5 allow matchers.
+pub const TYPICAL_MATCHERS_PER_ROUTE: usize = 5;
+/// The large policy: 10 routes × 1,000 allow matchers.
+pub const LARGE_MATCHERS_PER_ROUTE: usize = 1000;
+
+/// What one listener of the bench Envoy runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    CertgateTypical,
+    CertgateLarge,
+    CertgateOptZ,
+    WasmFloor,
+    NoFilter,
+    EnvoyNative,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 6] = [
+        Variant::CertgateTypical,
+        Variant::CertgateLarge,
+        Variant::CertgateOptZ,
+        Variant::WasmFloor,
+        Variant::NoFilter,
+        Variant::EnvoyNative,
+    ];
+
+    /// The listener's name in `bench.yaml`, also the variant's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::CertgateTypical => "certgate_typical",
+            Variant::CertgateLarge => "certgate_large",
+            Variant::CertgateOptZ => "certgate_opt_z",
+            Variant::WasmFloor => "wasm_floor",
+            Variant::NoFilter => "no_filter",
+            Variant::EnvoyNative => "envoy_native",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Variant::CertgateTypical => "certgate, 10 routes x 5 matchers, forwarding + telemetry",
+            Variant::CertgateLarge => "certgate, 10,000 matchers, forwarding + telemetry",
+            Variant::CertgateOptZ => "certgate built at opt-level z, typical policy",
+            Variant::WasmFloor => "proxy-wasm filter that continues at once",
+            Variant::NoFilter => "router only",
+            Variant::EnvoyNative => "RBAC principal_name per route + HCM XFCC SANITIZE_SET",
+        }
+    }
+}
+
+/// The three Wasm modules the config loads.
+#[derive(Clone, Debug)]
+pub struct Modules {
+    pub certgate: PathBuf,
+    pub certgate_opt_z: PathBuf,
+    pub wasm_floor: PathBuf,
+}
+
+/// certgate's typical policy in the bench.
+pub fn typical_policy() -> String {
+    policy_with_features_json(ROUTES, TYPICAL_MATCHERS_PER_ROUTE)
+}
+
+/// certgate's 10,000-matcher policy in the bench.
+pub fn large_policy() -> String {
+    policy_with_features_json(ROUTES, LARGE_MATCHERS_PER_ROUTE)
+}
+
+/// The Envoy route table every listener shares: `r<n>` on `/r<n>/`. With `native`, each route carries
+/// the RBAC rules equivalent to certgate's typical policy for that route.
+pub fn routes_json(native: bool) -> String {
+    let routes: Vec<Value> = (0..ROUTES)
+        .map(|r| {
+            let mut route = json!({
+                "name": format!("r{r}"),
+                "match": {"prefix": format!("/r{r}/")},
+                "route": {"cluster": "upstream"},
+            });
+            if native {
+                route["typed_per_filter_config"] = json!({
+                    "rbac_deny": rbac_per_route("DENY", vec![principal(MatcherKind::Dns, &deny_dns(r))]),
+                    "rbac_allow": rbac_per_route("ALLOW", native_allow_principals(r)),
+                });
+            }
+            route
+        })
+        .collect();
+    Value::Array(routes).to_string()
+}
+
+/// The allow matchers of route `r` as RBAC principals. `principal_name` matches the URI SAN, else
+/// the DNS SAN, else the subject: IP SANs have no RBAC principal, so the CIDR matchers are left out.
+fn native_allow_principals(r: usize) -> Vec<Value> {
+    (0..TYPICAL_MATCHERS_PER_ROUTE)
+        .map(|m| allow_matcher(r, m))
+        .filter(|(kind, _)| *kind != MatcherKind::Ip)
+        .map(|(kind, value)| principal(kind, &value))
+        .collect()
+}
+
+fn principal(kind: MatcherKind, value: &str) -> Value {
+    let name = match kind {
+        // certgate compares DNS names case-insensitively.
+        MatcherKind::Dns => json!({"exact": value, "ignore_case": true}),
+        MatcherKind::UriPrefix => json!({"prefix": value.trim_end_matches('*')}),
+        MatcherKind::Uri | MatcherKind::Ip => json!({"exact": value}),
+    };
+    json!({"authenticated": {"principal_name": name}})
+}
+
+fn rbac_per_route(action: &str, principals: Vec<Value>) -> Value {
+    json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+        "rbac": {"rules": {"action": action, "policies": {"route": {
+            "permissions": [{"any": true}],
+            "principals": principals,
+        }}}},
+    })
+}
+
+/// The request the load sends: to the last route, the worst case of certgate's route search.
+pub fn bench_request() -> Request {
+    Request::get(&format!("/r{}/items?page=1", ROUTES - 1), "app.mesh.local")
+}
+
+/// The bench client's certificate: allowed by the last route of both policies (URI SAN), with a DNS
+/// SAN and a subject so every XFCC detail and identity header has something to carry.
+pub fn bench_client_spec() -> CertSpec {
+    CertSpec::client()
+        .uri(&allowed_uri(ROUTES))
+        .dns("client.bench.svc.cluster.local")
+        .cn("bench-client")
+        .org("certgate bench")
+}
+
+/// The bench Envoy, its upstream and certificates; Envoy is killed on drop.
+pub struct BenchEnvoy {
+    pub pki: Pki,
+    /// The cheap upstream: an empty 200 for every request.
+    pub upstream: EchoServer,
+    pub envoy: Envoy,
+    pub client_cert: IssuedCert,
+}
+
+impl BenchEnvoy {
+    /// Renders `bench.yaml` with `modules` and starts Envoy (one worker), waiting until it is live.
+    pub async fn start(modules: &Modules) -> Result<BenchEnvoy> {
+        let pki = Pki::new()?;
+        let client_cert = pki.client_cert(&bench_client_spec())?;
+        let upstream = EchoServer::plain_ok()?;
+        let envoy = testkit::envoy("bench.yaml")
+            .template_dir(&template_dir())
+            .cert_dir(&pki.dir)
+            .upstream_port(upstream.port())
+            .wasm(&modules.certgate)
+            .var("CERTGATE_WASM_OPT_Z", modules.certgate_opt_z.display())
+            .var("WASM_FLOOR", modules.wasm_floor.display())
+            .var("TYPICAL_POLICY", typical_policy())
+            .var("LARGE_POLICY", large_policy())
+            .var("ROUTES", routes_json(false))
+            .var("NATIVE_ROUTES", routes_json(true))
+            .start()
+            .await
+            .context("starting the bench Envoy")?;
+        Ok(BenchEnvoy {
+            pki,
+            upstream,
+            envoy,
+            client_cert,
+        })
+    }
+
+    /// A client of `variant`'s listener presenting the bench certificate.
+    pub fn client(&self, variant: Variant) -> Result<Client> {
+        self.client_with(variant, &self.client_cert)
+    }
+
+    /// A client of `variant`'s listener presenting `cert`.
+    pub fn client_with(&self, variant: Variant, cert: &IssuedCert) -> Result<Client> {
+        Ok(Client::tls(
+            self.envoy.listener(variant.name())?,
+            self.pki.client_tls(Some(cert))?,
+        ))
+    }
+}
+
+/// `benches/envoy/`, where `bench.yaml` is.
+fn template_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/envoy")
+}
