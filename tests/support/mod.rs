@@ -3,6 +3,8 @@
 //! the facts certgate leaves on an exchange (decision, reason, filter state, access record).
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use host_harness::{
     Certificate, Connection, Exchange, GuestModule, LogLevel, Plugin, PluginSettings, Tls,
 };
