@@ -1,6 +1,7 @@
 //! What the harness suites share: the real `certgate.wasm` compiled once per process, one test CA,
 //! client certificates issued by it as harness certificates, plugins started with a policy, and
-//! the facts certgate leaves on an exchange (decision, reason, filter state, access record).
+//! the facts certgate leaves on an exchange (decision, reason, filter state, access record), and
+//! hostile certificates ([`hostile`]).
 #![allow(dead_code)]
 
 pub mod hostile;
