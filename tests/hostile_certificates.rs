@@ -9,11 +9,15 @@ mod support;
 use certgate::core::config;
 use certgate::core::identity::PeerIdentity;
 use certgate::core::pairs::HeaderPairs;
+use certgate::core::percent;
 use certgate::core::policy::{Peer, Policy};
 use certgate::core::request::{evaluate, ConnectionFacts};
 use certgate::core::rewrite::Application;
 use certgate::core::route::RequestFacts;
-use host_harness::{Connection, Exchange, HttpConnectionManager, PluginSettings, Request, Tls};
+use host_harness::{
+    ClientCertDetails, Connection, Exchange, ForwardClientCert, HttpConnectionManager,
+    PluginSettings, Request, Tls,
+};
 use rcgen::DnType;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +31,9 @@ const NOW: i64 = 1_767_225_600;
 /// The SANs of the bulk certificate.
 const BULK: usize = 10_000;
 const ALB_LEAF: &str = "x-amzn-mtls-clientcert-leaf";
-/// A trusted proxy (an ALB) and a client that is not one.
-const ALB_PEER: &str = "10.0.0.5:40000";
+const XFCC: &str = "x-forwarded-client-cert";
+/// A trusted proxy (an ALB, or a proxy that sets XFCC) and a client that is not one.
+const PROXY_PEER: &str = "10.0.0.5:40000";
 const CLIENT_PEER: &str = "203.0.113.9:40000";
 
 fn policy_json() -> Value {
@@ -49,7 +54,7 @@ fn policy_json() -> Value {
             route("dup", json!([{"dns": "dup.example"}])),
         ],
         "trusted_proxies": {"cidrs": ["10.0.0.0/8"]},
-        "identity_sources": ["alb", "connection"],
+        "identity_sources": ["alb", "xfcc", "connection"],
         "forwarding": {
             "xfcc": {"mode": "sanitize_set", "details": ["hash", "subject", "uri", "dns", "ip", "email"]},
             "identity_headers": {"x-client-dns": "dns", "x-client-uri": "uri", "x-client-subject": "subject"},
@@ -160,6 +165,8 @@ enum Via {
     Connection,
     /// The leaf header of a trusted AWS ALB: certgate checks the validity period itself.
     AlbHeader,
+    /// The `Cert=` of a trusted proxy's XFCC element: the validity period is checked too.
+    XfccHeader,
 }
 
 /// (certificate, via, path, decision, reason)
@@ -209,16 +216,35 @@ const ROWS: &[Row] = &[
     ("valid from 9000", Via::AlbHeader, "/open", "deny", "cert_not_yet_valid"),
     ("negative serial", Via::AlbHeader, "/open", "allow", "validated_cert"),
     ("TeletexString CN with a Latin-1 byte", Via::AlbHeader, "/cn", "allow", "allowlist_match"),
+    ("10,000 DNS SANs", Via::XfccHeader, "/needle", "allow", "allowlist_match"),
+    ("raw U-label", Via::XfccHeader, "/idn", "deny", "cert_unreadable"),
+    ("valid until 9999", Via::XfccHeader, "/open", "allow", "validated_cert"),
+    ("expired in 1950", Via::XfccHeader, "/open", "deny", "cert_expired"),
+    ("valid from 9000", Via::XfccHeader, "/open", "deny", "cert_not_yet_valid"),
+    ("BMPString CN", Via::XfccHeader, "/cn", "allow", "allowlist_match"),
 ];
 
-/// The certificate as an ALB puts it in its leaf header.
-fn alb_leaf(hostile: &Hostile) -> String {
-    IssuedCert {
-        cert_pem: hostile.certificate().pem(),
-        key_pem: String::new(),
-        der: hostile.der.clone(),
+/// The header a trusted proxy carries the certificate in, and the peer that sends the request.
+fn carried(hostile: &Hostile, via: Via) -> (Option<(&'static str, String)>, &'static str) {
+    let pem = hostile.certificate().pem();
+    match via {
+        Via::Connection => (None, CLIENT_PEER),
+        Via::AlbHeader => {
+            let leaf = IssuedCert {
+                cert_pem: pem,
+                key_pem: String::new(),
+                der: hostile.der.clone(),
+            };
+            (Some((ALB_LEAF, leaf.alb_leaf_header_value())), PROXY_PEER)
+        }
+        Via::XfccHeader => {
+            let element = format!(
+                "By=spiffe://mesh.local/edge;Cert=\"{}\"",
+                percent::encode(pem.as_bytes())
+            );
+            (Some((XFCC, element)), PROXY_PEER)
+        }
     }
-    .alb_leaf_header_value()
 }
 
 fn has_control(text: &[u8]) -> bool {
@@ -242,18 +268,14 @@ fn natively_each_hostile_certificate_gets_its_decision() {
         let hostile = certificate(name);
         // The glue reads the connection's PEM the same way: unreadable is a decision, not an error.
         let read = PeerIdentity::from_pem(hostile.certificate().pem().as_bytes());
-        let leaf = alb_leaf(hostile);
-        let (certificate, source, headers): (Peer<'_>, &str, HeaderPairs<'_>) = match via {
-            Via::Connection => (
-                read.as_ref().map_or(Peer::Unreadable, Peer::Identified),
-                CLIENT_PEER,
-                Vec::new(),
-            ),
-            Via::AlbHeader => (
-                Peer::NoCertificate,
-                ALB_PEER,
-                vec![(ALB_LEAF.as_bytes(), leaf.as_bytes())],
-            ),
+        let (header, source) = carried(hostile, via);
+        let headers: HeaderPairs<'_> = header
+            .iter()
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
+            .collect();
+        let certificate = match via {
+            Via::Connection => read.as_ref().map_or(Peer::Unreadable, Peer::Identified),
+            Via::AlbHeader | Via::XfccHeader => Peer::NoCertificate,
         };
         let connection = ConnectionFacts {
             certificate,
@@ -298,10 +320,16 @@ fn natively_each_hostile_certificate_gets_its_decision() {
     }
 }
 
-/// certgate through the harness with an edge HCM, so an ALB's socket address is its own.
+/// certgate through the harness with an edge HCM, so a proxy's socket address is its own, that
+/// passes an incoming XFCC on to the filter.
 fn harness_plugin() -> host_harness::Plugin {
-    let settings = PluginSettings::new("certgate")
-        .http_connection_manager(HttpConnectionManager::default().use_remote_address(true));
+    let hcm = HttpConnectionManager::default()
+        .use_remote_address(true)
+        .forward_client_cert(
+            ForwardClientCert::AlwaysForwardOnly,
+            ClientCertDetails::default(),
+        );
+    let settings = PluginSettings::new("certgate").http_connection_manager(hcm);
     support::plugin_with(settings, &policy_json())
 }
 
@@ -313,17 +341,13 @@ fn next_connection_id() -> u64 {
 
 fn send(plugin: &mut host_harness::Plugin, hostile: &Hostile, via: Via, path: &str) -> Exchange {
     let id = next_connection_id();
-    let (connection, request) = match via {
-        Via::Connection => (Connection::mtls(hostile.certificate()), Request::get(path)),
-        Via::AlbHeader => (
+    let (header, source) = carried(hostile, via);
+    let (connection, request) = match header {
+        None => (Connection::mtls(hostile.certificate()), Request::get(path)),
+        Some((name, value)) => (
             Connection::tls(Tls::new()),
-            Request::get(path).header(ALB_LEAF, &alb_leaf(hostile)),
+            Request::get(path).header(name, &value),
         ),
-    };
-    let source = if via == Via::AlbHeader {
-        ALB_PEER
-    } else {
-        CLIENT_PEER
     };
     let connection = connection
         .id(id)
