@@ -5,7 +5,7 @@
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use testkit::envoy::{config_template, SHIPPED_CONFIGS};
+use testkit::envoy::{config_template, shipped_policy, SHIPPED_CONFIGS, SHIPPED_POLICIES};
 use testkit::{envoy, template, Pki};
 
 /// A policy every shipped config runs with: one route per config's route names.
@@ -32,6 +32,21 @@ fn every_shipped_config_passes_envoy_validate_with_certgate_loaded() {
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_shipped_policies_load_in_their_configs() {
+    let pki = Pki::new().unwrap();
+    for (policy, config) in SHIPPED_POLICIES.iter().zip(["sidecar.yaml", "gateway.yaml"]) {
+        let loaded = envoy(config)
+            .cert_dir(&pki.dir)
+            .upstream_port(8080)
+            .plugin_config(&shipped_policy(policy).unwrap())
+            .validate();
+        if let Err(error) = loaded {
+            panic!("{policy} in {config}: {error:#}");
+        }
+    }
 }
 
 /// `#   ${NAME}` lines in a config's opening comment.

@@ -10,20 +10,10 @@ use testkit::{
 const OPS_ADMIN: &str = "spiffe://mesh.local/ns/ops/sa/admin";
 const SHOP_ORDERS: &str = "spiffe://mesh.local/ns/shop/sa/orders";
 
-/// `admin` and `orders` each have their allowlist; `public` admits clients without a certificate.
-/// Reasons are exposed so the tests can read them.
+/// The policy shipped beside `envoy/gateway.yaml`: `admin` and `orders` each have their allowlist,
+/// `public` admits clients without a certificate; reasons are exposed so the tests can read them.
 fn policy() -> serde_json::Value {
-    json!({
-        "routes": [
-            {"name": "admin", "match": {"route_name": "admin"},
-             "allow": [{"uri": "spiffe://mesh.local/ns/ops/sa/*"}]},
-            {"name": "orders", "match": {"route_name": "orders"},
-             "allow": [{"uri": SHOP_ORDERS}]},
-            {"name": "public", "match": {"route_name": "public"},
-             "require_client_cert": false},
-        ],
-        "deny_response": {"status": 403, "expose_reason": true},
-    })
+    testkit::envoy::shipped_policy("gateway-policy.json").unwrap()
 }
 
 struct Gateway {

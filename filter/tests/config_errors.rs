@@ -146,6 +146,14 @@ fn structural_errors_name_their_path() {
         r#"{"telemetry": {"access_record": "loud"}}"#,
         "telemetry.access_record: unknown variant `loud`, expected one of `off`, `debug`, `info`, `warn`",
     );
+    assert_error(
+        r#"{"telemetry": {"filter_state": ["decision", "colour"]}}"#,
+        "telemetry.filter_state[1]: unknown field `colour`, expected one of `route`, `decision`",
+    );
+    assert_error(
+        r#"{"telemetry": {"filter_state": "decision"}}"#,
+        "telemetry.filter_state: invalid type: string \"decision\", expected a boolean or a list of record fields",
+    );
 }
 
 #[test]

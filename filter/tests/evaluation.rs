@@ -20,7 +20,7 @@ use certgate::core::policy::{IdentitySource, Peer, Policy};
 use certgate::core::request::{evaluate, ConnectionFacts, Evaluation};
 use certgate::core::rewrite::Application;
 use certgate::core::route::RequestFacts;
-use certgate::core::telemetry::Metric;
+use certgate::core::telemetry::{Metric, RecordFields};
 use rcgen::{date_time_ymd, CertificateParams, DnType, KeyPair, SanType};
 use support::San::{Dns, Email, Ip, Uri};
 
@@ -440,10 +440,21 @@ fn metrics_and_access_record_of_a_request() {
             "client_address": "2001:db8::9", "request_id": "req-\"7\""
         })
     );
-    let state = record.filter_state();
+    let state = record.filter_state(RecordFields::ALL);
     assert!(state.contains(&("certgate_decision".to_owned(), "allow".to_owned())));
     assert!(state.contains(&("certgate_days_to_expiry".to_owned(), "20".to_owned())));
     assert_eq!(state.len(), 11);
+    let chosen = RecordFields::named(["decision", "identity"]).unwrap();
+    assert_eq!(
+        record.filter_state(chosen),
+        [
+            ("certgate_decision".to_owned(), "allow".to_owned()),
+            (
+                "certgate_identity".to_owned(),
+                "spiffe://mesh.local/web".to_owned()
+            ),
+        ]
+    );
 
     // no route, no certificate, plaintext
     let plain = ConnectionFacts {
@@ -474,7 +485,7 @@ fn metrics_and_access_record_of_a_request() {
         .json()
         .starts_with(r#"{"route":null,"decision":"deny","reason":"no_route","identity":null"#));
     // decision, reason and client address
-    assert_eq!(record.filter_state().len(), 3);
+    assert_eq!(record.filter_state(RecordFields::ALL).len(), 3);
 }
 
 #[test]

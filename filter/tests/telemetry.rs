@@ -256,7 +256,7 @@ fn forwarding_telemetry_and_header_sources_configure() {
     assert_eq!(policy.sni_host_mismatch, SniHostMismatch::Deny);
     assert_eq!(policy.telemetry.expiry_warning_days, 7);
     assert_eq!(policy.telemetry.access_record, RecordLevel::Off);
-    assert!(!policy.telemetry.filter_state);
+    assert!(policy.telemetry.filter_state.is_empty());
 
     let defaults = config::compile(b"{}").unwrap();
     assert_eq!(defaults.forwarding, Default::default());

@@ -2,9 +2,21 @@
 
 use crate::tls::{Certificate, Tls};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Envoy numbers connections from one process-wide counter; so does the harness, so that a filter
+/// caching facts per `connection.id` never sees two different connections under one id.
+fn next_connection_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A downstream connection as Envoy's listener accepted it.
+///
+/// Each constructor and each builder step that changes what the connection is (addresses, TLS)
+/// takes a fresh connection id, as a new connection would; clones share the id, as requests on one
+/// keep-alive connection do.
 ///
 /// ```
 /// use host_harness::Connection;
@@ -21,10 +33,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Plain HTTP from `127.0.0.1:50000` to `127.0.0.1:10000`, connection id 1.
+    /// Plain HTTP from `127.0.0.1:50000` to `127.0.0.1:10000`.
     pub fn plain() -> Connection {
         Connection {
-            id: 1,
+            id: next_connection_id(),
             source: SocketAddr::from(([127, 0, 0, 1], 50000)),
             destination: SocketAddr::from(([127, 0, 0, 1], 10000)),
             tls: None,
@@ -44,6 +56,7 @@ impl Connection {
         Connection::tls(Tls::new().peer_certificate(peer))
     }
 
+    /// Pins the connection id (`connection.id`), e.g. to show two requests on one connection.
     pub fn id(mut self, id: u64) -> Connection {
         self.id = id;
         self
@@ -52,12 +65,14 @@ impl Connection {
     /// The client's address (Envoy's remote address).
     pub fn source(mut self, source: SocketAddr) -> Connection {
         self.source = source;
+        self.id = next_connection_id();
         self
     }
 
     /// The listener's address (Envoy's local address).
     pub fn destination(mut self, destination: SocketAddr) -> Connection {
         self.destination = destination;
+        self.id = next_connection_id();
         self
     }
 

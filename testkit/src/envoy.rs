@@ -69,6 +69,17 @@ pub fn certgate_wasm() -> Result<PathBuf> {
 /// The shipped configs, file names in `envoy/`.
 pub const SHIPPED_CONFIGS: [&str; 3] = ["sidecar.yaml", "gateway.yaml", "alb-gateway.yaml"];
 
+/// The example policies shipped beside the configs, file names in `envoy/`.
+pub const SHIPPED_POLICIES: [&str; 2] = ["sidecar-policy.json", "gateway-policy.json"];
+
+/// A policy shipped in `envoy/` (see [`SHIPPED_POLICIES`]), for `${PLUGIN_CONFIG}`.
+pub fn shipped_policy(name: &str) -> Result<serde_json::Value> {
+    let path = workspace_root().join("envoy").join(name);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
 /// The text of a config template of `envoy/`.
 pub fn config_template(name: &str) -> Result<String> {
     let path = workspace_root().join("envoy").join(name);

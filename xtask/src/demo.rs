@@ -11,7 +11,6 @@
 
 use crate::{build, envoy};
 use anyhow::{bail, Context, Result};
-use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -43,49 +42,6 @@ const UPSTREAM_HEADERS: [&str; 4] = [
 
 /// How long Envoy may take to write the access log and flush its histograms.
 const ENVOY_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The forwarding both configs use: the verified identity as headers and XFCC, the real peer
-/// appended to X-Forwarded-For; whatever a client sent under those names is removed first.
-fn forwarding() -> serde_json::Value {
-    json!({
-        "xff": {"append": true},
-        "xfcc": {"mode": "sanitize_set", "details": ["uri", "dns"]},
-        "identity_headers": {"x-client-spiffe-id": "uri", "x-client-dns": "dns"},
-    })
-}
-
-/// The sidecar's policy: `admin` for the ops service accounts, `app` for the orders service and the
-/// yelb services except the legacy one.
-fn sidecar_policy() -> serde_json::Value {
-    json!({
-        "routes": [
-            {"name": "admin", "match": {"route_name": "admin"},
-             "allow": [{"uri": "spiffe://mesh.local/ns/ops/sa/*"}]},
-            {"name": "app", "match": {"route_name": "app"},
-             "allow": [{"uri": SHOP_ORDERS}, {"dns": "*.yelb.svc.cluster.local"}],
-             "deny": [{"dns": LEGACY_YELB}]},
-        ],
-        "deny_response": {"status": 403, "expose_reason": true},
-        "forwarding": forwarding(),
-    })
-}
-
-/// The gateway's policy: `admin` and `orders` each with an allowlist, `public` open to clients
-/// without a certificate.
-fn gateway_policy() -> serde_json::Value {
-    json!({
-        "routes": [
-            {"name": "admin", "match": {"route_name": "admin"},
-             "allow": [{"uri": "spiffe://mesh.local/ns/ops/sa/*"}]},
-            {"name": "orders", "match": {"route_name": "orders"},
-             "allow": [{"uri": SHOP_ORDERS}]},
-            {"name": "public", "match": {"route_name": "public"},
-             "require_client_cert": false},
-        ],
-        "deny_response": {"status": 403, "expose_reason": true},
-        "forwarding": forwarding(),
-    })
-}
 
 /// Who signed a client's certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,13 +168,14 @@ struct Stage {
     visits: Vec<Visit>,
 }
 
-fn stages() -> [Stage; 2] {
+/// The two configs with the policies shipped beside them, and who visits which route.
+fn stages() -> Result<[Stage; 2]> {
     use Expected::{Allow, Deny, HandshakeRefused};
-    [
+    Ok([
         Stage {
             name: "sidecar",
             template: "sidecar.yaml",
-            policy: sidecar_policy(),
+            policy: testkit::envoy::shipped_policy("sidecar-policy.json")?,
             tls_upstream: false,
             visits: vec![
                 visit(
@@ -249,7 +206,7 @@ fn stages() -> [Stage; 2] {
         Stage {
             name: "gateway",
             template: "gateway.yaml",
-            policy: gateway_policy(),
+            policy: testkit::envoy::shipped_policy("gateway-policy.json")?,
             tls_upstream: true,
             visits: vec![
                 visit(
@@ -281,7 +238,7 @@ fn stages() -> [Stage; 2] {
                 ),
             ],
         },
-    ]
+    ])
 }
 
 /// Builds and installs what is missing, then runs the demo until it ends or Ctrl-C.
@@ -312,7 +269,7 @@ struct Running {
 async fn show(wasm: &Path) -> Result<()> {
     let started = Instant::now();
     let pki = Pki::new()?;
-    let [sidecar, gateway] = stages();
+    let [sidecar, gateway] = stages()?;
     let (sidecar, gateway) =
         tokio::try_join!(start(sidecar, &pki, wasm), start(gateway, &pki, wasm))?;
     println!(
@@ -646,7 +603,7 @@ mod tests {
 
     #[test]
     fn the_demo_policies_compile() {
-        for stage in stages() {
+        for stage in stages().unwrap() {
             let policy = stage.policy.to_string();
             if let Err(errors) = certgate::core::config::compile(policy.as_bytes()) {
                 panic!("the {} policy is refused: {errors:?}", stage.name);

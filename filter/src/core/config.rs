@@ -15,7 +15,7 @@ use super::policy::{
     TrustedProxies,
 };
 use super::route::RouteMatch;
-use super::telemetry::{RecordLevel, Telemetry, NO_ROUTE};
+use super::telemetry::{RecordFields, RecordLevel, Telemetry, NO_ROUTE};
 use super::xfcc::{XfccDetail, XfccMode};
 use std::collections::HashSet;
 use std::fmt;
@@ -618,7 +618,7 @@ impl RawXfcc {
 struct RawTelemetry {
     expiry_warning_days: u32,
     access_record: RecordLevel,
-    filter_state: bool,
+    filter_state: RecordFields,
 }
 
 impl Default for RawTelemetry {
@@ -626,7 +626,7 @@ impl Default for RawTelemetry {
         RawTelemetry {
             expiry_warning_days: Telemetry::default().expiry_warning_days,
             access_record: RecordLevel::default(),
-            filter_state: true,
+            filter_state: Telemetry::default().filter_state,
         }
     }
 }
@@ -644,9 +644,40 @@ impl RawTelemetry {
                 .get("access_record", problems, keyword(RecordLevel::NAMES))
                 .unwrap_or(defaults.access_record),
             filter_state: fields
-                .get("filter_state", problems, boolean)
+                .get("filter_state", problems, record_fields)
                 .unwrap_or(defaults.filter_state),
         })
+    }
+}
+
+/// `true` (every field), `false` (none) or a list of the access record's field names.
+fn record_fields(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<RecordFields> {
+    match value {
+        Json::Bool(true) => Some(RecordFields::ALL),
+        Json::Bool(false) => Some(RecordFields::NONE),
+        Json::Array(_) => {
+            let names = list(string)(value, path, problems)?;
+            match RecordFields::named(names.iter().map(String::as_str)) {
+                Ok(fields) => Some(fields),
+                Err(unknown) => {
+                    let index = names.iter().position(|name| name == unknown).unwrap_or(0);
+                    problems.add(
+                        format!("{path}[{index}]"),
+                        format!(
+                            "unknown field `{unknown}`, expected {}",
+                            alternatives(RecordFields::NAMES.into_iter())
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        _ => invalid_type(
+            value,
+            path,
+            "a boolean or a list of record fields",
+            problems,
+        ),
     }
 }
 

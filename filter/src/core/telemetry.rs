@@ -31,8 +31,8 @@ pub struct Telemetry {
     /// A certificate this close to its end (in days) is warned about and counted.
     pub expiry_warning_days: u32,
     pub access_record: RecordLevel,
-    /// Set the record's fields as Envoy filter state (`wasm.certgate_*`), one hostcall each.
-    pub filter_state: bool,
+    /// The record's fields set as Envoy filter state (`wasm.certgate_<field>`), one hostcall each.
+    pub filter_state: RecordFields,
 }
 
 impl Default for Telemetry {
@@ -40,7 +40,7 @@ impl Default for Telemetry {
         Telemetry {
             expiry_warning_days: 14,
             access_record: RecordLevel::Info,
-            filter_state: true,
+            filter_state: RecordFields::ALL,
         }
     }
 }
@@ -63,6 +63,50 @@ impl RecordLevel {
         ("info", RecordLevel::Info),
         ("warn", RecordLevel::Warn),
     ];
+}
+
+/// A set of the access record's fields, by their position in [`RecordFields::NAMES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordFields(u16);
+
+impl RecordFields {
+    /// The record's field names, in the order the record prints them.
+    pub const NAMES: [&'static str; 11] = [
+        "route",
+        "decision",
+        "reason",
+        "identity",
+        "san_count",
+        "tls_version",
+        "sni",
+        "days_to_expiry",
+        "identity_source",
+        "client_address",
+        "request_id",
+    ];
+    pub const ALL: RecordFields = RecordFields((1 << Self::NAMES.len()) - 1);
+    pub const NONE: RecordFields = RecordFields(0);
+
+    /// The set of the named fields; `Err` carries the first unknown name.
+    pub fn named<'n>(names: impl IntoIterator<Item = &'n str>) -> Result<Self, &'n str> {
+        names.into_iter().try_fold(Self::NONE, |set, name| {
+            let position = Self::NAMES.iter().position(|known| *known == name);
+            position
+                .map(|index| RecordFields(set.0 | 1 << index))
+                .ok_or(name)
+        })
+    }
+
+    pub fn contains(self, name: &str) -> bool {
+        Self::NAMES
+            .iter()
+            .position(|known| *known == name)
+            .is_some_and(|index| self.0 & 1 << index != 0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,38 +333,31 @@ enum Value<'a> {
 }
 
 impl<'a> Record<'a> {
-    fn fields(&self) -> [(&'static str, Option<Value<'a>>); 11] {
+    /// The fields' values, named by [`RecordFields::NAMES`] in the same order.
+    fn fields(&self) -> impl Iterator<Item = (&'static str, Option<Value<'a>>)> {
         let text = |value: Option<&'a str>| value.map(|v| Value::Text(Cow::Borrowed(v)));
-        [
-            ("route", text(self.route)),
-            ("decision", text(self.decision.map(Verdict::as_str))),
-            ("reason", text(self.reason.map(Reason::as_str))),
-            ("identity", text(self.identity)),
-            (
-                "san_count",
-                self.san_count
-                    .map(|n| Value::Number(i64::try_from(n).unwrap_or(i64::MAX))),
-            ),
-            ("tls_version", text(self.tls_version)),
-            ("sni", text(self.sni)),
-            ("days_to_expiry", self.days_to_expiry.map(Value::Number)),
-            (
-                "identity_source",
-                text(self.identity_source.map(IdentitySource::as_str)),
-            ),
-            (
-                "client_address",
-                self.client_address
-                    .map(|ip| Value::Text(Cow::Owned(ip.to_string()))),
-            ),
-            ("request_id", text(self.request_id)),
-        ]
+        let values = [
+            text(self.route),
+            text(self.decision.map(Verdict::as_str)),
+            text(self.reason.map(Reason::as_str)),
+            text(self.identity),
+            self.san_count
+                .map(|n| Value::Number(i64::try_from(n).unwrap_or(i64::MAX))),
+            text(self.tls_version),
+            text(self.sni),
+            self.days_to_expiry.map(Value::Number),
+            text(self.identity_source.map(IdentitySource::as_str)),
+            self.client_address
+                .map(|ip| Value::Text(Cow::Owned(ip.to_string()))),
+            text(self.request_id),
+        ];
+        RecordFields::NAMES.into_iter().zip(values)
     }
 
     /// One JSON object on one line; absent fields are `null`.
     pub fn json(&self) -> String {
         let mut out = String::from("{");
-        for (index, (key, value)) in self.fields().into_iter().enumerate() {
+        for (index, (key, value)) in self.fields().enumerate() {
             if index > 0 {
                 out.push(',');
             }
@@ -337,11 +374,11 @@ impl<'a> Record<'a> {
         out
     }
 
-    /// The present fields as filter state: (`certgate_<field>`, plain value). Envoy stores each as
-    /// `wasm.certgate_<field>`.
-    pub fn filter_state(&self) -> Vec<(String, String)> {
+    /// The present fields of `selected` as filter state: (`certgate_<field>`, plain value). Envoy
+    /// stores each as `wasm.certgate_<field>`.
+    pub fn filter_state(&self, selected: RecordFields) -> Vec<(String, String)> {
         self.fields()
-            .into_iter()
+            .filter(|(key, _)| selected.contains(key))
             .filter_map(|(key, value)| {
                 let value = match value? {
                     Value::Text(text) => text.into_owned(),

@@ -23,6 +23,8 @@ use std::time::UNIX_EPOCH;
 
 /// How many parsed certificates the root context keeps.
 const IDENTITY_CACHE_SIZE: usize = 512;
+/// How many connections' facts the root context keeps (a worker's busy connections, with room).
+const CONNECTION_CACHE_SIZE: usize = 1024;
 /// How many connections (and certificate digests) the once-only warnings remember.
 const WARNED_CACHE_SIZE: usize = 256;
 
@@ -34,6 +36,7 @@ proxy_wasm::main! {{
 /// State shared by every HTTP context of one plugin instance.
 struct Shared {
     identities: RefCell<LruCache<String, Rc<PeerIdentity>>>,
+    connections: RefCell<LruCache<u64, Rc<KnownConnection>>>,
     /// Whether the "matching is degraded" warning was logged already.
     degraded_warned: Cell<bool>,
     metrics: RefCell<MetricIds>,
@@ -67,6 +70,7 @@ impl Default for CertgateRoot {
     fn default() -> Self {
         let shared = Shared {
             identities: RefCell::new(LruCache::new(IDENTITY_CACHE_SIZE)),
+            connections: RefCell::new(LruCache::new(CONNECTION_CACHE_SIZE)),
             degraded_warned: Cell::new(false),
             metrics: RefCell::new(MetricIds::new(METRIC_CAPACITY)),
             warned_connections: RefCell::new(Recent::new(WARNED_CACHE_SIZE)),
@@ -156,23 +160,22 @@ impl HttpContext for CertgateHttp {
             authority: pairs::first_value(&headers, ":authority").unwrap_or_default(),
             method: pairs::first_value(&headers, ":method").unwrap_or_default(),
         };
-        let identity = self.connection_identity(&policy);
-        let tls_version = host::property_string(&["connection", "tls_version"]);
-        // SNI only exists on TLS connections: no hostcall for it on plaintext.
-        let sni = tls_version
-            .as_ref()
-            .and_then(|_| host::property_string(&["connection", "requested_server_name"]));
-        let source_address = host::property_string(&["source", "address"]);
-        let local_address = (policy.forwarding.forwarded != ForwardedMode::Off)
-            .then(|| host::property_string(&["destination", "address"]))
+        let connection_id = host::property_u64(&["connection", "id"]);
+        let known = self.known_connection(&policy, connection_id);
+        // Only an unsound HCM (use_remote_address: false) makes the address vary per request.
+        let header_address = known
+            .address_from_headers
+            .then(|| host::property_string(&["source", "address"]))
             .flatten();
         let connection = ConnectionFacts {
-            certificate: identity.as_peer(),
-            mtls: !matches!(identity, ConnectionIdentity::NoCertificate),
-            tls_version: tls_version.as_deref(),
-            sni: sni.as_deref(),
-            source_address: source_address.as_deref(),
-            local_address: local_address.as_deref(),
+            certificate: known.identity.as_peer(),
+            mtls: !matches!(known.identity, ConnectionIdentity::NoCertificate),
+            tls_version: known.tls_version.as_deref(),
+            sni: known.sni.as_deref(),
+            source_address: header_address
+                .as_deref()
+                .or(known.source_address.as_deref()),
+            local_address: known.local_address.as_deref(),
         };
         let reads_header_certificates = policy
             .identity_sources
@@ -185,11 +188,11 @@ impl HttpContext for CertgateHttp {
         };
         let evaluation = request::evaluate(&policy, &request, &headers, &connection, now);
         log_decision(&policy, &evaluation);
-        self.warn(&evaluation, &connection);
+        self.warn(&evaluation, &connection, connection_id.unwrap_or_default());
         self.update_metrics(&policy, &evaluation, connection.tls_version);
         let record = evaluation.record(&policy, &connection, &headers);
-        if policy.telemetry.filter_state {
-            for (name, value) in record.filter_state() {
+        if !policy.telemetry.filter_state.is_empty() {
+            for (name, value) in record.filter_state(policy.telemetry.filter_state) {
                 if !host::set_filter_state(&name, &value) {
                     log::debug!("certgate: the host refused filter state {name}");
                 }
@@ -217,6 +220,7 @@ impl HttpContext for CertgateHttp {
 }
 
 /// The peer as the connection shows it, owning what the decision borrows.
+#[derive(Clone)]
 enum ConnectionIdentity {
     NoCertificate,
     NotValidated,
@@ -235,7 +239,57 @@ impl ConnectionIdentity {
     }
 }
 
+/// What certgate keeps about a connection between its requests: none of it changes while the
+/// connection lives (Envoy allows no renegotiation downstream), so each is read once.
+struct KnownConnection {
+    identity: ConnectionIdentity,
+    tls_version: Option<String>,
+    sni: Option<String>,
+    source_address: Option<String>,
+    /// `source.address` has port 0: Envoy took it from X-Forwarded-For, which changes per request.
+    address_from_headers: bool,
+    local_address: Option<String>,
+}
+
 impl CertgateHttp {
+    /// The connection's facts: from the cache when its id was seen before, else read (and kept).
+    /// Without a `connection.id` nothing is kept, as two connections could not be told apart.
+    fn known_connection(&self, policy: &Policy, connection_id: Option<u64>) -> Rc<KnownConnection> {
+        if let Some(known) =
+            connection_id.and_then(|id| self.shared.connections.borrow_mut().get(&id))
+        {
+            return known;
+        }
+        let tls_version = host::property_string(&["connection", "tls_version"]);
+        // SNI only exists on TLS connections: no hostcall for it on plaintext.
+        let sni = tls_version
+            .as_ref()
+            .and_then(|_| host::property_string(&["connection", "requested_server_name"]));
+        let source_address = host::property_string(&["source", "address"]);
+        let address_from_headers = matches!(
+            PeerAddress::from_source_address(source_address.as_deref()),
+            PeerAddress::FromHeaders(_)
+        );
+        let local_address = (policy.forwarding.forwarded != ForwardedMode::Off)
+            .then(|| host::property_string(&["destination", "address"]))
+            .flatten();
+        let known = Rc::new(KnownConnection {
+            identity: self.connection_identity(policy),
+            tls_version,
+            sni,
+            source_address,
+            address_from_headers,
+            local_address,
+        });
+        if let Some(id) = connection_id {
+            self.shared
+                .connections
+                .borrow_mut()
+                .insert(id, Rc::clone(&known));
+        }
+        known
+    }
+
     /// Reads the TLS peer: presented? validated? then its identity, parsed once per certificate.
     fn connection_identity(&self, policy: &Policy) -> ConnectionIdentity {
         if host::property_bool(&["connection", "mtls"]) != Some(true) {
@@ -289,7 +343,12 @@ impl CertgateHttp {
 
     /// The once-only warnings: an unsound `source.address`, spoofed headers and SNI mismatches (once
     /// per connection), expiring certificates (once per certificate).
-    fn warn(&self, evaluation: &Evaluation<'_>, connection: &ConnectionFacts<'_>) {
+    fn warn(
+        &self,
+        evaluation: &Evaluation<'_>,
+        connection: &ConnectionFacts<'_>,
+        connection_id: u64,
+    ) {
         if let PeerAddress::FromHeaders(address) = evaluation.peer_address {
             if !self.shared.header_address_warned.replace(true) {
                 log::warn!(
@@ -301,9 +360,6 @@ impl CertgateHttp {
         }
         let spoofed = !evaluation.rewrite.spoofed.is_empty();
         if spoofed || evaluation.sni_mismatch {
-            let connection_id = host::property(&["connection", "id"])
-                .and_then(|id| id.get(..8).and_then(|bytes| bytes.try_into().ok()))
-                .map_or(0, u64::from_le_bytes);
             let peer = connection.source_address.unwrap_or("-");
             let mut warned = self.shared.warned_connections.borrow_mut();
             if spoofed && warned.first_time(Warning::Spoofing.key(connection_id)) {
