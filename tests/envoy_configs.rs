@@ -37,7 +37,10 @@ fn every_shipped_config_passes_envoy_validate_with_certgate_loaded() {
 #[test]
 fn the_shipped_policies_load_in_their_configs() {
     let pki = Pki::new().unwrap();
-    for (policy, config) in SHIPPED_POLICIES.iter().zip(["sidecar.yaml", "gateway.yaml"]) {
+    for (policy, config) in SHIPPED_POLICIES
+        .iter()
+        .zip(["sidecar.yaml", "gateway.yaml"])
+    {
         let loaded = envoy(config)
             .cert_dir(&pki.dir)
             .upstream_port(8080)

@@ -695,3 +695,28 @@ fn access_record_and_filter_state_can_be_switched_off() {
         Some(1)
     );
 }
+
+/// A connection's facts (certificate, TLS version, SNI, peer address) cannot change while it lives:
+/// certgate reads them on its first request and, on every later one, only `connection.id` (and
+/// `xds.route_name`, which this policy routes on). Two
+/// connections never share facts, even with the same certificate.
+#[test]
+fn connection_facts_are_read_once_per_connection() {
+    let mut plugin = plugin(&decision_policy());
+    let admin_connection = mtls(&admin());
+    let request = || Request::get("/").route_name("admin");
+    let first = plugin.send(&admin_connection, request()).unwrap();
+    let second = plugin.send(&admin_connection, request()).unwrap();
+    assert_eq!(decision(&first), decision(&second));
+    assert!(first.hostcalls.get("proxy_get_property") > 1);
+    assert_eq!(second.hostcalls.get("proxy_get_property"), 2);
+
+    let web_connection = mtls(&web());
+    let other = plugin.send(&web_connection, request()).unwrap();
+    assert_eq!(
+        decision(&other),
+        ("deny".to_owned(), "not_in_allowlist".to_owned())
+    );
+    let again = plugin.send(&admin_connection, request()).unwrap();
+    assert_eq!(decision(&again), decision(&first));
+}
