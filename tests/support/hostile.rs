@@ -156,17 +156,15 @@ pub fn teletex_latin1(name: &'static str, text: &str, latin1: u8) -> Hostile {
     patch(hostile, text.as_bytes(), &replaced)
 }
 
-/// A certificate with one DNS SAN of arbitrary bytes (a raw UTF-8 U-label, control bytes): rcgen
-/// writes an ASCII placeholder of the same length, then the bytes are patched in.
+/// A certificate whose one SAN is a DNS SAN of arbitrary bytes (a raw UTF-8 U-label, control
+/// bytes): rcgen writes an ASCII placeholder of the same length, then the bytes are patched in.
 pub fn raw_dns(name: &'static str, bytes: &[u8]) -> Hostile {
     let placeholder: String = (0..bytes.len())
         .map(|index| char::from(b'a' + (index % 26) as u8))
         .collect();
     let placeholder = format!("q{}", &placeholder[1..]);
-    let hostile = build(
-        name,
-        params(vec![dns(&placeholder), uri("spiffe://mesh.local/raw")]),
-    );
+    // The only SAN, so it is the principal the access record names.
+    let hostile = build(name, params(vec![dns(&placeholder)]));
     patch(hostile, placeholder.as_bytes(), bytes)
 }
 
