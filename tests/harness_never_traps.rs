@@ -5,13 +5,15 @@
 //! certificates from a small pool that includes hostile ones, several sources and SNIs), one to four
 //! requests per connection, through one plugin per policy kept for the whole run, as a VM is. Every
 //! request ends in a decision: forwarded upstream, or answered locally with the policy's deny
-//! status (never in audit mode).
+//! status (never in audit mode); where no peer is a trusted proxy, a forwarded request carries
+//! each header certgate owns at most once, under its own name, whatever spellings the client sent.
 //!
 //! `CERTGATE_PROPTEST_REQUESTS` sets how many requests the whole suite sends (default
 //! [`DEFAULT_REQUESTS`], a few seconds per policy); set it to hundreds of thousands for a deep run.
 
 mod support;
 
+use certgate::core::rewrite::is_spelling_of;
 use host_harness::{
     Certificate, ClientCertDetails, Connection, ForwardClientCert, HttpConnectionManager,
     PluginSettings, Request, RequestOutcome, Tls, TlsVersion,
@@ -337,7 +339,31 @@ struct Subject {
     deny_status: u32,
     audit: bool,
     filter_state: bool,
+    /// Headers certgate owns whoever the peer is (the policy trusts no proxy): a forwarded request
+    /// carries each at most once, under its own lowercase name, whatever spellings the client sent.
+    owned: &'static [&'static str],
 }
+
+/// What [`every_forwarding_header`] owns when no peer is trusted.
+const OWNED_BY_EVERY_FORWARDING_HEADER: &[&str] = &[
+    "x-client-uri",
+    "x-client-dns",
+    "x-client-subject",
+    "x-client-route",
+    "x-client-decision",
+    "x-client-ip",
+    "x-client-email",
+    "x-client-cn",
+    "x-client-sha256",
+    "client-cert",
+    "client-cert-chain",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "forwarded",
+    "x-forwarded-client-cert",
+];
 
 fn routes() -> Value {
     json!([
@@ -403,6 +429,20 @@ fn run(subject: Subject) {
                 other => return Err(TestCaseError::fail(format!("no decision: {other:?}"))),
             };
             prop_assert!(!(local && subject.audit), "audit mode denied a request");
+            if let RequestOutcome::Continued(upstream) = &exchange.request {
+                for owned in subject.owned {
+                    let arrived: Vec<&str> = upstream
+                        .headers
+                        .iter()
+                        .map(|(name, _)| name)
+                        .filter(|name| is_spelling_of(name.as_bytes(), owned))
+                        .collect();
+                    prop_assert!(
+                        arrived.len() <= 1 && arrived.iter().all(|name| name == owned),
+                        "{owned} reached the upstream as {arrived:?}"
+                    );
+                }
+            }
             if subject.filter_state {
                 let verdict = support::state(&exchange, "decision").unwrap_or_default();
                 let expected: &[&str] = if local {
@@ -443,6 +483,7 @@ fn never_traps_with_connection_identities() {
         deny_status: 403,
         audit: false,
         filter_state: true,
+        owned: OWNED_BY_EVERY_FORWARDING_HEADER,
     });
 }
 
@@ -461,6 +502,7 @@ fn never_traps_or_denies_in_audit_mode() {
         deny_status: 451,
         audit: true,
         filter_state: true,
+        owned: OWNED_BY_EVERY_FORWARDING_HEADER,
     });
 }
 
@@ -487,6 +529,7 @@ fn never_traps_with_xfcc_identities() {
         deny_status: 401,
         audit: false,
         filter_state: true,
+        owned: &[],
     });
 }
 
@@ -506,6 +549,7 @@ fn never_traps_with_alb_identities() {
         deny_status: 418,
         audit: false,
         filter_state: true,
+        owned: &[],
     });
 }
 
@@ -529,5 +573,6 @@ fn never_traps_with_every_source_and_strict_checks() {
         deny_status: 503,
         audit: false,
         filter_state: false,
+        owned: &[],
     });
 }
