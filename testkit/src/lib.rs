@@ -8,6 +8,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod ecds;
 pub mod echo;
 pub mod envoy;
 pub mod fault;

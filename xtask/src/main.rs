@@ -7,6 +7,7 @@ mod bench_envoy;
 mod build;
 mod demo;
 mod envoy;
+mod soak;
 
 use anyhow::{bail, Result};
 
@@ -16,6 +17,8 @@ commands:
   demo         set up, run Envoy with certgate, show its decisions for several identities
   test         set up, build certgate.wasm, check fmt and clippy, run every test
   build-wasm   build target/wasm32-wasip1/release/certgate.wasm and print its size
+  soak         set up, soak certgate in the harness and in Envoy with config reloads under load
+               [--harness-requests N (1000000)] [--envoy-requests N (200000)]
   bench-envoy  set up, run the Envoy load bench [--seconds S] [--rounds R] [--connections N]
                [--mode keepalive|newconn|both] [--warmup S] [--json PATH]";
 
@@ -25,6 +28,7 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(),
         Some("test") => test(),
         Some("build-wasm") => build::certgate_wasm().map(|_| ()),
+        Some("soak") => soak::run(&args[1..]),
         Some("bench-envoy") => bench_envoy::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
