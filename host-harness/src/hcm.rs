@@ -1,6 +1,7 @@
 //! Envoy's HttpConnectionManager request mutation, applied before the filter sees a request:
 //! X-Forwarded-For / X-Forwarded-Proto / `:scheme`, x-request-id, X-Forwarded-Client-Cert per
-//! `forward_client_cert_details`, and the client address Envoy derives (`source.address`).
+//! `forward_client_cert_details`, the client address Envoy derives (`source.address`), headers
+//! with underscores dropped, and `:path` normalisation (`normalize_path`, `merge_slashes`).
 
 use crate::connection::Connection;
 use crate::headers::HeaderMap;
@@ -152,6 +153,9 @@ pub struct HttpConnectionManager {
     preserve_external_request_id: bool,
     forward_client_cert: ForwardClientCert,
     client_cert_details: ClientCertDetails,
+    drop_headers_with_underscores: bool,
+    normalize_path: bool,
+    merge_slashes: bool,
 }
 
 impl Default for HttpConnectionManager {
@@ -164,6 +168,9 @@ impl Default for HttpConnectionManager {
             preserve_external_request_id: false,
             forward_client_cert: ForwardClientCert::Sanitize,
             client_cert_details: ClientCertDetails::default(),
+            drop_headers_with_underscores: false,
+            normalize_path: false,
+            merge_slashes: false,
         }
     }
 }
@@ -208,6 +215,53 @@ impl HttpConnectionManager {
         self
     }
 
+    /// `common_http_protocol_options.headers_with_underscores_action: DROP_HEADER`: the codec drops
+    /// every request header whose name has an `_` (Envoy's default, `ALLOW`, keeps them).
+    pub fn drop_headers_with_underscores(mut self, drop: bool) -> HttpConnectionManager {
+        self.drop_headers_with_underscores = drop;
+        self
+    }
+
+    /// `normalize_path`: `.` and `..` segments (also as `%2e`) resolved and a backslash read as
+    /// `/` in `:path`, before routing and before any filter.
+    pub fn normalize_path(mut self, on: bool) -> HttpConnectionManager {
+        self.normalize_path = on;
+        self
+    }
+
+    /// `merge_slashes`: runs of `/` in `:path` become one.
+    pub fn merge_slashes(mut self, on: bool) -> HttpConnectionManager {
+        self.merge_slashes = on;
+        self
+    }
+
+    /// The `:path` Envoy routes on and the filter sees for a client's `path`: normalised and
+    /// slash-merged as configured; the query is kept as sent.
+    pub fn request_path(&self, path: &str) -> String {
+        if !self.enabled {
+            return path.to_string();
+        }
+        let (path_only, query) = match path.find('?') {
+            Some(at) => path.split_at(at),
+            None => (path, ""),
+        };
+        let mut out = if self.normalize_path {
+            remove_dot_segments(&path_only.replace('\\', "/"))
+        } else {
+            path_only.to_string()
+        };
+        if self.merge_slashes {
+            let mut merged = String::with_capacity(out.len());
+            for ch in out.chars() {
+                if !(ch == '/' && merged.ends_with('/')) {
+                    merged.push(ch);
+                }
+            }
+            out = merged;
+        }
+        out + query
+    }
+
     /// Mutates `headers` as Envoy's HCM does and returns the client address Envoy records
     /// (`source.address`): the connection's peer with `use_remote_address`, else the address
     /// taken from X-Forwarded-For (port 0), else the peer.
@@ -219,6 +273,13 @@ impl HttpConnectionManager {
     ) -> SocketAddr {
         if !self.enabled {
             return connection.source;
+        }
+        if self.drop_headers_with_underscores {
+            headers.retain(|name| !name.contains('_'));
+        }
+        if let Some(path) = headers.get(":path") {
+            let path = self.request_path(path);
+            headers.set(":path", &path);
         }
         for inline in INLINE_REQUEST_HEADERS {
             if headers.get_all(inline).len() > 1 {
@@ -358,6 +419,30 @@ fn append(headers: &mut HeaderMap, key: &str, value: &str) {
     headers.set(key, &joined);
 }
 
+/// RFC 3986 section 5.2.4 on a path, with `%2e` read as `.` as Envoy's canonicaliser does; `..`
+/// never climbs above the root.
+fn remove_dot_segments(path: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (index, segment) in segments.iter().enumerate() {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        match decoded.as_str() {
+            "." | ".." => {
+                if decoded == ".." {
+                    kept.pop();
+                }
+                if index == last {
+                    // `/a/..` and `/a/.` end in a directory: keep the trailing slash.
+                    kept.push("");
+                }
+            }
+            _ => kept.push(segment),
+        }
+    }
+    format!("/{}", kept.join("/"))
+}
+
 /// The address `skip` entries from the right of X-Forwarded-For, if it parses as an IP.
 fn xff_address(headers: &HeaderMap, skip: u32) -> Option<IpAddr> {
     let joined = headers.get_joined(XFF)?;
@@ -439,6 +524,30 @@ mod tests {
         ] {
             assert!(!names.contains(&removed), "{removed}");
         }
+    }
+
+    #[test]
+    fn underscore_headers_are_dropped_and_the_path_normalised_when_configured() {
+        let hcm = HttpConnectionManager::default()
+            .drop_headers_with_underscores(true)
+            .normalize_path(true)
+            .merge_slashes(true);
+        let mut headers = HeaderMap::from([
+            (":path", "//admin/./x/../%2E%2e/orders//7?q=a/../b"),
+            ("x_client_dns", "spoofed"),
+            ("x-client-dns", "kept"),
+        ]);
+        hcm.apply(&mut headers, &Connection::plain(), &mut ids());
+        assert_eq!(headers.get(":path"), Some("/orders/7?q=a/../b"));
+        assert_eq!(headers.get_all("x-client-dns"), ["kept"]);
+        assert!(!headers.contains("x_client_dns"));
+        assert_eq!(hcm.request_path("/a/b/.."), "/a/");
+        assert_eq!(hcm.request_path("/../.."), "/");
+        assert_eq!(hcm.request_path("/a\\b"), "/a/b");
+        assert_eq!(
+            HttpConnectionManager::default().request_path("//a/../b"),
+            "//a/../b"
+        );
     }
 
     #[test]

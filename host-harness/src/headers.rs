@@ -84,6 +84,11 @@ impl HeaderMap {
         self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
     }
 
+    /// Keeps only the entries whose name passes `keep`.
+    pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.entries.retain(|(k, _)| keep(k));
+    }
+
     /// Number of entries, counting each repeated value (what the guest receives as the header
     /// count of `proxy_on_*_headers`).
     pub fn len(&self) -> usize {

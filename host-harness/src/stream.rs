@@ -386,7 +386,15 @@ impl<'p> Stream<'p> {
             .request_headers
             .get("content-type")
             .is_some_and(|content_type| content_type.starts_with("application/grpc"));
-        let (headers, body) = local_reply(&local, grpc_request);
+        let (headers, mut body) = local_reply(&local, grpc_request);
+        // Envoy answers HEAD with the reply's headers (content length included) and no body.
+        if stream
+            .request_headers
+            .get(":method")
+            .is_some_and(|method| method.eq_ignore_ascii_case("HEAD"))
+        {
+            body.clear();
+        }
         if self.outcome.is_continued() {
             // Sent during the response path: the client gets it instead of the upstream's.
             let mut headers = headers;

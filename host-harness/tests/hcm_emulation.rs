@@ -141,3 +141,28 @@ fn default_sanitize_drops_xfcc_and_forward_only_keeps_it_on_mtls() {
     );
     assert_eq!(forwarded.headers.get(XFCC), Some("By=spiffe://spoofed"));
 }
+
+#[test]
+fn a_local_reply_to_head_keeps_its_headers_and_drops_its_body() {
+    let settings = PluginSettings::new("gate").configuration("on");
+    let mut plugin = Plugin::new(&common::header_gate(), settings).expect("gate starts");
+    for (method, body) in [("GET", &b"denied by raw guest"[..]), ("HEAD", &b""[..])] {
+        let exchange = plugin
+            .send(
+                &Connection::plain(),
+                Request::new(method, "/").header("x-deny", "1"),
+            )
+            .expect("exchange");
+        let response = exchange.response.expect("answered");
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (418, body),
+            "{method}"
+        );
+        assert_eq!(
+            response.headers.get("content-length"),
+            Some("19"),
+            "{method}"
+        );
+    }
+}
