@@ -528,6 +528,8 @@ fn print_summary(mode: LoadMode, options: &Options, runs: &[Run]) -> Value {
     ];
     println!();
     for (label, by_rps, by_cpu, target) in targets {
+        // The targets are about keep-alive load; new connections measure handshakes above all.
+        let target = target.filter(|_| mode == LoadMode::KeepAlive);
         println!(
             "{label}: {by_rps:.3} by rps, {by_cpu:.3} by worker CPU per request{}",
             target
