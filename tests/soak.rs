@@ -99,10 +99,11 @@ fn envoy(requests: u64) -> Vec<String> {
     };
     let run = runtime.block_on(soak::envoy::run(requests, |sample| {
         println!(
-            "  after {:>7} requests: allocated {}, heap {}, certgate decisions {}",
+            "  after {:>7} requests: allocated {}, heap {}, resident {}, certgate decisions {}",
             sample.requests,
             mib(sample.allocated),
             mib(sample.heap_size),
+            mib(sample.resident),
             sample.certgate_decisions
         );
     }));

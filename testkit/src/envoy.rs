@@ -344,6 +344,20 @@ impl Envoy {
         })
     }
 
+    /// Envoy's resident memory now (`VmRSS` of `/proc/<pid>/status`): everything the process holds,
+    /// V8's Wasm memory included, which Envoy's own `/memory` (tcmalloc) does not count.
+    pub fn resident_memory_bytes(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .with_context(|| format!("{path} has no VmRSS line in kB"))
+    }
+
     /// The CPU time Envoy's worker threads (`wrk:*`) have used so far, from the scheduler's own
     /// accounting (`/proc/<pid>/task/<tid>/schedstat`, nanoseconds): the load bench divides it by
     /// the requests served, a cost that other processes competing for the CPU do not inflate.
