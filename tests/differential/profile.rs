@@ -179,8 +179,13 @@ impl Profile {
             "{template}: require_client_certificate changed"
         );
         ensure!(
-            has("trusted_ca") == self.requests_client_cert || self.config == EnvoyConfig::Gateway,
-            "{template}: client certificate validation changed"
+            has("${CERT_DIR}/ca.pem") == self.requests_client_cert,
+            "{template}: whether client certificates are asked for changed"
+        );
+        ensure!(
+            has("trust_chain_verification: ACCEPT_UNTRUSTED")
+                == (self.requests_client_cert && !self.requires_verified_client_cert),
+            "{template}: ACCEPT_UNTRUSTED changed"
         );
         for route in self.routes {
             ensure!(
