@@ -6,7 +6,8 @@
 //!   processed) and the WASI calls cpp-host offers (stdout/stderr become logs).
 //! - Connections carry real certificates: `connection.*` properties return Envoy's subject
 //!   format, first URI/DNS SAN, SHA-256 digest and PEM.
-//! - Envoy's HttpConnectionManager mutation (XFF, XFP, XFCC, x-request-id) runs before the filter.
+//! - Envoy's HttpConnectionManager mutation (XFF, XFP, XFCC, x-request-id, underscore headers,
+//!   `:path` normalisation) runs before the filter.
 //! - No global state besides compiled code: each [`Plugin`] owns its store, so tests run in
 //!   parallel. Modules compile once per process.
 //!
