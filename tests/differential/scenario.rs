@@ -545,3 +545,53 @@ impl<'a> Fields<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Group> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("certgate-scenario-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("group.json");
+        std::fs::write(&path, text)?;
+        let group = Group::load(&path);
+        std::fs::remove_dir_all(&dir)?;
+        group
+    }
+
+    #[test]
+    fn a_mistake_is_named_with_its_file_scenario_and_field() {
+        let error = load(
+            r#"{"envoy": "sidecar", "plugin_config": {}, "scenarios": [
+                {"name": "a", "connection": {"cert": {"dns": "x", "colour": "red"}},
+                 "request": {"path": "/"}, "expect": {"status": 200}}]}"#,
+        )
+        .unwrap_err();
+        let message = format!("{error:#}");
+        for part in [
+            "group.json",
+            "scenarios[0] (a)",
+            "connection",
+            "cert",
+            "\"colour\"",
+        ] {
+            assert!(message.contains(part), "{part} in {message}");
+        }
+        let error = load(r#"{"envoy": "edge", "plugin_config": {}, "scenarios": []}"#).unwrap_err();
+        assert!(format!("{error:#}").contains("unknown envoy config \"edge\""));
+        let error = load(
+            r#"{"envoy": "gateway", "plugin_config": {}, "scenarios": [
+                {"name": "a", "connection": {"cert": "missing"},
+                 "request": {"path": "/"}, "expect": {"status": "teapot"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("no certificate \"missing\""),
+            "{error:#}"
+        );
+    }
+}
