@@ -17,8 +17,6 @@ fn the_harness_soak_keeps_certgate_memory_flat_and_decides_every_request() {
 }
 
 #[test]
-#[ignore = "filter bug: with the 10,000-matcher policy certgate.wasm holds 4.81 MiB of linear memory \
-            from configure on (flat after), above issue #6's 4 MiB"]
 fn the_harness_soak_stays_within_4_mib_of_linear_memory() {
     let run = soak::harness::run(Sizes::SMOKE.harness_requests / 10, |_| {})
         .unwrap_or_else(|error| panic!("{error:#}"));

@@ -39,23 +39,36 @@ impl fmt::Display for ConfigError {
 
 /// Parses and compiles a configuration document, or lists everything wrong with it.
 pub fn compile(json: &[u8]) -> Result<Policy, Vec<ConfigError>> {
+    parse(json).and_then(compile_document)
+}
+
+/// The configuration's JSON document; the host's bytes can be freed once it is read.
+pub fn parse(json: &[u8]) -> Result<Json, Vec<ConfigError>> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Err(vec![ConfigError {
             path: String::new(),
             message: "the plugin configuration is empty: certgate needs a JSON policy".into(),
         }]);
     }
-    let document = json::parse(json).map_err(|error| {
+    json::parse(json).map_err(|error| {
         vec![ConfigError {
             path: String::new(),
             message: error.to_string(),
         }]
-    })?;
+    })
+}
+
+/// Compiles a parsed configuration document, or lists everything wrong with it.
+pub fn compile_document(document: Json) -> Result<Policy, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut problems = Problems(&mut errors);
     // A document of the wrong shape is not compiled: the defaults standing in for its wrong fields
     // would only add misleading errors.
-    let policy = match RawConfig::read(&document, "", &mut problems) {
+    let raw = RawConfig::read(&document, "", &mut problems);
+    // The document is the largest thing alive here: freeing it before compiling lets the compiled
+    // policy reuse its memory, and a Wasm VM's memory never shrinks back after its peak.
+    drop(document);
+    let policy = match raw {
         Some(raw) if problems.0.is_empty() => Some(raw.compile(&mut problems)),
         _ => None,
     };
