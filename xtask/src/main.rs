@@ -7,6 +7,7 @@ mod bench_envoy;
 mod build;
 mod demo;
 mod envoy;
+mod fuzz;
 mod soak;
 
 use anyhow::{bail, Result};
@@ -17,6 +18,7 @@ commands:
   demo         set up, run Envoy with certgate, show its decisions for several identities
   test         set up, build certgate.wasm, check fmt and clippy, run every test
   build-wasm   build target/wasm32-wasip1/release/certgate.wasm and print its size
+  fuzz         set up, run every fuzz target for --seconds N each [--target NAME] (docs/fuzzing.md)
   soak         set up, soak certgate in the harness and in Envoy with config reloads under load
                [--harness-requests N (1000000)] [--envoy-requests N (200000)]
   bench-envoy  set up, run the Envoy load bench [--seconds S] [--rounds R] [--connections N]
@@ -28,6 +30,7 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(),
         Some("test") => test(),
         Some("build-wasm") => build::certgate_wasm().map(|_| ()),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("soak") => soak::run(&args[1..]),
         Some("bench-envoy") => bench_envoy::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
