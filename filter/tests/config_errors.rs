@@ -293,3 +293,20 @@ fn the_documented_example_configuration_is_accepted() {
     let example = include_str!("../../docs/examples/policy.json");
     config::compile(example.as_bytes()).unwrap_or_else(|errors| panic!("{errors:#?}"));
 }
+
+#[test]
+fn each_error_is_one_log_line_whatever_the_configuration_quotes() {
+    let lines = errors(
+        "{\"mode\": \"enforce\\r\\n[error] forged\", \"colour\\n\": 1, \"routes\": [{\"name\": \"r\", \"allow\": [{\"dn\\ns\": \"x\"}]}]}",
+    );
+    assert!(lines.len() >= 2, "{lines:#?}");
+    for line in &lines {
+        assert!(!line.contains(['\n', '\r']), "{line:?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(r"unknown variant `enforce\r\n[error] forged`")),
+        "{lines:#?}"
+    );
+}

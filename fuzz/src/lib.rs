@@ -65,22 +65,6 @@ pub fn replay(target: &str) -> usize {
     inputs.len()
 }
 
-/// Runs the inputs of an open bug (`fuzz/regressions/open/<target>/`: crashes found in code this
-/// crate may not fix) through the target's body; panics naming the first that fails. Once the bug
-/// is fixed, its inputs move to `fuzz/regressions/<target>/`.
-pub fn replay_open_bug(target: &str) -> usize {
-    let Some((_, body)) = TARGETS.iter().find(|(name, _)| *name == target) else {
-        panic!("no fuzz target {target}");
-    };
-    let dir = workspace_root().join("fuzz/regressions/open").join(target);
-    let inputs = files(&dir);
-    assert!(!inputs.is_empty(), "{} has no input", dir.display());
-    for path in &inputs {
-        replay_file(target, *body, path);
-    }
-    inputs.len()
-}
-
 fn replay_file(target: &str, body: Body, path: &Path) {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     if let Err(panic) = std::panic::catch_unwind(|| body(&data)) {

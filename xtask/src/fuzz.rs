@@ -207,7 +207,7 @@ fn run_target(
         .lines()
         .filter_map(|line| line.split_once("Test unit written to "))
         .map(|(_, path)| path.trim().to_owned())
-        .last();
+        .next_back();
     if !status.success() {
         let tail: Vec<&str> = text.lines().rev().take(30).collect();
         eprintln!(

@@ -27,12 +27,31 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Control characters escaped: paths and messages quote what the configuration wrote, and each
+/// error must stay one log line (a `\n` in a key would otherwise forge a second one).
+fn one_line(text: &str) -> impl fmt::Display + '_ {
+    struct OneLine<'a>(&'a str);
+    impl fmt::Display for OneLine<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            for c in self.0.chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_default())?;
+                } else {
+                    fmt::Write::write_char(f, c)?;
+                }
+            }
+            Ok(())
+        }
+    }
+    OneLine(text)
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() || self.path == "." {
-            f.write_str(&self.message)
+            write!(f, "{}", one_line(&self.message))
         } else {
-            write!(f, "{}: {}", self.path, self.message)
+            write!(f, "{}: {}", one_line(&self.path), one_line(&self.message))
         }
     }
 }
