@@ -16,16 +16,6 @@ use certgate::core::matcher::{Matcher, MatcherKind, MatcherSet};
 use certgate::core::uri::{SpiffeId, UriPattern};
 use std::net::IpAddr;
 
-const KINDS: [MatcherKind; 7] = [
-    MatcherKind::Dns,
-    MatcherKind::Uri,
-    MatcherKind::TrustDomain,
-    MatcherKind::Ip,
-    MatcherKind::Email,
-    MatcherKind::SubjectCn,
-    MatcherKind::Sha256,
-];
-
 pub fn run(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let mut matchers = Vec::new();
@@ -44,7 +34,7 @@ pub fn run(data: &[u8]) {
         let (kind, value) = line.split_once(' ').unwrap_or((line, ""));
         if in_names {
             add_name(&mut identity, kind, value);
-        } else if let Some(kind) = KINDS.into_iter().find(|k| k.key() == kind) {
+        } else if let Some(kind) = MatcherKind::ALL.into_iter().find(|k| k.key() == kind) {
             if let Ok(matcher) = Matcher::parse(kind, value) {
                 check_reprint(kind, &matcher);
                 matchers.push(matcher);

@@ -292,22 +292,12 @@ fn list<T>(item: impl Reader<T>) -> impl Reader<Vec<T>> {
     }
 }
 
-const MATCHER_KINDS: [MatcherKind; 7] = [
-    MatcherKind::Dns,
-    MatcherKind::Uri,
-    MatcherKind::TrustDomain,
-    MatcherKind::Ip,
-    MatcherKind::Email,
-    MatcherKind::SubjectCn,
-    MatcherKind::Sha256,
-];
-
 /// `{"dns": "..."}` and its siblings: exactly one key per object.
 fn matcher(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<RawMatcher> {
     let Json::Object(members) = value else {
         return invalid_type(value, path, "a JSON object", problems);
     };
-    let keys = || MATCHER_KINDS.iter().map(|kind| kind.key());
+    let keys = || MatcherKind::ALL.iter().map(|kind| kind.key());
     let [(key, pattern)] = members.as_slice() else {
         problems.add(
             path,
@@ -315,7 +305,7 @@ fn matcher(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<RawM
         );
         return None;
     };
-    let Some(kind) = MATCHER_KINDS.into_iter().find(|kind| kind.key() == key) else {
+    let Some(kind) = MatcherKind::ALL.into_iter().find(|kind| kind.key() == key) else {
         problems.add(
             path,
             format!("unknown variant `{key}`, expected {}", alternatives(keys())),
@@ -778,8 +768,13 @@ impl RawConfig {
         let uses_route_names = routes
             .iter()
             .any(|route| route.route_match.route_name.is_some());
+        let reads_header_certificates = self
+            .identity_sources
+            .iter()
+            .any(|source| source.reads_headers());
         Policy {
             uses_route_names,
+            reads_header_certificates,
             mode: self.mode,
             default_action: self.default_action,
             routes,

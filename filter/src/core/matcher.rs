@@ -37,6 +37,17 @@ pub enum MatcherKind {
 }
 
 impl MatcherKind {
+    /// Every kind, in the order the configuration reference lists them.
+    pub const ALL: [MatcherKind; 7] = [
+        MatcherKind::Dns,
+        MatcherKind::Uri,
+        MatcherKind::TrustDomain,
+        MatcherKind::Ip,
+        MatcherKind::Email,
+        MatcherKind::SubjectCn,
+        MatcherKind::Sha256,
+    ];
+
     pub fn key(self) -> &'static str {
         match self {
             MatcherKind::Dns => "dns",

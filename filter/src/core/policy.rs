@@ -168,6 +168,9 @@ pub struct Policy {
     /// Whether any route matches on Envoy's route name, so the glue must fetch `xds.route_name`;
     /// worked out once at configure time, read on every request.
     pub uses_route_names: bool,
+    /// Whether an identity source reads certificates from headers (so the clock matters even on a
+    /// connection without a certificate); worked out once at configure time.
+    pub reads_header_certificates: bool,
 }
 
 impl Policy {

@@ -97,11 +97,9 @@ impl RecordFields {
         })
     }
 
-    pub fn contains(self, name: &str) -> bool {
-        Self::NAMES
-            .iter()
-            .position(|known| *known == name)
-            .is_some_and(|index| self.0 & 1 << index != 0)
+    /// Whether the field at `index` of [`RecordFields::NAMES`] is in the set.
+    fn has(self, index: usize) -> bool {
+        index < Self::NAMES.len() && self.0 & 1 << index != 0
     }
 
     pub fn is_empty(self) -> bool {
@@ -378,7 +376,9 @@ impl<'a> Record<'a> {
     /// stores each as `wasm.certgate_<field>`.
     pub fn filter_state(&self, selected: RecordFields) -> Vec<(String, String)> {
         self.fields()
-            .filter(|(key, _)| selected.contains(key))
+            .enumerate()
+            .filter(|(index, _)| selected.has(*index))
+            .map(|(_, field)| field)
             .filter_map(|(key, value)| {
                 let value = match value? {
                     Value::Text(text) => text.into_owned(),

@@ -181,11 +181,7 @@ impl HttpContext for CertgateHttp {
                 .or(known.source_address.as_deref()),
             local_address: known.local_address.as_deref(),
         };
-        let reads_header_certificates = policy
-            .identity_sources
-            .iter()
-            .any(|source| source.reads_headers());
-        let now = if connection.mtls || reads_header_certificates {
+        let now = if connection.mtls || policy.reads_header_certificates {
             unix_seconds()
         } else {
             0

@@ -74,25 +74,17 @@ enum Policy {
 }
 
 impl Policy {
+    /// The sidecar's shipped policy (`envoy/sidecar-policy.json`), widened on `admin` if asked.
     fn json(self) -> Value {
-        let mut admin = vec![json!({"uri": "spiffe://mesh.local/ns/ops/sa/*"})];
+        let mut policy = testkit::envoy::shipped_policy("sidecar-policy.json")
+            .unwrap_or_else(|error| panic!("{error:#}"));
         if self == Policy::Widened {
-            admin.push(json!({"uri": SHOP_ORDERS}));
+            match policy["routes"][0]["allow"].as_array_mut() {
+                Some(admin) => admin.push(json!({"uri": SHOP_ORDERS})),
+                None => panic!("the shipped sidecar policy's first route has an allowlist"),
+            }
         }
-        json!({
-            "routes": [
-                {"name": "admin", "match": {"route_name": "admin"}, "allow": admin},
-                {"name": "app", "match": {"route_name": "app"},
-                 "allow": [{"uri": SHOP_ORDERS}, {"dns": "*.yelb.svc.cluster.local"}],
-                 "deny": [{"dns": LEGACY_YELB}]},
-            ],
-            "deny_response": {"status": 403, "expose_reason": true},
-            "forwarding": {
-                "xff": {"append": true},
-                "xfcc": {"mode": "sanitize_set", "details": ["uri", "dns"]},
-                "identity_headers": {"x-client-spiffe-id": "uri", "x-client-dns": "dns"},
-            },
-        })
+        policy
     }
 
     /// The status `caller` gets on `path` under this policy.
