@@ -1,19 +1,25 @@
 //! Native cost of certgate's core, no Wasm: one decision (route selection + matching) for a typical
-//! policy and for a 10,000-matcher policy, and compiling the 10,000-matcher policy.
+//! policy and for a 10,000-matcher policy, compiling the 10,000-matcher policy, and everything the
+//! filter computes for one request of the Envoy load bench (decision, forwarding headers, metric
+//! names, access record, filter state): the guest's own work, without the hostcalls.
 //!
 //! Run with `cargo bench --bench core`. The policies are built by `support/policies.rs`, the same shapes the
 //! Envoy load bench uses.
 
 use certgate::core::config;
 use certgate::core::identity::PeerIdentity;
+use certgate::core::pairs;
 use certgate::core::policy::{Peer, Policy};
+use certgate::core::request::{self, ConnectionFacts};
+use certgate::core::rewrite::Application;
 use certgate::core::route::RequestFacts;
+use certgate::core::telemetry::{MetricId, MetricIds};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 
 #[path = "support/policies.rs"]
 mod policies;
-use policies::policy_json;
+use policies::{allowed_uri, policy_json, policy_with_features_json};
 
 fn compile(json: &str) -> Policy {
     config::compile(json.as_bytes()).unwrap_or_else(|errors| panic!("{errors:?}"))
@@ -88,5 +94,80 @@ fn compile_large(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decide, scaling, compile_large);
+/// One request of the Envoy load bench, as the filter computes it between its hostcalls: the
+/// evaluation, the metric names (and their ids), the access record's JSON, the filter state, and the
+/// header map to write back.
+fn whole_request(c: &mut Criterion) {
+    let routes = 10;
+    let policy = compile(&policy_with_features_json(routes, 5));
+    let ca = testkit::TestCa::new("certgate core bench CA").expect("a CA");
+    let issued = ca
+        .issue(
+            &testkit::CertSpec::client()
+                .uri(&allowed_uri(routes))
+                .dns("client.bench.svc.cluster.local"),
+        )
+        .expect("a client certificate");
+    let peer = PeerIdentity::from_pem(issued.cert_pem.as_bytes()).expect("the certificate reads");
+    let route = format!("r{}", routes - 1);
+    let path = format!("/r{}/items?page=1", routes - 1);
+    let raw_headers = pairs::encode(&[
+        (":authority", "app.mesh.local"),
+        (":path", path.as_str()),
+        (":method", "GET"),
+        (":scheme", "https"),
+        ("user-agent", "certgate-load"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "5b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"),
+        ("x-envoy-external-address", "127.0.0.1"),
+    ]);
+    let connection = ConnectionFacts {
+        certificate: Peer::Identified(&peer),
+        mtls: true,
+        tls_version: Some("TLSv1.3"),
+        sni: Some("app.mesh.local"),
+        source_address: Some("127.0.0.1:50000"),
+        local_address: Some("127.0.0.1:8443"),
+    };
+    let now = 1_790_000_000;
+    let mut ids = MetricIds::new(2048);
+    let mut next_id = 0;
+    let mut request = |ids: &mut MetricIds| {
+        let headers = pairs::decode(black_box(&raw_headers)).expect("pairs decode");
+        let facts = RequestFacts {
+            route_name: Some(&route),
+            path: pairs::first_value(&headers, ":path").unwrap_or_default(),
+            authority: pairs::first_value(&headers, ":authority").unwrap_or_default(),
+            method: pairs::first_value(&headers, ":method").unwrap_or_default(),
+        };
+        let evaluation = request::evaluate(&policy, &facts, &headers, &connection, now);
+        let mut metric_ids = 0;
+        for (metric, _) in evaluation.metrics(&policy, connection.tls_version) {
+            if let MetricId::Id(id) = ids.id(&metric, |_, _| {
+                next_id += 1;
+                Some(next_id)
+            }) {
+                metric_ids += id;
+            }
+        }
+        let record = evaluation.record(&policy, &connection, &headers);
+        let state = record.filter_state(policy.telemetry.filter_state).count();
+        let json = record.json();
+        let written = match evaluation.rewrite.headers.application(&headers) {
+            Application::WholeMap(map) => pairs::encode(&map).len(),
+            Application::Edit(_) | Application::Nothing => 0,
+        };
+        assert!(
+            !evaluation.decision.is_denied(),
+            "the bench client is allowed"
+        );
+        black_box((metric_ids, state, json.len(), written))
+    };
+    request(&mut ids);
+    c.bench_function("whole_request/typical_10x5", |b| {
+        b.iter(|| request(&mut ids))
+    });
+}
+
+criterion_group!(benches, decide, scaling, compile_large, whole_request);
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! nodes bracketed and any value that is not a token (a port, brackets, a colon) quoted.
 
 use super::address::SocketAddress;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// What certgate does with `Forwarded`.
@@ -28,13 +29,19 @@ impl ForwardedMode {
 /// A node (`for=` or `by=` value): `192.0.2.1`, `"192.0.2.1:8443"`, `"[2001:db8::1]"`,
 /// `"[2001:db8::1]:8443"`.
 pub fn node(ip: IpAddr, port: Option<u16>) -> String {
-    let text = match (ip, port) {
-        (IpAddr::V4(ip), None) => ip.to_string(),
-        (IpAddr::V4(ip), Some(port)) => format!("{ip}:{port}"),
-        (IpAddr::V6(ip), None) => format!("[{ip}]"),
-        (IpAddr::V6(ip), Some(port)) => format!("[{ip}]:{port}"),
+    let mut out = String::new();
+    push_node(&mut out, ip, port);
+    out
+}
+
+fn push_node(out: &mut String, ip: IpAddr, port: Option<u16>) {
+    // Only a bare IPv4 address is a token; every other node is a quoted string of token bytes.
+    let _ = match (ip, port) {
+        (IpAddr::V4(ip), None) => write!(out, "{ip}"),
+        (IpAddr::V4(ip), Some(port)) => write!(out, "\"{ip}:{port}\""),
+        (IpAddr::V6(ip), None) => write!(out, "\"[{ip}]\""),
+        (IpAddr::V6(ip), Some(port)) => write!(out, "\"[{ip}]:{port}\""),
     };
-    value(&text)
 }
 
 /// One element: `for=<client>;by=<this proxy>;proto=<http|https>;host=<authority>`; absent parts
@@ -45,27 +52,40 @@ pub fn element(
     proto: &str,
     host: &str,
 ) -> String {
-    let mut pairs = Vec::with_capacity(4);
+    let mut out = String::with_capacity(96);
     if let Some(ip) = for_node {
-        pairs.push(format!("for={}", node(ip, None)));
+        out.push_str("for=");
+        push_node(&mut out, ip, None);
+        out.push(';');
     }
     if let Some(by) = by {
-        pairs.push(format!("by={}", node(by.ip, Some(by.port))));
+        out.push_str("by=");
+        push_node(&mut out, by.ip, Some(by.port));
+        out.push(';');
     }
-    pairs.push(format!("proto={}", value(proto)));
+    out.push_str("proto=");
+    push_value(&mut out, proto);
     if !host.is_empty() {
-        pairs.push(format!("host={}", value(host)));
+        out.push_str(";host=");
+        push_value(&mut out, host);
     }
-    pairs.join(";")
+    out
 }
 
 /// A value as a token when it is one, else as a quoted string (`"` and `\` backslash-escaped,
 /// control characters dropped: they cannot be in a header value).
 pub fn value(text: &str) -> String {
+    let mut out = String::new();
+    push_value(&mut out, text);
+    out
+}
+
+fn push_value(out: &mut String, text: &str) {
     if !text.is_empty() && text.bytes().all(is_token_byte) {
-        return text.to_owned();
+        out.push_str(text);
+        return;
     }
-    let mut out = String::with_capacity(text.len() + 2);
+    out.reserve(text.len() + 2);
     out.push('"');
     for c in text.chars().filter(|c| !c.is_control()) {
         if c == '"' || c == '\\' {
@@ -74,7 +94,6 @@ pub fn value(text: &str) -> String {
         out.push(c);
     }
     out.push('"');
-    out
 }
 
 /// RFC 7230 `tchar`.

@@ -10,12 +10,13 @@ use super::alb;
 use super::decision::Verdict;
 use super::forwarded::{self, ForwardedMode};
 use super::identity::PeerIdentity;
-use super::ip::canonical_ip;
+use super::ip::{canonical_ip, ip_text};
 use super::pairs::HeaderPairs;
 use super::percent;
 use super::policy::IdentitySource;
 use super::rewrite::{is_spelling_of, HeaderRewrite};
 use super::xfcc::{self, XfccAction, XfccDetail, XfccMode};
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -208,7 +209,7 @@ pub fn rewrite(
     }
     if forwarding.xff.is_some_and(|xff| xff.append) {
         if let Some(peer) = facts.peer {
-            builder.extend(X_FORWARDED_FOR, peer.ip.to_string().into_bytes());
+            builder.extend(X_FORWARDED_FOR, ip_text(peer.ip).into_bytes());
         }
     }
     if forwarding.x_forwarded_proto {
@@ -294,14 +295,12 @@ impl Builder<'_> {
 
     /// Sets an owned header after removing what arrived; a lone identical value is left alone.
     fn replace(&mut self, owned: &str, value: Vec<u8>) {
-        let arrived: Vec<(&[u8], &[u8])> = self
+        let mut arrived = self
             .facts
             .headers
             .iter()
-            .filter(|(key, _)| is_spelling_of(key, owned))
-            .copied()
-            .collect();
-        if let [(key, existing)] = arrived.as_slice() {
+            .filter(|(key, _)| is_spelling_of(key, owned));
+        if let (Some((key, existing)), None) = (arrived.next(), arrived.next()) {
             if *existing == value.as_slice() && key.eq_ignore_ascii_case(owned.as_bytes()) {
                 return;
             }
@@ -352,37 +351,34 @@ fn authority_parts(authority: &str, tls: bool) -> (&str, String) {
 }
 
 /// RFC 9440 `Client-Cert`: the DER certificate as a structured-field byte sequence (`:base64:`).
+/// The identity's PEM is one certificate block whose body is that base64 already, in lines:
+/// copying the lines between the markers is all it takes.
 fn client_cert_value(identity: &PeerIdentity) -> Option<String> {
     let pem = identity.pem.as_deref()?;
-    let body = pem
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)?
-        .split("-----END CERTIFICATE-----")
-        .next()?;
-    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    Some(format!(":{base64}:"))
+    let mut value = String::with_capacity(pem.len());
+    value.push(':');
+    for line in pem.lines().map(str::trim) {
+        if !line.starts_with("-----") {
+            value.push_str(line);
+        }
+    }
+    value.push(':');
+    (value.len() > 2).then_some(value)
 }
 
 /// The value of an identity header, `None` when there is nothing verified to say.
 fn identity_value(field: IdentityField, facts: &RewriteFacts<'_>) -> Option<String> {
-    let join = |items: &mut dyn Iterator<Item = String>| {
-        let joined = items
-            .map(|item| percent::escape_controls(&item, &[',']).into_owned())
-            .collect::<Vec<_>>()
-            .join(",");
-        (!joined.is_empty()).then_some(joined)
-    };
     match field {
         IdentityField::Route => facts.route.map(str::to_owned),
         IdentityField::Decision => Some(facts.verdict.as_str().to_owned()),
         _ => {
             let identity = facts.identity?;
             match field {
-                IdentityField::Uri => join(&mut identity.uris.iter().cloned()),
-                IdentityField::Dns => join(&mut identity.dns.iter().cloned()),
-                IdentityField::Ip => join(&mut identity.ips.iter().map(IpAddr::to_string)),
-                IdentityField::Email => join(&mut identity.emails.iter().cloned()),
-                IdentityField::SubjectCn => join(&mut identity.subject_cns.iter().cloned()),
+                IdentityField::Uri => comma_list(&identity.uris),
+                IdentityField::Dns => comma_list(&identity.dns),
+                IdentityField::Ip => comma_list(&identity.ips),
+                IdentityField::Email => comma_list(&identity.emails),
+                IdentityField::SubjectCn => comma_list(&identity.subject_cns),
                 IdentityField::Subject => (!identity.subject.is_empty())
                     .then(|| percent::escape_controls(&identity.subject, &[]).into_owned()),
                 IdentityField::Sha256 => {
@@ -392,4 +388,20 @@ fn identity_value(field: IdentityField, facts: &RewriteFacts<'_>) -> Option<Stri
             }
         }
     }
+}
+
+/// Items joined by `,`, each with its control characters and commas escaped so that it stays one
+/// item; `None` for no items.
+fn comma_list<T: std::fmt::Display>(items: &[T]) -> Option<String> {
+    let mut joined = String::new();
+    let mut item_text = String::new();
+    for (index, item) in items.iter().enumerate() {
+        item_text.clear();
+        let _ = write!(item_text, "{item}");
+        if index > 0 {
+            joined.push(',');
+        }
+        joined.push_str(&percent::escape_controls(&item_text, &[',']));
+    }
+    (!joined.is_empty()).then_some(joined)
 }

@@ -39,7 +39,11 @@ pub fn decode(bytes: &[u8]) -> Result<HeaderPairs<'_>, PairsError> {
 
 /// Encodes pairs (used by tests and by callers that set whole maps).
 pub fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let bytes: usize = pairs
+        .iter()
+        .map(|(key, value)| 8 + key.as_ref().len() + value.as_ref().len() + 2)
+        .sum();
+    let mut out = Vec::with_capacity(4 + bytes);
     out.extend_from_slice(&len_u32(pairs.len()).to_le_bytes());
     for (key, value) in pairs {
         out.extend_from_slice(&len_u32(key.as_ref().len()).to_le_bytes());

@@ -47,7 +47,8 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, &'static str> {
 /// be a header value, or an item of a comma-separated one, without forging another line or item.
 pub fn escape_controls<'a>(text: &'a str, extra: &[char]) -> Cow<'a, str> {
     let needs = |c: char| c.is_ascii_control() || extra.contains(&c);
-    if !text.chars().any(needs) {
+    // Control and `extra` characters are ASCII: a byte scan finds them without decoding UTF-8.
+    if !text.bytes().any(|byte| needs(char::from(byte))) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

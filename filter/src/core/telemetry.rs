@@ -13,9 +13,10 @@
 //! - `certgate_peer_cert_days_to_expiry` (histogram)
 
 use super::decision::{Reason, Verdict};
-use super::policy::{json_string, IdentitySource};
+use super::hash::FxHashMap;
+use super::ip::ip_text;
+use super::policy::{push_json_string, IdentitySource};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -65,13 +66,23 @@ impl RecordLevel {
     ];
 }
 
+/// The record's field names in the order the record prints them, and their filter-state keys.
+macro_rules! record_fields {
+    ($($name:literal),* $(,)?) => {
+        /// The record's field names, in the order the record prints them.
+        pub const NAMES: [&'static str; [$($name),*].len()] = [$($name),*];
+        /// The filter-state key of each field (`certgate_<field>`; Envoy adds `wasm.`).
+        const FILTER_STATE_KEYS: [&'static str; [$($name),*].len()] =
+            [$(concat!("certgate_", $name)),*];
+    };
+}
+
 /// A set of the access record's fields, by their position in [`RecordFields::NAMES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordFields(u16);
 
 impl RecordFields {
-    /// The record's field names, in the order the record prints them.
-    pub const NAMES: [&'static str; 11] = [
+    record_fields! {
         "route",
         "decision",
         "reason",
@@ -83,7 +94,7 @@ impl RecordFields {
         "identity_source",
         "client_address",
         "request_id",
-    ];
+    }
     pub const ALL: RecordFields = RecordFields((1 << Self::NAMES.len()) - 1);
     pub const NONE: RecordFields = RecordFields(0);
 
@@ -142,31 +153,44 @@ impl Metric<'_> {
 
     /// The name to define, labels included.
     pub fn name(&self) -> String {
+        let mut name = String::new();
+        self.write_name(&mut name);
+        name
+    }
+
+    /// Appends the name to `out` (what [`MetricIds`] does per request, without allocating).
+    pub fn write_name(&self, out: &mut String) {
         match self {
             Metric::Requests {
                 route,
                 verdict,
                 reason,
-            } => format!(
-                "certgate_requests_total.route.{}.decision.{}.reason.{}",
-                route_label(*route),
-                verdict.as_str(),
-                reason.as_str()
-            ),
-            Metric::TlsVersion(version) => format!("certgate_tls_version_total.version.{version}"),
-            Metric::IdentitySource(source) => format!(
-                "certgate_identity_source_total.source.{}",
-                source.map_or("none", IdentitySource::as_str)
-            ),
-            Metric::SpoofedHeader(header) => format!(
-                "certgate_spoofed_headers_total.header.{}",
-                label_value(header)
-            ),
-            Metric::CertExpiring { route } => {
-                format!("certgate_cert_expiring_total.route.{}", route_label(*route))
+            } => {
+                out.push_str("certgate_requests_total.route.");
+                out.push_str(&route_label(*route));
+                out.push_str(".decision.");
+                out.push_str(verdict.as_str());
+                out.push_str(".reason.");
+                out.push_str(reason.as_str());
             }
-            Metric::SniHostMismatch => "certgate_sni_host_mismatch_total".to_owned(),
-            Metric::PeerCertDaysToExpiry => "certgate_peer_cert_days_to_expiry".to_owned(),
+            Metric::TlsVersion(version) => {
+                out.push_str("certgate_tls_version_total.version.");
+                out.push_str(version);
+            }
+            Metric::IdentitySource(source) => {
+                out.push_str("certgate_identity_source_total.source.");
+                out.push_str(source.map_or("none", IdentitySource::as_str));
+            }
+            Metric::SpoofedHeader(header) => {
+                out.push_str("certgate_spoofed_headers_total.header.");
+                out.push_str(&label_value(header));
+            }
+            Metric::CertExpiring { route } => {
+                out.push_str("certgate_cert_expiring_total.route.");
+                out.push_str(&route_label(*route));
+            }
+            Metric::SniHostMismatch => out.push_str("certgate_sni_host_mismatch_total"),
+            Metric::PeerCertDaysToExpiry => out.push_str("certgate_peer_cert_days_to_expiry"),
         }
     }
 }
@@ -222,20 +246,25 @@ pub enum MetricId {
     CapacityReached,
 }
 
-/// Metric ids by name, each defined on first use, at most [`METRIC_CAPACITY`] of them.
+/// Metric ids by name, each defined on first use, at most [`METRIC_CAPACITY`] of them. Names are
+/// built from the configuration and fixed label values, never from what a client sends, so the
+/// faster non-keyed hash is safe here.
 #[derive(Debug)]
 pub struct MetricIds {
-    ids: HashMap<String, u32>,
+    ids: FxHashMap<String, u32>,
     capacity: usize,
     full: bool,
+    /// The name being looked up: reused, so a known metric costs no allocation.
+    name: String,
 }
 
 impl MetricIds {
     pub fn new(capacity: usize) -> Self {
         MetricIds {
-            ids: HashMap::new(),
+            ids: FxHashMap::default(),
             capacity,
             full: false,
+            name: String::new(),
         }
     }
 
@@ -245,8 +274,9 @@ impl MetricIds {
         metric: &Metric<'_>,
         define: impl FnOnce(MetricKind, &str) -> Option<u32>,
     ) -> MetricId {
-        let name = metric.name();
-        if let Some(id) = self.ids.get(&name) {
+        self.name.clear();
+        metric.write_name(&mut self.name);
+        if let Some(id) = self.ids.get(self.name.as_str()) {
             return MetricId::Id(*id);
         }
         if self.ids.len() >= self.capacity {
@@ -256,9 +286,9 @@ impl MetricIds {
                 MetricId::CapacityReached
             };
         }
-        match define(metric.kind(), &name) {
+        match define(metric.kind(), &self.name) {
             Some(id) => {
-                self.ids.insert(name, id);
+                self.ids.insert(self.name.clone(), id);
                 MetricId::Id(id)
             }
             None => MetricId::Unavailable,
@@ -346,7 +376,7 @@ impl<'a> Record<'a> {
             self.days_to_expiry.map(Value::Number),
             text(self.identity_source.map(IdentitySource::as_str)),
             self.client_address
-                .map(|ip| Value::Text(Cow::Owned(ip.to_string()))),
+                .map(|ip| Value::Text(Cow::Owned(ip_text(ip)))),
             text(self.request_id),
         ];
         RecordFields::NAMES.into_iter().zip(values)
@@ -354,15 +384,18 @@ impl<'a> Record<'a> {
 
     /// One JSON object on one line; absent fields are `null`.
     pub fn json(&self) -> String {
-        let mut out = String::from("{");
+        let mut out = String::with_capacity(384);
+        out.push('{');
         for (index, (key, value)) in self.fields().enumerate() {
             if index > 0 {
                 out.push(',');
             }
-            let _ = write!(out, "\"{key}\":");
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
             match value {
                 None => out.push_str("null"),
-                Some(Value::Text(text)) => out.push_str(&json_string(&text)),
+                Some(Value::Text(text)) => push_json_string(&mut out, &text),
                 Some(Value::Number(number)) => {
                     let _ = write!(out, "{number}");
                 }
@@ -374,18 +407,21 @@ impl<'a> Record<'a> {
 
     /// The present fields of `selected` as filter state: (`certgate_<field>`, plain value). Envoy
     /// stores each as `wasm.certgate_<field>`.
-    pub fn filter_state(&self, selected: RecordFields) -> Vec<(String, String)> {
-        self.fields()
+    pub fn filter_state(
+        &self,
+        selected: RecordFields,
+    ) -> impl Iterator<Item = (&'static str, Cow<'a, str>)> {
+        RecordFields::FILTER_STATE_KEYS
+            .into_iter()
+            .zip(self.fields())
             .enumerate()
-            .filter(|(index, _)| selected.has(*index))
-            .map(|(_, field)| field)
-            .filter_map(|(key, value)| {
+            .filter(move |(index, _)| selected.has(*index))
+            .filter_map(|(_, (key, (_, value)))| {
                 let value = match value? {
-                    Value::Text(text) => text.into_owned(),
-                    Value::Number(number) => number.to_string(),
+                    Value::Text(text) => text,
+                    Value::Number(number) => Cow::Owned(number.to_string()),
                 };
-                Some((format!("certgate_{key}"), value))
+                Some((key, value))
             })
-            .collect()
     }
 }

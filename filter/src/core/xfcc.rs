@@ -9,7 +9,7 @@
 
 use super::dns::canonical_name;
 use super::identity::{canonical_email, PeerIdentity};
-use super::ip::canonical_ip;
+use super::ip::{canonical_ip, ip_text};
 use super::percent;
 use std::net::IpAddr;
 
@@ -128,7 +128,7 @@ pub fn encode_element(identity: &PeerIdentity, details: &[XfccDetail]) -> String
             }
             XfccDetail::Ip => {
                 for ip in &identity.ips {
-                    push_pair(&mut element, "IP", &ip.to_string(), false);
+                    push_pair(&mut element, "IP", &ip_text(*ip), false);
                 }
             }
             XfccDetail::Email => {

@@ -193,7 +193,7 @@ impl HttpContext for CertgateHttp {
         let record = evaluation.record(&policy, &connection, &headers);
         if !policy.telemetry.filter_state.is_empty() {
             for (name, value) in record.filter_state(policy.telemetry.filter_state) {
-                if !host::set_filter_state(&name, &value) {
+                if !host::set_filter_state(name, &value) {
                     log::debug!("certgate: the host refused filter state {name}");
                 }
             }
