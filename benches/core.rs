@@ -7,6 +7,7 @@
 //! Envoy load bench uses.
 
 use certgate::core::config;
+use certgate::core::forwarding::RenderedIdentity;
 use certgate::core::identity::PeerIdentity;
 use certgate::core::pairs;
 use certgate::core::policy::{Peer, Policy};
@@ -121,6 +122,8 @@ fn whole_request(c: &mut Criterion) {
         ("x-request-id", "5b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"),
         ("x-envoy-external-address", "127.0.0.1"),
     ]);
+    // Rendered once per connection, as the filter does for a kept-alive connection.
+    let rendered = RenderedIdentity::new(&policy.forwarding, &peer);
     let connection = ConnectionFacts {
         certificate: Peer::Identified(&peer),
         mtls: true,
@@ -128,6 +131,7 @@ fn whole_request(c: &mut Criterion) {
         sni: Some("app.mesh.local"),
         source_address: Some("127.0.0.1:50000"),
         local_address: Some("127.0.0.1:8443"),
+        rendered: Some(&rendered),
     };
     let now = 1_790_000_000;
     let mut ids = MetricIds::new(2048);

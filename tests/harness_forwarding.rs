@@ -114,6 +114,35 @@ fn allowed_requests_reach_the_upstream_with_the_forwarding_headers() {
     assert_eq!(exchange.response.unwrap().status, 200);
 }
 
+/// What certgate keeps per connection (the certificate's rendered header values among it) was
+/// derived under a configuration: a new one applies to connections already seen.
+#[test]
+fn a_new_configuration_applies_to_a_connection_already_seen() {
+    let mut plugin = plugin_with(settings(), &forwarding_policy());
+    let connection = Connection::mtls(certificate(&issue(&orders()))).source(PEER.parse().unwrap());
+    let send = |plugin: &mut host_harness::Plugin| {
+        let exchange = plugin.send(&connection, Request::get("/orders/7")).unwrap();
+        exchange
+            .request
+            .upstream()
+            .expect("allowed")
+            .headers
+            .clone()
+    };
+    let before = send(&mut plugin);
+    assert_eq!(before.get("x-client-dns"), Some("orders.shop.svc"));
+    assert!(before.get("x-forwarded-client-cert").is_some());
+    let mut changed = forwarding_policy();
+    changed["forwarding"]["identity_headers"] = json!({"x-peer-cn": "subject_cn"});
+    changed["forwarding"]["xfcc"] = json!({"mode": "sanitize"});
+    let configured = plugin.configure(changed.to_string()).unwrap();
+    assert!(configured.accepted, "{:?}", configured.logs);
+    let after = send(&mut plugin);
+    assert_eq!(after.get("x-peer-cn"), Some("orders"));
+    assert_eq!(after.get("x-client-dns"), None);
+    assert_eq!(after.get("x-forwarded-client-cert"), None);
+}
+
 #[test]
 fn spoofed_identity_headers_are_removed_in_every_spelling_and_counted() {
     let mut plugin = plugin_with(settings(), &forwarding_policy());

@@ -284,6 +284,7 @@ fn natively_each_hostile_certificate_gets_its_decision() {
             sni: None,
             source_address: Some(source),
             local_address: None,
+            rendered: None,
         };
         let request = RequestFacts {
             route_name: None,

@@ -46,6 +46,7 @@ fn connection<'a>(certificate: Peer<'a>, source_address: &'a str) -> ConnectionF
         sni: Some("api.example.com"),
         source_address: Some(source_address),
         local_address: Some("10.9.9.9:8443"),
+        rendered: None,
     }
 }
 

@@ -18,7 +18,7 @@ mod support;
 use certgate::core::config;
 use certgate::core::decision::{Reason, RuleHit, RuleList, Verdict};
 use certgate::core::dns::{canonical_name, DnsPattern};
-use certgate::core::forwarding::{CLIENT_CERT, CLIENT_CERT_CHAIN, XFCC};
+use certgate::core::forwarding::{RenderedIdentity, CLIENT_CERT, CLIENT_CERT_CHAIN, XFCC};
 use certgate::core::identity::{canonical_email, PeerIdentity};
 use certgate::core::ip::{canonical_ip, IpNet};
 use certgate::core::matcher::{Matcher, MatcherKind};
@@ -392,6 +392,7 @@ impl Facts {
             sni: self.sni,
             source_address: Some("203.0.113.9:41000"),
             local_address: None,
+            rendered: None,
         };
         evaluate(policy, &request, &Vec::new(), &connection, NOW)
     }
@@ -909,6 +910,7 @@ proptest! {
             sni: None,
             source_address: Some(source),
             local_address: Some("10.9.9.9:8443"),
+            rendered: None,
         };
         let request = RequestFacts { route_name: None, path: "/x", authority: "api.example.com", method: "GET" };
         let headers: Vec<(&[u8], &[u8])> = sent.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
@@ -929,6 +931,38 @@ proptest! {
             };
             prop_assert!(!certgates_part.contains(MARK), "{}: {:?} from an untrusted peer survived", owned, value);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1024))]
+
+    /// The header values the glue renders once per connection give the same rewrite as rendering
+    /// them for each request, whatever the options, the peer and what it sent.
+    #[test]
+    fn values_rendered_per_connection_rewrite_as_rendered_per_request(
+        spec in forwarding_spec(),
+        trusted in any::<bool>(),
+        sent in prop::collection::vec(client_header(), 0..8),
+    ) {
+        let policy = spec.policy();
+        let identity = connection_identity();
+        let rendered = RenderedIdentity::new(&policy.forwarding, identity);
+        let source = if trusted { "10.1.2.3:443" } else { "203.0.113.9:41000" };
+        let connection = |rendered| ConnectionFacts {
+            certificate: Peer::Identified(identity),
+            mtls: true,
+            tls_version: Some("TLSv1.3"),
+            sni: None,
+            source_address: Some(source),
+            local_address: Some("10.9.9.9:8443"),
+            rendered,
+        };
+        let request = RequestFacts { route_name: None, path: "/x", authority: "api.example.com", method: "GET" };
+        let headers: Vec<(&[u8], &[u8])> = sent.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+        let per_request = evaluate(&policy, &request, &headers, &connection(None), NOW);
+        let per_connection = evaluate(&policy, &request, &headers, &connection(Some(&rendered)), NOW);
+        prop_assert_eq!(per_connection.rewrite, per_request.rewrite);
     }
 }
 

@@ -90,6 +90,7 @@ fn evaluate_canned_requests(policy: &Policy) {
                     sni: Some("api.example.com"),
                     source_address,
                     local_address: Some("10.0.0.1:8443"),
+                    rendered: None,
                 };
                 let evaluation = evaluate(policy, request, &headers, &connection, NOW_SECONDS);
                 let record = evaluation.record(policy, &connection, &headers).json();

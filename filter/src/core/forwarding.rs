@@ -123,6 +123,9 @@ pub struct RewriteFacts<'a> {
     pub authority: &'a str,
     /// The connection's own verified certificate (what XFCC describes).
     pub connection_identity: Option<&'a PeerIdentity>,
+    /// `connection_identity`'s header values, rendered once for the connection; `None` renders
+    /// them here.
+    pub rendered: Option<&'a RenderedIdentity>,
     /// The identity certgate decided on (what `Client-Cert` and identity headers carry).
     pub identity: Option<&'a PeerIdentity>,
     pub route: Option<&'a str>,
@@ -236,11 +239,21 @@ pub fn rewrite(
             builder.replace(FORWARDED, element.into_bytes());
         }
     }
+    let rendered = facts.connection_identity.and(facts.rendered);
+    // Client-Cert and identity headers describe the decided identity: the connection's rendering
+    // serves them only when that is the connection's own certificate.
+    let rendered_decided = rendered.filter(|_| {
+        matches!((facts.identity, facts.connection_identity),
+            (Some(decided), Some(own)) if std::ptr::eq(decided, own))
+    });
     if let Some(config) = &forwarding.xfcc {
-        let element = facts
-            .connection_identity
-            .map(|identity| xfcc::encode_element(identity, &config.details))
-            .filter(|element| !element.is_empty());
+        let element = match rendered {
+            Some(rendered) => rendered.xfcc_element.clone(),
+            None => facts
+                .connection_identity
+                .map(|identity| xfcc::encode_element(identity, &config.details)),
+        }
+        .filter(|element| !element.is_empty());
         match (config.mode.action(facts.mtls), element) {
             (XfccAction::Keep, _) => {}
             (XfccAction::Append, Some(element)) => builder.extend(XFCC, element.into_bytes()),
@@ -250,13 +263,27 @@ pub fn rewrite(
     }
     if forwarding.client_cert {
         builder.drop(CLIENT_CERT_CHAIN);
-        match facts.identity.and_then(client_cert_value) {
+        let value = match rendered_decided {
+            Some(rendered) => rendered.client_cert.clone(),
+            None => facts.identity.and_then(client_cert_value),
+        };
+        match value {
             Some(value) => builder.replace(CLIENT_CERT, value.into_bytes()),
             None => builder.drop(CLIENT_CERT),
         }
     }
-    for header in &forwarding.identity_headers {
-        match identity_value(header.field, facts) {
+    for (index, header) in forwarding.identity_headers.iter().enumerate() {
+        let value = match header.field {
+            IdentityField::Route => facts.route.map(str::to_owned),
+            IdentityField::Decision => Some(facts.verdict.as_str().to_owned()),
+            field => match rendered_decided {
+                Some(rendered) => rendered.identity_headers.get(index).cloned().flatten(),
+                None => facts
+                    .identity
+                    .and_then(|identity| certificate_value(field, identity)),
+            },
+        };
+        match value {
             Some(value) => builder.replace(&header.name, value.into_bytes()),
             None => builder.drop(&header.name),
         }
@@ -366,27 +393,50 @@ fn client_cert_value(identity: &PeerIdentity) -> Option<String> {
     (value.len() > 2).then_some(value)
 }
 
-/// The value of an identity header, `None` when there is nothing verified to say.
-fn identity_value(field: IdentityField, facts: &RewriteFacts<'_>) -> Option<String> {
-    match field {
-        IdentityField::Route => facts.route.map(str::to_owned),
-        IdentityField::Decision => Some(facts.verdict.as_str().to_owned()),
-        _ => {
-            let identity = facts.identity?;
-            match field {
-                IdentityField::Uri => comma_list(&identity.uris),
-                IdentityField::Dns => comma_list(&identity.dns),
-                IdentityField::Ip => comma_list(&identity.ips),
-                IdentityField::Email => comma_list(&identity.emails),
-                IdentityField::SubjectCn => comma_list(&identity.subject_cns),
-                IdentityField::Subject => (!identity.subject.is_empty())
-                    .then(|| percent::escape_controls(&identity.subject, &[]).into_owned()),
-                IdentityField::Sha256 => {
-                    (!identity.sha256.is_empty()).then(|| identity.sha256.clone())
-                }
-                IdentityField::Route | IdentityField::Decision => None,
-            }
+/// The header values that depend only on a certificate and the forwarding options (XFCC's
+/// element, `Client-Cert`, the certificate's identity headers). A connection keeps its certificate,
+/// so the glue renders them once per connection rather than once per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderedIdentity {
+    xfcc_element: Option<String>,
+    client_cert: Option<String>,
+    /// One per `identity_headers` entry (`None` for route and decision, which vary per request).
+    identity_headers: Vec<Option<String>>,
+}
+
+impl RenderedIdentity {
+    pub fn new(forwarding: &Forwarding, identity: &PeerIdentity) -> Self {
+        RenderedIdentity {
+            xfcc_element: forwarding
+                .xfcc
+                .as_ref()
+                .map(|config| xfcc::encode_element(identity, &config.details)),
+            client_cert: forwarding
+                .client_cert
+                .then(|| client_cert_value(identity))
+                .flatten(),
+            identity_headers: forwarding
+                .identity_headers
+                .iter()
+                .map(|header| certificate_value(header.field, identity))
+                .collect(),
         }
+    }
+}
+
+/// An identity header's value from the certificate, `None` when it has nothing to say (and for
+/// route and decision, which are not the certificate's).
+fn certificate_value(field: IdentityField, identity: &PeerIdentity) -> Option<String> {
+    match field {
+        IdentityField::Uri => comma_list(&identity.uris),
+        IdentityField::Dns => comma_list(&identity.dns),
+        IdentityField::Ip => comma_list(&identity.ips),
+        IdentityField::Email => comma_list(&identity.emails),
+        IdentityField::SubjectCn => comma_list(&identity.subject_cns),
+        IdentityField::Subject => (!identity.subject.is_empty())
+            .then(|| percent::escape_controls(&identity.subject, &[]).into_owned()),
+        IdentityField::Sha256 => (!identity.sha256.is_empty()).then(|| identity.sha256.clone()),
+        IdentityField::Route | IdentityField::Decision => None,
     }
 }
 
@@ -401,7 +451,7 @@ fn comma_list<T: std::fmt::Display>(items: &[T]) -> Option<String> {
         if index > 0 {
             joined.push(',');
         }
-        joined.push_str(&percent::escape_controls(&item_text, &[',']));
+        joined.push_str(&percent::escape_controls(&item_text, b","));
     }
     (!joined.is_empty()).then_some(joined)
 }

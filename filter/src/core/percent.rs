@@ -43,23 +43,26 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, &'static str> {
     Ok(out)
 }
 
-/// The text with its control characters (and the `extra` characters) percent-encoded, so that it can
-/// be a header value, or an item of a comma-separated one, without forging another line or item.
-pub fn escape_controls<'a>(text: &'a str, extra: &[char]) -> Cow<'a, str> {
-    let needs = |c: char| c.is_ascii_control() || extra.contains(&c);
-    // Control and `extra` characters are ASCII: a byte scan finds them without decoding UTF-8.
-    if !text.bytes().any(|byte| needs(char::from(byte))) {
+/// The text with its control characters (and the `extra` ASCII characters) percent-encoded, so that
+/// it can be a header value, or an item of a comma-separated one, without forging another line or
+/// item.
+pub fn escape_controls<'a>(text: &'a str, extra: &[u8]) -> Cow<'a, str> {
+    let needs = |byte: u8| byte.is_ascii_control() || extra.contains(&byte);
+    // Every byte to escape is ASCII, and ASCII bytes never occur inside a multi-byte character:
+    // the text is scanned and split by bytes, without decoding it.
+    if !text.bytes().any(needs) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if needs(c) {
-            // Control and `extra` characters are ASCII, so one byte each.
-            push_escaped(u8::try_from(c).unwrap_or(b'?'), &mut out);
-        } else {
-            out.push(c);
+    let mut plain_from = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        if needs(byte) {
+            out.push_str(text.get(plain_from..index).unwrap_or_default());
+            push_escaped(byte, &mut out);
+            plain_from = index + 1;
         }
     }
+    out.push_str(text.get(plain_from..).unwrap_or_default());
     Cow::Owned(out)
 }
 

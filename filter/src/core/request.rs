@@ -4,7 +4,7 @@
 use super::address::PeerAddress;
 use super::decision::Decision;
 use super::dns::{authority_host, canonical_name};
-use super::forwarding::{self, Rewrite, RewriteFacts};
+use super::forwarding::{self, RenderedIdentity, Rewrite, RewriteFacts};
 use super::pairs::{self, HeaderPairs};
 use super::policy::{IdentitySource, Peer, Policy, SniHostMismatch};
 use super::route::RequestFacts;
@@ -27,6 +27,9 @@ pub struct ConnectionFacts<'a> {
     pub source_address: Option<&'a str>,
     /// `destination.address` (for `Forwarded: by=`); `None` when not fetched.
     pub local_address: Option<&'a str>,
+    /// The certificate's header values, rendered once per connection (see [`RenderedIdentity`]);
+    /// `None` renders them per request.
+    pub rendered: Option<&'a RenderedIdentity>,
 }
 
 /// Everything certgate concluded about a request.
@@ -113,6 +116,7 @@ pub fn evaluate<'a>(
             mtls: connection.mtls,
             authority: request.authority,
             connection_identity,
+            rendered: connection.rendered,
             identity: peer.verified(),
             route: route_name(policy, route),
             verdict: decision.verdict,

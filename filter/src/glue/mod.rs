@@ -8,6 +8,7 @@ use crate::core::cache::LruCache;
 use crate::core::config;
 use crate::core::decision::Decision;
 use crate::core::forwarded::ForwardedMode;
+use crate::core::forwarding::RenderedIdentity;
 use crate::core::identity::PeerIdentity;
 use crate::core::pairs::{self, HeaderPairs};
 use crate::core::policy::{Peer, Policy};
@@ -100,6 +101,9 @@ impl RootContext for CertgateRoot {
         match document.and_then(config::compile_document) {
             Ok(policy) => {
                 log::info!("certgate: configured with {} routes", policy.routes.len());
+                // What the caches hold was derived under the previous policy.
+                *self.shared.connections.borrow_mut() = LruCache::new(CONNECTION_CACHE_SIZE);
+                *self.shared.identities.borrow_mut() = LruCache::new(IDENTITY_CACHE_SIZE);
                 self.policy = Some(Rc::new(policy));
                 true
             }
@@ -180,6 +184,7 @@ impl HttpContext for CertgateHttp {
                 .as_deref()
                 .or(known.source_address.as_deref()),
             local_address: known.local_address.as_deref(),
+            rendered: known.rendered.as_ref(),
         };
         let now = if connection.mtls || policy.reads_header_certificates {
             unix_seconds()
@@ -249,6 +254,8 @@ struct KnownConnection {
     /// `source.address` has port 0: Envoy took it from X-Forwarded-For, which changes per request.
     address_from_headers: bool,
     local_address: Option<String>,
+    /// The certificate's forwarding-header values.
+    rendered: Option<RenderedIdentity>,
 }
 
 impl CertgateHttp {
@@ -273,8 +280,16 @@ impl CertgateHttp {
         let local_address = (policy.forwarding.forwarded != ForwardedMode::Off)
             .then(|| host::property_string(&["destination", "address"]))
             .flatten();
+        let identity = self.connection_identity(policy);
+        let rendered = match &identity {
+            ConnectionIdentity::Identified(identity) => {
+                Some(RenderedIdentity::new(&policy.forwarding, identity))
+            }
+            _ => None,
+        };
         let known = Rc::new(KnownConnection {
-            identity: self.connection_identity(policy),
+            identity,
+            rendered,
             tls_version,
             sni,
             source_address,
