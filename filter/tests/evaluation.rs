@@ -383,7 +383,8 @@ fn sni_host_mismatch_is_counted_and_denied_when_asked() {
         };
         let mut facts = connection(Peer::Identified(&client), "192.0.2.1:1");
         facts.sni = Some(sni);
-        let evaluation = evaluate(&policy, &request, &Vec::new(), &facts, NOW);
+        let no_headers = Vec::new();
+        let evaluation = evaluate(&policy, &request, &no_headers, &facts, NOW);
         assert_eq!(
             (evaluation.sni_mismatch, evaluation.decision.reason),
             (mismatch, reason),
@@ -471,7 +472,8 @@ fn metrics_and_access_record_of_a_request() {
         path: "/elsewhere",
         ..REQUEST
     };
-    let evaluation = evaluate(&policy, &request, &Vec::new(), &plain, NOW);
+    let no_headers = Vec::new();
+    let evaluation = evaluate(&policy, &request, &no_headers, &plain, NOW);
     let names: Vec<String> = evaluation
         .metrics(&policy, plain.tls_version)
         .iter()

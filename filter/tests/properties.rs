@@ -372,7 +372,7 @@ fn facts() -> impl Strategy<Value = Facts> {
 }
 
 impl Facts {
-    fn evaluate<'a>(&'a self, policy: &Policy) -> Evaluation<'a> {
+    fn evaluate<'a>(&'a self, policy: &'a Policy) -> Evaluation<'a> {
         let request = RequestFacts {
             route_name: self.route_name,
             path: self.path,
@@ -394,7 +394,8 @@ impl Facts {
             local_address: None,
             rendered: None,
         };
-        evaluate(policy, &request, &Vec::new(), &connection, NOW)
+        const NO_HEADERS: &Vec<(&[u8], &[u8])> = &Vec::new();
+        evaluate(policy, &request, NO_HEADERS, &connection, NOW)
     }
 }
 

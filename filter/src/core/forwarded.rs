@@ -2,6 +2,7 @@
 //! nodes bracketed and any value that is not a token (a port, brackets, a colon) quoted.
 
 use super::address::SocketAddress;
+use super::ip::push_ip;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -36,12 +37,23 @@ pub fn node(ip: IpAddr, port: Option<u16>) -> String {
 
 fn push_node(out: &mut String, ip: IpAddr, port: Option<u16>) {
     // Only a bare IPv4 address is a token; every other node is a quoted string of token bytes.
-    let _ = match (ip, port) {
-        (IpAddr::V4(ip), None) => write!(out, "{ip}"),
-        (IpAddr::V4(ip), Some(port)) => write!(out, "\"{ip}:{port}\""),
-        (IpAddr::V6(ip), None) => write!(out, "\"[{ip}]\""),
-        (IpAddr::V6(ip), Some(port)) => write!(out, "\"[{ip}]:{port}\""),
-    };
+    let quoted = port.is_some() || ip.is_ipv6();
+    if quoted {
+        out.push('"');
+    }
+    if ip.is_ipv6() {
+        out.push('[');
+        push_ip(out, ip);
+        out.push(']');
+    } else {
+        push_ip(out, ip);
+    }
+    if let Some(port) = port {
+        let _ = write!(out, ":{port}");
+    }
+    if quoted {
+        out.push('"');
+    }
 }
 
 /// One element: `for=<client>;by=<this proxy>;proto=<http|https>;host=<authority>`; absent parts

@@ -108,7 +108,6 @@ impl IdentityField {
 /// What the rewrite knows of the request.
 #[derive(Debug, Clone, Copy)]
 pub struct RewriteFacts<'a> {
-    pub headers: &'a HeaderPairs<'a>,
     pub peer_trusted: bool,
     /// The socket peer.
     pub peer: Option<SocketAddress>,
@@ -134,9 +133,9 @@ pub struct RewriteFacts<'a> {
 
 /// The rewrite and the headers an untrusted peer sent that certgate owns (one entry per value).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rewrite {
-    pub headers: HeaderRewrite,
-    pub spoofed: Vec<String>,
+pub struct Rewrite<'a> {
+    pub headers: HeaderRewrite<'a>,
+    pub spoofed: Vec<&'a str>,
 }
 
 /// The client address: the peer, or with `trusted_hops` and a trusted peer, the XFF entry that many
@@ -188,12 +187,14 @@ fn values<'h>(headers: &'h HeaderPairs<'_>, name: &'h str) -> impl Iterator<Item
 }
 
 /// Builds the rewrite for an allowed request (and the spoofing record for any request).
-pub fn rewrite(
-    forwarding: &Forwarding,
+pub fn rewrite<'h>(
+    forwarding: &'h Forwarding,
     sources: &[IdentitySource],
+    headers: &'h HeaderPairs<'h>,
     facts: &RewriteFacts<'_>,
-) -> Rewrite {
+) -> Rewrite<'h> {
     let mut builder = Builder {
+        headers,
         facts,
         rewrite: Rewrite::default(),
         dropped: Vec::new(),
@@ -221,7 +222,7 @@ pub fn rewrite(
     if forwarding.x_forwarded_host {
         let (host, port) = authority_parts(facts.authority, facts.tls);
         let trusted_has_host =
-            facts.peer_trusted && values(facts.headers, X_FORWARDED_HOST).next().is_some();
+            facts.peer_trusted && values(headers, X_FORWARDED_HOST).next().is_some();
         if !trusted_has_host {
             builder.replace(X_FORWARDED_HOST, host.as_bytes().to_vec());
             builder.replace(X_FORWARDED_PORT, port.into_bytes());
@@ -291,39 +292,41 @@ pub fn rewrite(
     builder.rewrite
 }
 
-struct Builder<'f> {
+/// The rewrite under construction: it borrows the names it sets from the configuration and the
+/// names it removes from the request (`'a`).
+struct Builder<'f, 'a> {
+    headers: &'a HeaderPairs<'a>,
     facts: &'f RewriteFacts<'f>,
-    rewrite: Rewrite,
+    rewrite: Rewrite<'a>,
     /// Owned names already removed (each arrival is counted once).
-    dropped: Vec<String>,
+    dropped: Vec<&'a str>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'_, 'a> {
     /// Removes every spelling of an owned header; from an untrusted peer, each value is a spoof.
-    fn drop(&mut self, owned: &str) {
+    fn drop(&mut self, owned: &'a str) {
         self.remove_arrivals(owned, !self.facts.peer_trusted);
     }
 
     /// Removes every spelling of an owned header once, counting each value as spoofed or not.
-    fn remove_arrivals(&mut self, owned: &str, spoofed: bool) {
-        if self.dropped.iter().any(|name| name == owned) {
+    fn remove_arrivals(&mut self, owned: &'a str, spoofed: bool) {
+        if self.dropped.contains(&owned) {
             return;
         }
-        self.dropped.push(owned.to_owned());
-        for (key, _) in self.facts.headers.iter() {
+        self.dropped.push(owned);
+        for (key, _) in self.headers.iter() {
             if is_spelling_of(key, owned) {
                 self.rewrite.headers.remove(key);
                 if spoofed {
-                    self.rewrite.spoofed.push(owned.to_owned());
+                    self.rewrite.spoofed.push(owned);
                 }
             }
         }
     }
 
     /// Sets an owned header after removing what arrived; a lone identical value is left alone.
-    fn replace(&mut self, owned: &str, value: Vec<u8>) {
+    fn replace(&mut self, owned: &'a str, value: Vec<u8>) {
         let mut arrived = self
-            .facts
             .headers
             .iter()
             .filter(|(key, _)| is_spelling_of(key, owned));
@@ -339,10 +342,10 @@ impl Builder<'_> {
     /// The values that arrived (joined, as one list) followed by certgate's, as Envoy appends to
     /// X-Forwarded-For: an untrusted peer's entries stay, they are just never believed. Values
     /// already removed as spoofed are not kept.
-    fn extend(&mut self, owned: &str, value: Vec<u8>) {
+    fn extend(&mut self, owned: &'a str, value: Vec<u8>) {
         let mut joined: Vec<u8> = Vec::new();
-        if !self.dropped.iter().any(|name| name == owned) {
-            for existing in values(self.facts.headers, owned) {
+        if !self.dropped.contains(&owned) {
+            for existing in values(self.headers, owned) {
                 joined.extend_from_slice(existing);
                 joined.extend_from_slice(b", ");
             }
@@ -353,8 +356,8 @@ impl Builder<'_> {
     }
 
     /// A trusted peer's value stays; otherwise certgate's replaces whatever arrived.
-    fn keep_trusted_or_set(&mut self, owned: &str, value: Vec<u8>) {
-        if self.facts.peer_trusted && values(self.facts.headers, owned).next().is_some() {
+    fn keep_trusted_or_set(&mut self, owned: &'a str, value: Vec<u8>) {
+        if self.facts.peer_trusted && values(self.headers, owned).next().is_some() {
             return;
         }
         self.replace(owned, value);

@@ -48,14 +48,14 @@ pub struct Evaluation<'a> {
     /// Within `expiry_warning_days` of its end.
     pub expiring: bool,
     /// The header rewrite (to apply only if the request is forwarded) and the spoofed headers.
-    pub rewrite: Rewrite,
+    pub rewrite: Rewrite<'a>,
 }
 
 /// Evaluates a request. `now`: Unix seconds.
 pub fn evaluate<'a>(
-    policy: &Policy,
+    policy: &'a Policy,
     request: &RequestFacts<'_>,
-    headers: &HeaderPairs<'_>,
+    headers: &'a HeaderPairs<'a>,
     connection: &ConnectionFacts<'a>,
     now: i64,
 ) -> Evaluation<'a> {
@@ -106,8 +106,8 @@ pub fn evaluate<'a>(
     let rewrite = forwarding::rewrite(
         &policy.forwarding,
         &policy.identity_sources,
+        headers,
         &RewriteFacts {
-            headers,
             peer_trusted,
             peer: socket_peer,
             local,

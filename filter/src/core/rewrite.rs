@@ -9,10 +9,10 @@ use super::pairs::HeaderPairs;
 
 /// The headers to remove (every value, every spelling) and the values to set (lowercase names).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeaderRewrite {
+pub struct HeaderRewrite<'a> {
     /// Names as they arrived (one entry per distinct spelling).
-    removed: Vec<Vec<u8>>,
-    set: Vec<(String, Vec<u8>)>,
+    removed: Vec<&'a [u8]>,
+    set: Vec<(&'a str, Vec<u8>)>,
 }
 
 /// One hostcall of the operation-by-operation way of applying a rewrite.
@@ -33,18 +33,18 @@ pub enum Application<'a> {
     WholeMap(Vec<(&'a [u8], &'a [u8])>),
 }
 
-impl HeaderRewrite {
+impl<'a> HeaderRewrite<'a> {
     /// Removes every value of a received header name.
-    pub fn remove(&mut self, name: &[u8]) {
-        if !self.removed.iter().any(|known| known.as_slice() == name) {
-            self.removed.push(name.to_vec());
+    pub fn remove(&mut self, name: &'a [u8]) {
+        if !self.removed.contains(&name) {
+            self.removed.push(name);
         }
     }
 
     /// Sets a header (a lowercase name) to one value, dropping whatever arrived under that name.
-    pub fn set(&mut self, name: &str, value: Vec<u8>) {
-        self.set.retain(|(known, _)| known != name);
-        self.set.push((name.to_owned(), value));
+    pub fn set(&mut self, name: &'a str, value: Vec<u8>) {
+        self.set.retain(|(known, _)| *known != name);
+        self.set.push((name, value));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -55,20 +55,26 @@ impl HeaderRewrite {
     pub fn value_of(&self, name: &str) -> Option<&[u8]> {
         self.set
             .iter()
-            .find(|(known, _)| known == name)
+            .find(|(known, _)| *known == name)
             .map(|(_, value)| value.as_slice())
     }
 
     /// The rewrite as individual hostcalls, given the headers it applies to.
-    pub fn edits<'a>(&'a self, headers: &HeaderPairs<'_>) -> Vec<HeaderEdit<'a>> {
+    pub fn edits<'m>(&'m self, headers: &HeaderPairs<'_>) -> Vec<HeaderEdit<'m>> {
         let mut edits = Vec::new();
-        let mut removed_lowercase: Vec<Vec<u8>> = Vec::new();
-        for name in &self.removed {
-            let lowercase = name.to_ascii_lowercase();
-            let also_set = self.set.iter().any(|(set, _)| set.as_bytes() == lowercase);
-            if !also_set && !removed_lowercase.contains(&lowercase) {
+        for (index, name) in self.removed.iter().enumerate() {
+            let also_set = self
+                .set
+                .iter()
+                .any(|(set, _)| name.eq_ignore_ascii_case(set.as_bytes()));
+            let spelled_before = self
+                .removed
+                .get(..index)
+                .unwrap_or_default()
+                .iter()
+                .any(|earlier| earlier.eq_ignore_ascii_case(name));
+            if !also_set && !spelled_before {
                 edits.push(HeaderEdit::Remove(name));
-                removed_lowercase.push(lowercase);
             }
         }
         for (name, value) in &self.set {
@@ -89,7 +95,7 @@ impl HeaderRewrite {
     }
 
     /// The whole map after the rewrite: untouched headers in their order, then the set ones.
-    pub fn apply<'a>(&'a self, headers: &HeaderPairs<'a>) -> Vec<(&'a [u8], &'a [u8])> {
+    pub fn apply<'m>(&'m self, headers: &HeaderPairs<'m>) -> Vec<(&'m [u8], &'m [u8])> {
         let touched = |key: &[u8]| {
             self.removed
                 .iter()
@@ -112,7 +118,7 @@ impl HeaderRewrite {
     }
 
     /// The cheapest application: nothing, one edit, or the whole map in one hostcall.
-    pub fn application<'a>(&'a self, headers: &HeaderPairs<'a>) -> Application<'a> {
+    pub fn application<'m>(&'m self, headers: &HeaderPairs<'m>) -> Application<'m> {
         let edits = self.edits(headers);
         match edits.as_slice() {
             [] => Application::Nothing,
