@@ -133,6 +133,7 @@ fn run() -> Result<bool> {
     let hostcalls = [
         ("typical", envoy_bench::typical_policy()),
         ("large", envoy_bench::large_policy()),
+        ("decide-only", envoy_bench::decide_only_policy()),
     ]
     .into_iter()
     .map(|(label, policy)| Ok((label, hostcalls_per_request(&modules.certgate, &policy)?)))
@@ -506,6 +507,7 @@ fn print_summary(mode: LoadMode, options: &Options, runs: &[Run]) -> Value {
     let typical = of(Variant::CertgateTypical);
     let large = of(Variant::CertgateLarge);
     let opt_z = of(Variant::CertgateOptZ);
+    let decide_only = of(Variant::CertgateDecideOnly);
     let targets = [
         (
             "certgate_typical / wasm_floor",
@@ -518,6 +520,12 @@ fn print_summary(mode: LoadMode, options: &Options, runs: &[Run]) -> Value {
             large.rps / typical.rps,
             typical.worker_us / large.worker_us,
             Some(0.97),
+        ),
+        (
+            "certgate_decide_only / wasm_floor",
+            decide_only.rps / floor.rps,
+            floor.worker_us / decide_only.worker_us,
+            None,
         ),
         (
             "certgate_opt_z / certgate_typical",

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use crate::policies::{
-    allow_matcher, allowed_uri, deny_dns, policy_with_features_json, MatcherKind,
+    allow_matcher, allowed_uri, deny_dns, policy_with_features_json, policy_with_json, MatcherKind,
 };
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -25,6 +25,7 @@ pub const LARGE_MATCHERS_PER_ROUTE: usize = 1000;
 pub enum Variant {
     CertgateTypical,
     CertgateLarge,
+    CertgateDecideOnly,
     CertgateOptZ,
     WasmFloor,
     NoFilter,
@@ -32,9 +33,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::CertgateTypical,
         Variant::CertgateLarge,
+        Variant::CertgateDecideOnly,
         Variant::CertgateOptZ,
         Variant::WasmFloor,
         Variant::NoFilter,
@@ -46,6 +48,7 @@ impl Variant {
         match self {
             Variant::CertgateTypical => "certgate_typical",
             Variant::CertgateLarge => "certgate_large",
+            Variant::CertgateDecideOnly => "certgate_decide_only",
             Variant::CertgateOptZ => "certgate_opt_z",
             Variant::WasmFloor => "wasm_floor",
             Variant::NoFilter => "no_filter",
@@ -57,6 +60,9 @@ impl Variant {
         match self {
             Variant::CertgateTypical => "certgate, 10 routes x 5 matchers, forwarding + telemetry",
             Variant::CertgateLarge => "certgate, 10,000 matchers, forwarding + telemetry",
+            Variant::CertgateDecideOnly => {
+                "certgate, typical routes and matchers, metrics only: no forwarding, record or state"
+            }
             Variant::CertgateOptZ => "certgate built at opt-level z, typical policy",
             Variant::WasmFloor => "proxy-wasm filter that continues at once",
             Variant::NoFilter => "router only",
@@ -76,6 +82,16 @@ pub struct Modules {
 /// certgate's typical policy in the bench.
 pub fn typical_policy() -> String {
     policy_with_features_json(ROUTES, TYPICAL_MATCHERS_PER_ROUTE)
+}
+
+/// The typical policy's routes and matchers and nothing else (metrics are always on): what deciding
+/// alone costs, beside the typical policy's forwarding headers, access record and filter state.
+pub fn decide_only_policy() -> String {
+    policy_with_json(
+        ROUTES,
+        TYPICAL_MATCHERS_PER_ROUTE,
+        r#""telemetry": {"access_record": "off", "filter_state": false}"#,
+    )
 }
 
 /// certgate's 10,000-matcher policy in the bench.
@@ -174,6 +190,7 @@ impl BenchEnvoy {
             .var("WASM_FLOOR", modules.wasm_floor.display())
             .var("TYPICAL_POLICY", typical_policy())
             .var("LARGE_POLICY", large_policy())
+            .var("DECIDE_ONLY_POLICY", decide_only_policy())
             .var("ROUTES", routes_json(false))
             .var("NATIVE_ROUTES", routes_json(true))
             .start()

@@ -67,8 +67,13 @@ pub fn policy_json(routes: usize, matchers_per_route: usize) -> String {
 /// [`policy_json`] with every forwarding header and telemetry on: the typical deployment the Envoy
 /// load bench measures.
 pub fn policy_with_features_json(routes: usize, matchers_per_route: usize) -> String {
+    policy_with_json(routes, matchers_per_route, FEATURES)
+}
+
+/// [`policy_json`] with more top-level members (`"key": value, ...`).
+pub fn policy_with_json(routes: usize, matchers_per_route: usize, members: &str) -> String {
     format!(
-        r#"{{"routes": [{}], {FEATURES}}}"#,
+        r#"{{"routes": [{}], {members}}}"#,
         routes_json(routes, matchers_per_route)
     )
 }
