@@ -32,6 +32,7 @@
 //! ```
 
 mod abi;
+mod callbacks;
 mod connection;
 mod error;
 mod exchange;

@@ -3,6 +3,7 @@
 //! shutdown); [`Plugin::stream`] opens a [`Stream`] per request.
 
 use crate::abi::{LogLevel, Status};
+use crate::callbacks::{Callback, Callbacks};
 use crate::connection::Connection;
 use crate::error::HarnessError;
 use crate::exchange::{
@@ -17,7 +18,7 @@ use crate::stream::Stream;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::{Instance, Linker, Store, Val, ValType};
+use wasmtime::{Linker, Store};
 
 /// The id of the plugin's root context (cpp-host numbers the VM context 0, the root 1).
 pub(crate) const ROOT_CONTEXT_ID: u32 = 1;
@@ -43,7 +44,7 @@ pub(crate) const ROOT_CONTEXT_ID: u32 = 1;
 /// ```
 pub struct Plugin {
     pub(crate) store: Store<HostState>,
-    instance: Instance,
+    callbacks: Callbacks,
     module_name: Arc<str>,
     configured: Configured,
     failure: Option<String>,
@@ -106,14 +107,15 @@ impl Plugin {
                 export: "malloc or proxy_on_memory_allocate".to_string(),
             })?;
         store.data_mut().memory = Some(memory);
-        store.data_mut().allocator = Some(allocator);
+        store.data_mut().allocator = Some(Arc::new(allocator));
         store
             .data_mut()
             .roots
             .insert(ROOT_CONTEXT_ID, Default::default());
+        let callbacks = Callbacks::resolve(&instance, &mut store);
         let mut plugin = Plugin {
             store,
-            instance,
+            callbacks,
             module_name: module.name.clone(),
             configured: Configured {
                 accepted: false,
@@ -123,18 +125,14 @@ impl Plugin {
             next_context_id: ROOT_CONTEXT_ID + 1,
         };
         let initializer = if exports.contains("_initialize") {
-            "_initialize"
+            Callback::Initialize
         } else {
-            "_start"
+            Callback::Start
         };
         plugin.call(initializer, &[])?;
-        plugin.call("proxy_on_context_create", &[ROOT_CONTEXT_ID, 0])?;
+        plugin.call(Callback::ContextCreate, &[ROOT_CONTEXT_ID, 0])?;
         let vm_configuration_size = plugin.store.data().settings.vm_configuration.len() as u32;
-        if plugin.call(
-            "proxy_on_vm_start",
-            &[ROOT_CONTEXT_ID, vm_configuration_size],
-        )? == Some(0)
-        {
+        if plugin.call(Callback::VmStart, &[ROOT_CONTEXT_ID, vm_configuration_size])? == Some(0) {
             return Err(instantiate_error(
                 module,
                 "proxy_on_vm_start returned false",
@@ -168,7 +166,7 @@ impl Plugin {
         let first_log = self.store.data().logs.len();
         self.store.data_mut().plugin_configuration = configuration;
         self.store.data_mut().configuring = true;
-        let result = self.call("proxy_on_configure", &[ROOT_CONTEXT_ID, size]);
+        let result = self.call(Callback::Configure, &[ROOT_CONTEXT_ID, size]);
         self.store.data_mut().configuring = false;
         let accepted = result? != Some(0);
         let configured = Configured {
@@ -296,7 +294,7 @@ impl Plugin {
         if let Some(root) = state.roots.get_mut(&ROOT_CONTEXT_ID) {
             root.next_tick_ns = Some(due + root.tick_period_ms * 1_000_000);
         }
-        self.call("proxy_on_tick", &[ROOT_CONTEXT_ID]).map(drop)
+        self.call(Callback::Tick, &[ROOT_CONTEXT_ID]).map(drop)
     }
 
     /// The http calls the guest dispatched and the test has not answered yet.
@@ -318,7 +316,7 @@ impl Plugin {
         ];
         self.store.data_mut().http_call_response = Some(response);
         let result = self.call(
-            "proxy_on_http_call_response",
+            Callback::HttpCallResponse,
             &[ROOT_CONTEXT_ID, token, sizes[0], sizes[1], sizes[2]],
         );
         self.store.data_mut().http_call_response = None;
@@ -330,7 +328,7 @@ impl Plugin {
         self.take_http_call(token)?;
         self.store.data_mut().status = (Status::BrokenConnection as u32, "reset".to_string());
         let result = self.call(
-            "proxy_on_http_call_response",
+            Callback::HttpCallResponse,
             &[ROOT_CONTEXT_ID, token, 0, 0, 0],
         );
         self.store.data_mut().status = (0, String::new());
@@ -368,12 +366,12 @@ impl Plugin {
     /// `proxy_on_delete` once it is done (at once, or when the guest later calls `proxy_done`).
     /// Returns whether the root context finished.
     pub fn shutdown(&mut self) -> Result<bool, HarnessError> {
-        let done = self.call("proxy_on_done", &[ROOT_CONTEXT_ID])? != Some(0);
+        let done = self.call(Callback::Done, &[ROOT_CONTEXT_ID])? != Some(0);
         if !done {
             self.store.data_mut().pending_done.push(ROOT_CONTEXT_ID);
             return Ok(false);
         }
-        self.call("proxy_on_delete", &[ROOT_CONTEXT_ID])?;
+        self.call(Callback::Delete, &[ROOT_CONTEXT_ID])?;
         Ok(true)
     }
 
@@ -403,7 +401,7 @@ impl Plugin {
         let source = hcm.apply(&mut headers, &connection, &mut || state.new_request_id());
         let stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
         state.streams.insert(id, stream);
-        self.call("proxy_on_context_create", &[id, ROOT_CONTEXT_ID])?;
+        self.call(Callback::ContextCreate, &[id, ROOT_CONTEXT_ID])?;
         Stream::open(self, id, request.body, request.trailers, first_log)
     }
 
@@ -431,36 +429,27 @@ impl Plugin {
         stream.finish()
     }
 
-    /// Calls a guest export with the current context set to the first argument; a missing
+    /// Calls a guest callback with the current context set to the first argument; a missing
     /// export is skipped as cpp-host skips absent callbacks. Returns the first result.
-    pub(crate) fn call(&mut self, name: &str, args: &[u32]) -> Result<Option<u32>, HarnessError> {
-        let result = self.call_once(name, args)?;
+    pub(crate) fn call(
+        &mut self,
+        callback: Callback,
+        args: &[u32],
+    ) -> Result<Option<u32>, HarnessError> {
+        let result = self.call_once(callback, args)?;
         self.deliver_ready_queues()?;
         Ok(result)
     }
 
-    fn call_once(&mut self, name: &str, args: &[u32]) -> Result<Option<u32>, HarnessError> {
+    fn call_once(&mut self, callback: Callback, args: &[u32]) -> Result<Option<u32>, HarnessError> {
         if let Some(failure) = &self.failure {
             return Err(HarnessError::VmFailed {
                 first_failure: failure.clone(),
             });
         }
-        let Some(function) = self.instance.get_func(&mut self.store, name) else {
+        if !self.callbacks.exports(callback) {
             return Ok(None);
-        };
-        let ty = function.ty(&self.store);
-        let params: Vec<Val> = ty
-            .params()
-            .enumerate()
-            .map(|(index, param)| {
-                let arg = args.get(index).copied().unwrap_or(0);
-                match param {
-                    ValType::I64 => Val::I64(i64::from(arg)),
-                    _ => Val::I32(arg as i32),
-                }
-            })
-            .collect();
-        let mut results: Vec<Val> = ty.results().map(|_| Val::I32(0)).collect();
+        }
         let ticks = epoch_ticks(self.store.data().settings.call_timeout);
         self.store.set_epoch_deadline(ticks);
         let state = self.store.data_mut();
@@ -468,34 +457,25 @@ impl Plugin {
         state.current_context = args.first().copied().unwrap_or(0);
         state.effective_context = None;
         state.panic_message = None;
-        let outcome = function.call(&mut self.store, &params, &mut results);
+        let outcome = self.callbacks.call(&mut self.store, callback, args);
         let state = self.store.data_mut();
         state.current_context = previous_context;
         state.effective_context = None;
-        match outcome {
-            Ok(()) => Ok(results.first().and_then(|value| match value {
-                Val::I32(n) => Some(*n as u32),
-                Val::I64(n) => Some(*n as u32),
-                _ => None,
-            })),
-            Err(error) => {
-                let panic = state.panic_message.take();
-                let trap = format!("{error:?}");
-                let error = HarnessError::Trap {
-                    call: name.to_string(),
-                    panic,
-                    trap,
-                };
-                // Envoy marks the VM failed: every later call fails (FAIL_CLOSED answers 503).
-                self.failure = Some(error.to_string());
-                Err(error)
-            }
-        }
+        outcome.map_err(|error| {
+            let error = HarnessError::Trap {
+                call: callback.name().to_string(),
+                panic: state.panic_message.take(),
+                trap: format!("{error:?}"),
+            };
+            // Envoy marks the VM failed: every later call fails (FAIL_CLOSED answers 503).
+            self.failure = Some(error.to_string());
+            error
+        })
     }
 
     fn deliver_ready_queues(&mut self) -> Result<(), HarnessError> {
         while let Some((root, token)) = self.store.data_mut().ready_queues.pop_front() {
-            self.call_once("proxy_on_queue_ready", &[root, token])?;
+            self.call_once(Callback::QueueReady, &[root, token])?;
         }
         Ok(())
     }

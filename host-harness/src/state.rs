@@ -20,7 +20,8 @@ pub(crate) struct HostState {
     pub settings: Arc<PluginSettings>,
     pub plugin_configuration: Vec<u8>,
     pub memory: Option<Memory>,
-    pub allocator: Option<TypedFunc<i32, i32>>,
+    // Shared so that a hostcall can call it without cloning its signature.
+    pub allocator: Option<Arc<TypedFunc<i32, i32>>>,
     pub now_ns: u64,
     pub rng: u64,
     pub logs: Vec<LogRecord>,

@@ -3,6 +3,7 @@
 //! end up with.
 
 use crate::abi::{DataAction, HeadersAction};
+use crate::callbacks::Callback;
 use crate::error::HarnessError;
 use crate::exchange::{
     ClientResponse, Exchange, HttpCallResponse, LocalResponse, RequestOutcome, UpstreamRequest,
@@ -177,13 +178,13 @@ impl<'p> Stream<'p> {
         let stream = self.plugin.stream_state(id)?;
         stream.live = Default::default();
         stream.access_log_phase = true;
-        let logged = self.plugin.call("proxy_on_log", &[id]);
+        let logged = self.plugin.call(Callback::Log, &[id]);
         if let Ok(stream) = self.plugin.stream_state(id) {
             stream.access_log_phase = false;
         }
         logged?;
-        self.plugin.call("proxy_on_done", &[id])?;
-        self.plugin.call("proxy_on_delete", &[id])?;
+        self.plugin.call(Callback::Done, &[id])?;
+        self.plugin.call(Callback::Delete, &[id])?;
         let state = self.plugin.store.data_mut();
         let hostcalls = hostcall_counts(state, id);
         state.hostcalls.remove(&id);
@@ -302,7 +303,7 @@ impl<'p> Stream<'p> {
                         stream.request_headers.len() as u32,
                         u32::from(stream.end_of_stream),
                     ];
-                    let action = self.plugin.call("proxy_on_request_headers", &args)?;
+                    let action = self.plugin.call(Callback::RequestHeaders, &args)?;
                     HeadersAction::from_code(action.unwrap_or(0)) == HeadersAction::Continue
                 }
                 Stage::Body if more_body => {
@@ -313,7 +314,7 @@ impl<'p> Stream<'p> {
                     stream.end_of_stream = self.request_body.is_empty() && !has_trailers;
                     let eos = stream.end_of_stream;
                     let args = [id, stream.request_body.len() as u32, u32::from(eos)];
-                    let action = self.plugin.call("proxy_on_request_body", &args)?;
+                    let action = self.plugin.call(Callback::RequestBody, &args)?;
                     let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
                     // A stopped chunk short of the end keeps buffering: the next chunk arrives.
                     if !go && !eos && !self.take_continue_request()? {
@@ -330,9 +331,7 @@ impl<'p> Stream<'p> {
                         let count = trailers.len() as u32;
                         stream.request_trailers = Some(trailers);
                         stream.live.request_trailers = true;
-                        let action = self
-                            .plugin
-                            .call("proxy_on_request_trailers", &[id, count])?;
+                        let action = self.plugin.call(Callback::RequestTrailers, &[id, count])?;
                         action.unwrap_or(0) == 0
                     }
                     None => {
@@ -440,7 +439,7 @@ impl<'p> Stream<'p> {
                     stream.end_of_stream = !more_body && !has_trailers;
                     let count = stream.response_headers.as_ref().map_or(0, HeaderMap::len);
                     let args = [id, count as u32, u32::from(stream.end_of_stream)];
-                    let action = self.plugin.call("proxy_on_response_headers", &args)?;
+                    let action = self.plugin.call(Callback::ResponseHeaders, &args)?;
                     HeadersAction::from_code(action.unwrap_or(0)) == HeadersAction::Continue
                 }
                 Stage::Body if more_body => {
@@ -450,7 +449,7 @@ impl<'p> Stream<'p> {
                     stream.end_of_stream = self.response_body.is_empty() && !has_trailers;
                     let eos = stream.end_of_stream;
                     let args = [id, stream.response_body.len() as u32, u32::from(eos)];
-                    let action = self.plugin.call("proxy_on_response_body", &args)?;
+                    let action = self.plugin.call(Callback::ResponseBody, &args)?;
                     let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
                     if !go && !eos {
                         continue;
@@ -466,9 +465,7 @@ impl<'p> Stream<'p> {
                         let count = trailers.len() as u32;
                         stream.response_trailers = Some(trailers);
                         stream.live.response_trailers = true;
-                        let action = self
-                            .plugin
-                            .call("proxy_on_response_trailers", &[id, count])?;
+                        let action = self.plugin.call(Callback::ResponseTrailers, &[id, count])?;
                         action.unwrap_or(0) == 0
                     }
                     None => {
@@ -522,7 +519,7 @@ impl Drop for Stream<'_> {
             return;
         }
         let id = self.id;
-        for callback in ["proxy_on_log", "proxy_on_done", "proxy_on_delete"] {
+        for callback in [Callback::Log, Callback::Done, Callback::Delete] {
             if self.plugin.call(callback, &[id]).is_err() {
                 break;
             }
