@@ -108,6 +108,11 @@ impl HeaderMap {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The entries, in order.
+    pub(crate) fn entries(&self) -> &[(String, String)] {
+        &self.entries
+    }
+
     /// The entries as owned pairs, in order.
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         self.entries.clone()

@@ -5,7 +5,8 @@
 use crate::abi::{decode_pairs, BufferType, LogLevel, MapType, MetricType, Status, StreamType};
 use crate::exchange::{DispatchedHttpCall, LocalResponse};
 use crate::headers::HeaderMap;
-use crate::memory::{allocate, copy_out, read, write_u32, write_u64, Ctx};
+use crate::memory::{allocate, copy_out, guest, guest_mut, read, slice, write_u32, write_u64, Ctx};
+use crate::observe::Hostcall;
 use crate::properties;
 use crate::state::{HostState, MetricStore, SharedQueue};
 use wasmtime::Linker;
@@ -16,8 +17,8 @@ fn ok(status: Status) -> HostResult {
     Ok(status.code())
 }
 
-fn enter(caller: &mut Ctx<'_>, name: &'static str) {
-    caller.data_mut().count_hostcall(name);
+fn enter(caller: &mut Ctx<'_>, hostcall: Hostcall) {
+    caller.data_mut().count_hostcall(hostcall);
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -33,35 +34,51 @@ fn pairs_to_map(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> HeaderMap {
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_log", proxy_log)?;
-    linker.func_wrap("env", "proxy_get_log_level", proxy_get_log_level)?;
+    linker.func_wrap("env", Hostcall::ProxyLog.name(), proxy_log)?;
     linker.func_wrap(
         "env",
-        "proxy_get_current_time_nanoseconds",
+        Hostcall::ProxyGetLogLevel.name(),
+        proxy_get_log_level,
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyGetCurrentTimeNanoseconds.name(),
         proxy_get_current_time,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_set_tick_period_milliseconds",
+        Hostcall::ProxySetTickPeriodMilliseconds.name(),
         proxy_set_tick_period,
     )?;
-    linker.func_wrap("env", "proxy_get_property", proxy_get_property)?;
-    linker.func_wrap("env", "proxy_set_property", proxy_set_property)?;
-    linker.func_wrap("env", "proxy_get_configuration", proxy_get_configuration)?;
-    linker.func_wrap("env", "proxy_get_status", proxy_get_status)?;
-    linker.func_wrap("env", "proxy_continue_request", |mut c: Ctx<'_>| {
-        enter(&mut c, "proxy_continue_request");
-        ok(continue_stream(c.data_mut(), StreamType::Request))
-    })?;
-    linker.func_wrap("env", "proxy_continue_response", |mut c: Ctx<'_>| {
-        enter(&mut c, "proxy_continue_response");
-        ok(continue_stream(c.data_mut(), StreamType::Response))
-    })?;
+    linker.func_wrap("env", Hostcall::ProxyGetProperty.name(), proxy_get_property)?;
+    linker.func_wrap("env", Hostcall::ProxySetProperty.name(), proxy_set_property)?;
     linker.func_wrap(
         "env",
-        "proxy_continue_stream",
+        Hostcall::ProxyGetConfiguration.name(),
+        proxy_get_configuration,
+    )?;
+    linker.func_wrap("env", Hostcall::ProxyGetStatus.name(), proxy_get_status)?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyContinueRequest.name(),
+        |mut c: Ctx<'_>| {
+            enter(&mut c, Hostcall::ProxyContinueRequest);
+            ok(continue_stream(c.data_mut(), StreamType::Request))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyContinueResponse.name(),
+        |mut c: Ctx<'_>| {
+            enter(&mut c, Hostcall::ProxyContinueResponse);
+            ok(continue_stream(c.data_mut(), StreamType::Response))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyContinueStream.name(),
         |mut c: Ctx<'_>, stream: i32| {
-            enter(&mut c, "proxy_continue_stream");
+            enter(&mut c, Hostcall::ProxyContinueStream);
             match StreamType::from_code(stream as u32) {
                 Some(stream) => ok(continue_stream(c.data_mut(), stream)),
                 None => ok(Status::BadArgument),
@@ -70,9 +87,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     )?;
     linker.func_wrap(
         "env",
-        "proxy_close_stream",
+        Hostcall::ProxyCloseStream.name(),
         |mut c: Ctx<'_>, stream: i32| {
-            enter(&mut c, "proxy_close_stream");
+            enter(&mut c, Hostcall::ProxyCloseStream);
             match StreamType::from_code(stream as u32) {
                 Some(StreamType::Request | StreamType::Response) => {
                     if let Some(state) = c.data_mut().stream_mut() {
@@ -85,20 +102,24 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }
         },
     )?;
-    linker.func_wrap("env", "proxy_clear_route_cache", |mut c: Ctx<'_>| {
-        enter(&mut c, "proxy_clear_route_cache");
-        ok(Status::Ok)
-    })?;
     linker.func_wrap(
         "env",
-        "proxy_send_local_response",
+        Hostcall::ProxyClearRouteCache.name(),
+        |mut c: Ctx<'_>| {
+            enter(&mut c, Hostcall::ProxyClearRouteCache);
+            ok(Status::Ok)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxySendLocalResponse.name(),
         proxy_send_local_response,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_set_effective_context",
+        Hostcall::ProxySetEffectiveContext.name(),
         |mut c: Ctx<'_>, id: i32| {
-            enter(&mut c, "proxy_set_effective_context");
+            enter(&mut c, Hostcall::ProxySetEffectiveContext);
             let state = c.data_mut();
             if !state.context_exists(id as u32) {
                 return ok(Status::BadArgument);
@@ -107,8 +128,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ok(Status::Ok)
         },
     )?;
-    linker.func_wrap("env", "proxy_done", |mut c: Ctx<'_>| {
-        enter(&mut c, "proxy_done");
+    linker.func_wrap("env", Hostcall::ProxyDone.name(), |mut c: Ctx<'_>| {
+        enter(&mut c, Hostcall::ProxyDone);
         let state = c.data_mut();
         let id = state.context();
         match state.pending_done.iter().position(|&pending| pending == id) {
@@ -122,101 +143,136 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     })?;
     linker.func_wrap(
         "env",
-        "proxy_call_foreign_function",
+        Hostcall::ProxyCallForeignFunction.name(),
         proxy_call_foreign_function,
     )?;
-    linker.func_wrap("env", "proxy_get_shared_data", proxy_get_shared_data)?;
-    linker.func_wrap("env", "proxy_set_shared_data", proxy_set_shared_data)?;
     linker.func_wrap(
         "env",
-        "proxy_register_shared_queue",
+        Hostcall::ProxyGetSharedData.name(),
+        proxy_get_shared_data,
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxySetSharedData.name(),
+        proxy_set_shared_data,
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyRegisterSharedQueue.name(),
         proxy_register_shared_queue,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_resolve_shared_queue",
+        Hostcall::ProxyResolveSharedQueue.name(),
         proxy_resolve_shared_queue,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_dequeue_shared_queue",
+        Hostcall::ProxyDequeueSharedQueue.name(),
         proxy_dequeue_shared_queue,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_enqueue_shared_queue",
+        Hostcall::ProxyEnqueueSharedQueue.name(),
         proxy_enqueue_shared_queue,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_get_header_map_value",
+        Hostcall::ProxyGetHeaderMapValue.name(),
         proxy_get_header_map_value,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_get_header_map_pairs",
+        Hostcall::ProxyGetHeaderMapPairs.name(),
         proxy_get_header_map_pairs,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_set_header_map_pairs",
+        Hostcall::ProxySetHeaderMapPairs.name(),
         proxy_set_header_map_pairs,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_get_header_map_size",
+        Hostcall::ProxyGetHeaderMapSize.name(),
         proxy_get_header_map_size,
     )?;
     linker.func_wrap(
         "env",
-        "proxy_add_header_map_value",
+        Hostcall::ProxyAddHeaderMapValue.name(),
         |mut c: Ctx<'_>, map: i32, kp: i32, ks: i32, vp: i32, vs: i32| {
-            enter(&mut c, "proxy_add_header_map_value");
+            enter(&mut c, Hostcall::ProxyAddHeaderMapValue);
             mutate_map(&mut c, map, kp, ks, Some((vp, vs)), |m, k, v| m.add(k, v))
         },
     )?;
     linker.func_wrap(
         "env",
-        "proxy_replace_header_map_value",
+        Hostcall::ProxyReplaceHeaderMapValue.name(),
         |mut c: Ctx<'_>, map: i32, kp: i32, ks: i32, vp: i32, vs: i32| {
-            enter(&mut c, "proxy_replace_header_map_value");
+            enter(&mut c, Hostcall::ProxyReplaceHeaderMapValue);
             mutate_map(&mut c, map, kp, ks, Some((vp, vs)), |m, k, v| m.set(k, v))
         },
     )?;
     linker.func_wrap(
         "env",
-        "proxy_remove_header_map_value",
+        Hostcall::ProxyRemoveHeaderMapValue.name(),
         |mut c: Ctx<'_>, map: i32, kp: i32, ks: i32| {
-            enter(&mut c, "proxy_remove_header_map_value");
+            enter(&mut c, Hostcall::ProxyRemoveHeaderMapValue);
             mutate_map(&mut c, map, kp, ks, None, |m, k, _| m.remove(k))
         },
     )?;
-    linker.func_wrap("env", "proxy_get_buffer_status", proxy_get_buffer_status)?;
-    linker.func_wrap("env", "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
-    linker.func_wrap("env", "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;
-    linker.func_wrap("env", "proxy_http_call", proxy_http_call)?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyGetBufferStatus.name(),
+        proxy_get_buffer_status,
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyGetBufferBytes.name(),
+        proxy_get_buffer_bytes,
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxySetBufferBytes.name(),
+        proxy_set_buffer_bytes,
+    )?;
+    linker.func_wrap("env", Hostcall::ProxyHttpCall.name(), proxy_http_call)?;
     add_grpc(linker)?;
-    linker.func_wrap("env", "proxy_define_metric", proxy_define_metric)?;
-    linker.func_wrap("env", "proxy_increment_metric", proxy_increment_metric)?;
-    linker.func_wrap("env", "proxy_record_metric", proxy_record_metric)?;
-    linker.func_wrap("env", "proxy_get_metric", proxy_get_metric)?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyDefineMetric.name(),
+        proxy_define_metric,
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyIncrementMetric.name(),
+        proxy_increment_metric,
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyRecordMetric.name(),
+        proxy_record_metric,
+    )?;
+    linker.func_wrap("env", Hostcall::ProxyGetMetric.name(), proxy_get_metric)?;
     Ok(())
 }
 
 fn proxy_log(mut caller: Ctx<'_>, level: i32, ptr: i32, size: i32) -> HostResult {
-    enter(&mut caller, "proxy_log");
+    enter(&mut caller, Hostcall::ProxyLog);
     let Some(level) = LogLevel::from_code(level as u32) else {
         return ok(Status::BadArgument);
     };
-    let Some(message) = read(&caller, ptr, size) else {
+    let Some((memory, state)) = guest_mut(&mut caller) else {
         return ok(Status::InvalidMemoryAccess);
     };
-    caller.data_mut().log(level, text(&message));
+    let Some(message) = slice(memory, ptr, size) else {
+        return ok(Status::InvalidMemoryAccess);
+    };
+    state.log(level, text(message));
     ok(Status::Ok)
 }
 
 fn proxy_get_log_level(mut caller: Ctx<'_>, ptr: i32) -> HostResult {
-    enter(&mut caller, "proxy_get_log_level");
+    enter(&mut caller, Hostcall::ProxyGetLogLevel);
     let level = caller.data().settings.log_level as u32;
     if !write_u32(&mut caller, ptr, level) {
         return ok(Status::InvalidMemoryAccess);
@@ -225,7 +281,7 @@ fn proxy_get_log_level(mut caller: Ctx<'_>, ptr: i32) -> HostResult {
 }
 
 fn proxy_get_current_time(mut caller: Ctx<'_>, ptr: i32) -> HostResult {
-    enter(&mut caller, "proxy_get_current_time_nanoseconds");
+    enter(&mut caller, Hostcall::ProxyGetCurrentTimeNanoseconds);
     let now = caller.data().now_ns;
     if !write_u64(&mut caller, ptr, now) {
         return ok(Status::InvalidMemoryAccess);
@@ -234,7 +290,7 @@ fn proxy_get_current_time(mut caller: Ctx<'_>, ptr: i32) -> HostResult {
 }
 
 fn proxy_set_tick_period(mut caller: Ctx<'_>, period_ms: i32) -> HostResult {
-    enter(&mut caller, "proxy_set_tick_period_milliseconds");
+    enter(&mut caller, Hostcall::ProxySetTickPeriodMilliseconds);
     let state = caller.data_mut();
     let now = state.now_ns;
     let root = state.settings_root_context();
@@ -252,11 +308,14 @@ fn proxy_get_property(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_get_property");
-    let Some(path) = read(&caller, path_ptr, path_size) else {
+    enter(&mut caller, Hostcall::ProxyGetProperty);
+    let Some((memory, state)) = guest(&caller) else {
         return ok(Status::InvalidMemoryAccess);
     };
-    match properties::get_property(caller.data(), &path) {
+    let Some(path) = slice(memory, path_ptr, path_size) else {
+        return ok(Status::InvalidMemoryAccess);
+    };
+    match properties::get_property(state, path) {
         Ok(value) => ok(copy_out(&mut caller, &value, ptr_ptr, size_ptr)?),
         Err(status) => ok(status),
     }
@@ -269,18 +328,21 @@ fn proxy_set_property(
     value_ptr: i32,
     value_size: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_set_property");
+    enter(&mut caller, Hostcall::ProxySetProperty);
+    let Some((memory, state)) = guest_mut(&mut caller) else {
+        return ok(Status::InvalidMemoryAccess);
+    };
     let (Some(path), Some(value)) = (
-        read(&caller, path_ptr, path_size),
-        read(&caller, value_ptr, value_size),
+        slice(memory, path_ptr, path_size),
+        slice(memory, value_ptr, value_size),
     ) else {
         return ok(Status::InvalidMemoryAccess);
     };
-    ok(properties::set_property(caller.data_mut(), &path, &value))
+    ok(properties::set_property(state, path, value))
 }
 
 fn proxy_get_configuration(mut caller: Ctx<'_>, ptr_ptr: i32, size_ptr: i32) -> HostResult {
-    enter(&mut caller, "proxy_get_configuration");
+    enter(&mut caller, Hostcall::ProxyGetConfiguration);
     let state = caller.data();
     let configuration = if state.configuring {
         state.plugin_configuration.clone()
@@ -291,7 +353,7 @@ fn proxy_get_configuration(mut caller: Ctx<'_>, ptr_ptr: i32, size_ptr: i32) -> 
 }
 
 fn proxy_get_status(mut caller: Ctx<'_>, code_ptr: i32, ptr_ptr: i32, size_ptr: i32) -> HostResult {
-    enter(&mut caller, "proxy_get_status");
+    enter(&mut caller, Hostcall::ProxyGetStatus);
     let (code, message) = caller.data().status.clone();
     if !write_u32(&mut caller, code_ptr, code) {
         return ok(Status::InvalidMemoryAccess);
@@ -345,7 +407,7 @@ fn proxy_send_local_response(
     headers_size: i32,
     grpc_status: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_send_local_response");
+    enter(&mut caller, Hostcall::ProxySendLocalResponse);
     let (Some(details), Some(body), Some(headers)) = (
         read(&caller, details_ptr, details_size),
         read(&caller, body_ptr, body_size),
@@ -379,7 +441,7 @@ fn proxy_call_foreign_function(
     results_ptr: i32,
     results_size_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_call_foreign_function");
+    enter(&mut caller, Hostcall::ProxyCallForeignFunction);
     let (Some(name), Some(arguments)) = (
         read(&caller, name_ptr, name_size),
         read(&caller, args_ptr, args_size),
@@ -423,7 +485,7 @@ fn proxy_get_shared_data(
     size_ptr: i32,
     cas_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_get_shared_data");
+    enter(&mut caller, Hostcall::ProxyGetSharedData);
     let Some(key) = read(&caller, key_ptr, key_size) else {
         return ok(Status::InvalidMemoryAccess);
     };
@@ -448,7 +510,7 @@ fn proxy_set_shared_data(
     value_size: i32,
     cas: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_set_shared_data");
+    enter(&mut caller, Hostcall::ProxySetSharedData);
     let (Some(key), Some(value)) = (
         read(&caller, key_ptr, key_size),
         read(&caller, value_ptr, value_size),
@@ -468,7 +530,7 @@ fn proxy_register_shared_queue(
     name_size: i32,
     token_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_register_shared_queue");
+    enter(&mut caller, Hostcall::ProxyRegisterSharedQueue);
     let Some(name) = read(&caller, name_ptr, name_size) else {
         return ok(Status::InvalidMemoryAccess);
     };
@@ -509,7 +571,7 @@ fn proxy_resolve_shared_queue(
     name_size: i32,
     token_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_resolve_shared_queue");
+    enter(&mut caller, Hostcall::ProxyResolveSharedQueue);
     let (Some(vm_id), Some(name)) = (
         read(&caller, vm_id_ptr, vm_id_size),
         read(&caller, name_ptr, name_size),
@@ -537,7 +599,7 @@ fn proxy_dequeue_shared_queue(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_dequeue_shared_queue");
+    enter(&mut caller, Hostcall::ProxyDequeueSharedQueue);
     let index = (token as u32 as usize).wrapping_sub(1);
     let Some(queue) = caller.data_mut().queues.get_mut(index) else {
         return ok(Status::NotFound);
@@ -549,7 +611,7 @@ fn proxy_dequeue_shared_queue(
 }
 
 fn proxy_enqueue_shared_queue(mut caller: Ctx<'_>, token: i32, ptr: i32, size: i32) -> HostResult {
-    enter(&mut caller, "proxy_enqueue_shared_queue");
+    enter(&mut caller, Hostcall::ProxyEnqueueSharedQueue);
     let Some(data) = read(&caller, ptr, size) else {
         return ok(Status::InvalidMemoryAccess);
     };
@@ -569,24 +631,30 @@ fn mutate_map(
     let Some(map) = MapType::from_code(map as u32) else {
         return ok(Status::BadArgument);
     };
-    let Some(key) = read(caller, key_ptr, key_size) else {
+    let Some((memory, state)) = guest_mut(caller) else {
+        return ok(Status::InvalidMemoryAccess);
+    };
+    let Some(key) = slice(memory, key_ptr, key_size) else {
         return ok(Status::InvalidMemoryAccess);
     };
     let value = match value {
-        Some((ptr, size)) => match read(caller, ptr, size) {
+        Some((ptr, size)) => match slice(memory, ptr, size) {
             Some(value) => value,
             None => return ok(Status::InvalidMemoryAccess),
         },
-        None => Vec::new(),
+        None => &[],
     };
-    let Some(target) = caller
-        .data_mut()
+    let Some(target) = state
         .stream_mut()
         .and_then(|stream| stream.writable_map(map))
     else {
         return ok(Status::BadArgument);
     };
-    op(target, &text(&key), &text(&value));
+    op(
+        target,
+        &String::from_utf8_lossy(key),
+        &String::from_utf8_lossy(value),
+    );
     ok(Status::Ok)
 }
 
@@ -607,17 +675,21 @@ fn proxy_get_header_map_value(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_get_header_map_value");
+    enter(&mut caller, Hostcall::ProxyGetHeaderMapValue);
     let Some(map) = MapType::from_code(map as u32) else {
         return ok(Status::BadArgument);
     };
-    let Some(key) = read(&caller, key_ptr, key_size) else {
+    let Some((memory, state)) = guest(&caller) else {
         return ok(Status::InvalidMemoryAccess);
     };
-    let state = caller.data();
+    let Some(key) = slice(memory, key_ptr, key_size) else {
+        return ok(Status::InvalidMemoryAccess);
+    };
     let legacy_abi = state.settings.abi_0_1_0;
     let value = match readable_map(state, map) {
-        Some(headers) => headers.get(&text(&key)).map(str::to_string),
+        Some(headers) => headers
+            .get(&String::from_utf8_lossy(key))
+            .map(str::to_string),
         None if state.stream().is_some_and(|s| s.access_log_phase) => None,
         None => return ok(Status::BadArgument),
     };
@@ -635,23 +707,20 @@ fn proxy_get_header_map_pairs(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_get_header_map_pairs");
+    enter(&mut caller, Hostcall::ProxyGetHeaderMapPairs);
     let Some(map) = MapType::from_code(map as u32) else {
         return ok(Status::BadArgument);
     };
     // An unavailable map reads as empty here, as in Envoy.
-    let pairs = readable_map(caller.data(), map)
-        .map(HeaderMap::to_pairs)
-        .unwrap_or_default();
-    if pairs.is_empty() {
-        return ok(copy_out(&mut caller, b"", ptr_ptr, size_ptr)?);
-    }
-    let encoded = crate::abi::encode_pairs(&pairs);
+    let encoded = match readable_map(caller.data(), map) {
+        Some(headers) if !headers.is_empty() => crate::abi::encode_pairs(headers.entries()),
+        _ => Vec::new(),
+    };
     ok(copy_out(&mut caller, &encoded, ptr_ptr, size_ptr)?)
 }
 
 fn proxy_set_header_map_pairs(mut caller: Ctx<'_>, map: i32, ptr: i32, size: i32) -> HostResult {
-    enter(&mut caller, "proxy_set_header_map_pairs");
+    enter(&mut caller, Hostcall::ProxySetHeaderMapPairs);
     let Some(map) = MapType::from_code(map as u32) else {
         return ok(Status::BadArgument);
     };
@@ -671,7 +740,7 @@ fn proxy_set_header_map_pairs(mut caller: Ctx<'_>, map: i32, ptr: i32, size: i32
 }
 
 fn proxy_get_header_map_size(mut caller: Ctx<'_>, map: i32, size_ptr: i32) -> HostResult {
-    enter(&mut caller, "proxy_get_header_map_size");
+    enter(&mut caller, Hostcall::ProxyGetHeaderMapSize);
     let Some(map) = MapType::from_code(map as u32) else {
         return ok(Status::BadArgument);
     };
@@ -723,7 +792,7 @@ fn proxy_get_buffer_status(
     length_ptr: i32,
     flags_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_get_buffer_status");
+    enter(&mut caller, Hostcall::ProxyGetBufferStatus);
     let Some(kind) = BufferType::from_code(kind as u32) else {
         return ok(Status::BadArgument);
     };
@@ -746,7 +815,7 @@ fn proxy_get_buffer_bytes(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_get_buffer_bytes");
+    enter(&mut caller, Hostcall::ProxyGetBufferBytes);
     let Some(kind) = BufferType::from_code(kind as u32) else {
         return ok(Status::BadArgument);
     };
@@ -777,7 +846,7 @@ fn proxy_set_buffer_bytes(
     data_ptr: i32,
     data_size: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_set_buffer_bytes");
+    enter(&mut caller, Hostcall::ProxySetBufferBytes);
     let Some(kind) = BufferType::from_code(kind as u32) else {
         return ok(Status::BadArgument);
     };
@@ -824,7 +893,7 @@ fn proxy_http_call(
     timeout_ms: i32,
     token_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_http_call");
+    enter(&mut caller, Hostcall::ProxyHttpCall);
     let (Some(cluster), Some(headers), Some(body), Some(trailers)) = (
         read(&caller, cluster_ptr, cluster_size),
         read(&caller, headers_ptr, headers_size),
@@ -872,7 +941,7 @@ fn proxy_http_call(
 fn add_grpc(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
-        "proxy_grpc_call",
+        Hostcall::ProxyGrpcCall.name(),
         |mut c: Ctx<'_>,
          _: i32,
          _: i32,
@@ -886,34 +955,42 @@ fn add_grpc(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          _: i32,
          _: i32,
          _: i32| {
-            enter(&mut c, "proxy_grpc_call");
+            enter(&mut c, Hostcall::ProxyGrpcCall);
             ok(Status::ParseFailure)
         },
     )?;
     linker.func_wrap(
         "env",
-        "proxy_grpc_stream",
+        Hostcall::ProxyGrpcStream.name(),
         |mut c: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
-            enter(&mut c, "proxy_grpc_stream");
+            enter(&mut c, Hostcall::ProxyGrpcStream);
             ok(Status::ParseFailure)
         },
     )?;
     linker.func_wrap(
         "env",
-        "proxy_grpc_send",
+        Hostcall::ProxyGrpcSend.name(),
         |mut c: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| {
-            enter(&mut c, "proxy_grpc_send");
+            enter(&mut c, Hostcall::ProxyGrpcSend);
             ok(Status::NotFound)
         },
     )?;
-    linker.func_wrap("env", "proxy_grpc_cancel", |mut c: Ctx<'_>, _: i32| {
-        enter(&mut c, "proxy_grpc_cancel");
-        ok(Status::NotFound)
-    })?;
-    linker.func_wrap("env", "proxy_grpc_close", |mut c: Ctx<'_>, _: i32| {
-        enter(&mut c, "proxy_grpc_close");
-        ok(Status::NotFound)
-    })?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyGrpcCancel.name(),
+        |mut c: Ctx<'_>, _: i32| {
+            enter(&mut c, Hostcall::ProxyGrpcCancel);
+            ok(Status::NotFound)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        Hostcall::ProxyGrpcClose.name(),
+        |mut c: Ctx<'_>, _: i32| {
+            enter(&mut c, Hostcall::ProxyGrpcClose);
+            ok(Status::NotFound)
+        },
+    )?;
     Ok(())
 }
 
@@ -924,7 +1001,7 @@ fn proxy_define_metric(
     name_size: i32,
     id_ptr: i32,
 ) -> HostResult {
-    enter(&mut caller, "proxy_define_metric");
+    enter(&mut caller, Hostcall::ProxyDefineMetric);
     let Some(kind) = MetricType::from_code(kind as u32) else {
         return ok(Status::BadArgument);
     };
@@ -939,7 +1016,7 @@ fn proxy_define_metric(
 }
 
 fn proxy_increment_metric(mut caller: Ctx<'_>, id: i32, offset: i64) -> HostResult {
-    enter(&mut caller, "proxy_increment_metric");
+    enter(&mut caller, Hostcall::ProxyIncrementMetric);
     let id = id as u32;
     let kind = MetricStore::kind_of(id);
     let Some(metric) = caller.data_mut().metrics.get_mut(id) else {
@@ -960,7 +1037,7 @@ fn proxy_increment_metric(mut caller: Ctx<'_>, id: i32, offset: i64) -> HostResu
 }
 
 fn proxy_record_metric(mut caller: Ctx<'_>, id: i32, value: i64) -> HostResult {
-    enter(&mut caller, "proxy_record_metric");
+    enter(&mut caller, Hostcall::ProxyRecordMetric);
     let id = id as u32;
     let kind = MetricStore::kind_of(id);
     let Some(metric) = caller.data_mut().metrics.get_mut(id) else {
@@ -976,7 +1053,7 @@ fn proxy_record_metric(mut caller: Ctx<'_>, id: i32, value: i64) -> HostResult {
 }
 
 fn proxy_get_metric(mut caller: Ctx<'_>, id: i32, value_ptr: i32) -> HostResult {
-    enter(&mut caller, "proxy_get_metric");
+    enter(&mut caller, Hostcall::ProxyGetMetric);
     let id = id as u32;
     let kind = MetricStore::kind_of(id);
     if !matches!(kind, Some(MetricType::Counter | MetricType::Gauge)) {

@@ -9,10 +9,29 @@ pub(crate) type Ctx<'a> = Caller<'a, HostState>;
 
 /// Copies `len` bytes at `ptr` out of guest memory; `None` when out of bounds.
 pub(crate) fn read(caller: &Ctx<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
-    let memory = caller.data().memory?;
+    let (memory, _) = guest(caller)?;
+    slice(memory, ptr, len).map(<[u8]>::to_vec)
+}
+
+/// `len` bytes at `ptr` of `memory`, in place; `None` when out of bounds.
+pub(crate) fn slice(memory: &[u8], ptr: i32, len: i32) -> Option<&[u8]> {
     let start = ptr as u32 as usize;
     let end = start.checked_add(len as u32 as usize)?;
-    memory.data(caller).get(start..end).map(<[u8]>::to_vec)
+    memory.get(start..end)
+}
+
+/// The guest's memory beside the host state, so that a hostcall reads its arguments in place
+/// instead of copying them out; `None` before the guest's memory is known.
+pub(crate) fn guest<'a>(caller: &'a Ctx<'_>) -> Option<(&'a [u8], &'a HostState)> {
+    let memory = caller.data().memory?;
+    Some((memory.data(caller), caller.data()))
+}
+
+/// [`guest`] with the state writable.
+pub(crate) fn guest_mut<'a>(caller: &'a mut Ctx<'_>) -> Option<(&'a [u8], &'a mut HostState)> {
+    let memory = caller.data().memory?;
+    let (memory, state) = memory.data_and_store_mut(caller);
+    Some((memory, state))
 }
 
 /// Writes bytes at `ptr`; `false` when out of bounds.

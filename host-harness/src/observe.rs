@@ -2,7 +2,6 @@
 //! counts per request.
 
 use crate::abi::{LogLevel, MetricType};
-use crate::state::HostState;
 use std::collections::BTreeMap;
 
 /// One log line the guest wrote (`proxy_log`, or stdout/stderr through WASI).
@@ -78,39 +77,153 @@ impl MetricsSnapshot {
     }
 }
 
+/// Declares [`Hostcall`] and its import names in one list, so a name cannot drift from its
+/// variant.
+macro_rules! hostcalls {
+    ($($variant:ident => $name:literal,)*) => {
+        /// A hostcall the harness offers, by import; the list is in name order, the order
+        /// [`HostcallCounts::iter`] reports them in.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Hostcall {
+            $($variant,)*
+        }
+
+        impl Hostcall {
+            const NAMES: &'static [&'static str] = &[$($name,)*];
+        }
+    };
+}
+
+hostcalls! {
+    ArgsGet => "args_get",
+    ArgsSizesGet => "args_sizes_get",
+    ClockTimeGet => "clock_time_get",
+    EnvironGet => "environ_get",
+    EnvironSizesGet => "environ_sizes_get",
+    FdClose => "fd_close",
+    FdFdstatGet => "fd_fdstat_get",
+    FdPrestatDirName => "fd_prestat_dir_name",
+    FdPrestatGet => "fd_prestat_get",
+    FdRead => "fd_read",
+    FdSeek => "fd_seek",
+    FdWrite => "fd_write",
+    PathOpen => "path_open",
+    ProcExit => "proc_exit",
+    ProxyAddHeaderMapValue => "proxy_add_header_map_value",
+    ProxyCallForeignFunction => "proxy_call_foreign_function",
+    ProxyClearRouteCache => "proxy_clear_route_cache",
+    ProxyCloseStream => "proxy_close_stream",
+    ProxyContinueRequest => "proxy_continue_request",
+    ProxyContinueResponse => "proxy_continue_response",
+    ProxyContinueStream => "proxy_continue_stream",
+    ProxyDefineMetric => "proxy_define_metric",
+    ProxyDequeueSharedQueue => "proxy_dequeue_shared_queue",
+    ProxyDone => "proxy_done",
+    ProxyEnqueueSharedQueue => "proxy_enqueue_shared_queue",
+    ProxyGetBufferBytes => "proxy_get_buffer_bytes",
+    ProxyGetBufferStatus => "proxy_get_buffer_status",
+    ProxyGetConfiguration => "proxy_get_configuration",
+    ProxyGetCurrentTimeNanoseconds => "proxy_get_current_time_nanoseconds",
+    ProxyGetHeaderMapPairs => "proxy_get_header_map_pairs",
+    ProxyGetHeaderMapSize => "proxy_get_header_map_size",
+    ProxyGetHeaderMapValue => "proxy_get_header_map_value",
+    ProxyGetLogLevel => "proxy_get_log_level",
+    ProxyGetMetric => "proxy_get_metric",
+    ProxyGetProperty => "proxy_get_property",
+    ProxyGetSharedData => "proxy_get_shared_data",
+    ProxyGetStatus => "proxy_get_status",
+    ProxyGrpcCall => "proxy_grpc_call",
+    ProxyGrpcCancel => "proxy_grpc_cancel",
+    ProxyGrpcClose => "proxy_grpc_close",
+    ProxyGrpcSend => "proxy_grpc_send",
+    ProxyGrpcStream => "proxy_grpc_stream",
+    ProxyHttpCall => "proxy_http_call",
+    ProxyIncrementMetric => "proxy_increment_metric",
+    ProxyLog => "proxy_log",
+    ProxyRecordMetric => "proxy_record_metric",
+    ProxyRegisterSharedQueue => "proxy_register_shared_queue",
+    ProxyRemoveHeaderMapValue => "proxy_remove_header_map_value",
+    ProxyReplaceHeaderMapValue => "proxy_replace_header_map_value",
+    ProxyResolveSharedQueue => "proxy_resolve_shared_queue",
+    ProxySendLocalResponse => "proxy_send_local_response",
+    ProxySetBufferBytes => "proxy_set_buffer_bytes",
+    ProxySetEffectiveContext => "proxy_set_effective_context",
+    ProxySetHeaderMapPairs => "proxy_set_header_map_pairs",
+    ProxySetProperty => "proxy_set_property",
+    ProxySetSharedData => "proxy_set_shared_data",
+    ProxySetTickPeriodMilliseconds => "proxy_set_tick_period_milliseconds",
+    RandomGet => "random_get",
+}
+
+impl Hostcall {
+    /// The import's name (the same under `env` and both WASI modules).
+    pub(crate) fn name(self) -> &'static str {
+        Hostcall::NAMES[self as usize]
+    }
+}
+
 /// Hostcalls a stream made, by import name (`proxy_get_header_map_value`, `fd_write`, ...).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counted in an array indexed by hostcall: counting one is an increment.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HostcallCounts {
-    counts: BTreeMap<String, u64>,
+    counts: [u64; Hostcall::NAMES.len()],
+}
+
+impl Default for HostcallCounts {
+    fn default() -> HostcallCounts {
+        HostcallCounts {
+            counts: [0; Hostcall::NAMES.len()],
+        }
+    }
 }
 
 impl HostcallCounts {
+    pub(crate) fn count(&mut self, hostcall: Hostcall) {
+        self.counts[hostcall as usize] += 1;
+    }
+
     pub fn total(&self) -> u64 {
-        self.counts.values().sum()
+        self.counts.iter().sum()
     }
 
     pub fn get(&self, name: &str) -> u64 {
-        self.counts.get(name).copied().unwrap_or(0)
+        Hostcall::NAMES
+            .binary_search(&name)
+            .map_or(0, |index| self.counts[index])
     }
 
+    /// The hostcalls made at least once, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.counts
+        Hostcall::NAMES
             .iter()
-            .map(|(name, count)| (name.as_str(), *count))
+            .zip(self.counts)
+            .filter(|&(_, count)| count > 0)
+            .map(|(&name, count)| (name, count))
     }
 }
 
-pub(crate) fn hostcall_counts(state: &HostState, id: u32) -> HostcallCounts {
-    HostcallCounts {
-        counts: state
-            .hostcalls
-            .get(&id)
-            .map(|counts| {
-                counts
-                    .iter()
-                    .map(|(name, count)| (name.to_string(), *count))
-                    .collect()
-            })
-            .unwrap_or_default(),
+impl std::fmt::Debug for HostcallCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostcall_names_are_sorted_and_unique_so_lookups_and_listing_follow_name_order() {
+        assert!(Hostcall::NAMES.windows(2).all(|pair| pair[0] < pair[1]));
+        let mut counts = HostcallCounts::default();
+        counts.count(Hostcall::ProxyLog);
+        counts.count(Hostcall::FdWrite);
+        counts.count(Hostcall::ProxyLog);
+        assert_eq!(
+            counts.iter().collect::<Vec<_>>(),
+            [("fd_write", 1), ("proxy_log", 2)]
+        );
+        assert_eq!((counts.get("proxy_log"), counts.get("nope")), (2, 0));
+        assert_eq!(counts.total(), 3);
     }
 }

@@ -28,7 +28,7 @@ impl Value {
             Value::Int(n) => n.to_le_bytes().to_vec(),
             Value::Uint(n) => n.to_le_bytes().to_vec(),
             Value::Bool(b) => vec![u8::from(b)],
-            Value::Headers(map) => encode_pairs(&map.to_pairs()),
+            Value::Headers(map) => encode_pairs(map.entries()),
         }
     }
 }
@@ -112,7 +112,10 @@ pub(crate) fn set_property(state: &mut HostState, path: &[u8], value: &[u8]) -> 
     let Some(stream) = state.stream_mut() else {
         return Status::NotFound;
     };
-    let key = format!("{FILTER_STATE_PREFIX}{}", String::from_utf8_lossy(path));
+    let name = String::from_utf8_lossy(path);
+    let mut key = String::with_capacity(FILTER_STATE_PREFIX.len() + name.len());
+    key.push_str(FILTER_STATE_PREFIX);
+    key.push_str(&name);
     stream.filter_state.insert(key, value.to_vec());
     Status::Ok
 }

@@ -6,7 +6,7 @@ use crate::abi::{LogLevel, MapType, MetricType, Status};
 use crate::connection::Connection;
 use crate::exchange::{DispatchedHttpCall, HttpCallResponse, LocalResponse, Route};
 use crate::headers::HeaderMap;
-use crate::observe::{LogRecord, Metric};
+use crate::observe::{Hostcall, HostcallCounts, LogRecord, Metric};
 use crate::settings::PluginSettings;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -41,7 +41,6 @@ pub(crate) struct HostState {
     pub streams: HashMap<u32, StreamState>,
     pub pending_done: Vec<u32>,
     pub done_called: Vec<u32>,
-    pub hostcalls: HashMap<u32, BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Default)]
@@ -92,6 +91,7 @@ pub(crate) struct StreamState {
     pub filter_state: BTreeMap<String, Vec<u8>>,
     pub response_code: Option<u32>,
     pub response_code_details: Option<String>,
+    pub hostcalls: HostcallCounts,
 }
 
 impl StreamState {
@@ -125,6 +125,7 @@ impl StreamState {
             filter_state: BTreeMap::new(),
             response_code: None,
             response_code_details: None,
+            hostcalls: HostcallCounts::default(),
         }
     }
 
@@ -258,7 +259,6 @@ impl HostState {
             streams: HashMap::new(),
             pending_done: Vec::new(),
             done_called: Vec::new(),
-            hostcalls: HashMap::new(),
         }
     }
 
@@ -281,15 +281,13 @@ impl HostState {
         self.roots.contains_key(&id) || self.streams.contains_key(&id)
     }
 
-    /// Counts a hostcall for the context it acts on, so calls a stream's code makes from the
-    /// root context's callbacks (after `proxy_set_effective_context`) count for that stream.
-    pub fn count_hostcall(&mut self, name: &'static str) {
-        *self
-            .hostcalls
-            .entry(self.context())
-            .or_default()
-            .entry(name)
-            .or_default() += 1;
+    /// Counts a hostcall for the stream it acts on, so calls a stream's code makes from the root
+    /// context's callbacks (after `proxy_set_effective_context`) count for that stream. Only
+    /// streams report counts: calls from root contexts are not kept.
+    pub fn count_hostcall(&mut self, hostcall: Hostcall) {
+        if let Some(stream) = self.stream_mut() {
+            stream.hostcalls.count(hostcall);
+        }
     }
 
     pub fn log(&mut self, level: LogLevel, message: String) {

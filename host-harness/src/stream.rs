@@ -10,7 +10,7 @@ use crate::exchange::{
     UpstreamResponse,
 };
 use crate::headers::HeaderMap;
-use crate::observe::{hostcall_counts, HostcallCounts};
+use crate::observe::HostcallCounts;
 use crate::plugin::Plugin;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -112,7 +112,13 @@ impl<'p> Stream<'p> {
 
     /// Hostcalls this stream's context has made so far.
     pub fn hostcalls(&self) -> HostcallCounts {
-        hostcall_counts(self.plugin.store.data(), self.id)
+        self.plugin
+            .store
+            .data()
+            .streams
+            .get(&self.id)
+            .map(|stream| stream.hostcalls.clone())
+            .unwrap_or_default()
     }
 
     /// Filter state set so far, under Envoy's keys (`wasm.<name>`).
@@ -186,12 +192,10 @@ impl<'p> Stream<'p> {
         self.plugin.call(Callback::Done, &[id])?;
         self.plugin.call(Callback::Delete, &[id])?;
         let state = self.plugin.store.data_mut();
-        let hostcalls = hostcall_counts(state, id);
-        state.hostcalls.remove(&id);
-        let filter_state = state
+        let (filter_state, hostcalls) = state
             .streams
             .remove(&id)
-            .map(|stream| stream.filter_state)
+            .map(|stream| (stream.filter_state, stream.hostcalls))
             .unwrap_or_default();
         let logs = state
             .logs
@@ -202,8 +206,8 @@ impl<'p> Stream<'p> {
             .cloned()
             .collect();
         Ok(Exchange {
-            request: self.outcome.clone(),
-            response: self.response.clone(),
+            request: std::mem::replace(&mut self.outcome, RequestOutcome::Paused),
+            response: self.response.take(),
             filter_state,
             hostcalls,
             logs,

@@ -4,6 +4,7 @@
 
 use crate::abi::LogLevel;
 use crate::memory::{read, write, write_u32, write_u64, Ctx};
+use crate::observe::Hostcall;
 use crate::state::HostState;
 use wasmtime::Linker;
 
@@ -14,54 +15,58 @@ const ENOSYS: i32 = 52;
 const ENOTSUP: i32 = 58;
 const ENOTCAPABLE: i32 = 76;
 
-fn enter(caller: &mut Ctx<'_>, name: &'static str) {
-    caller.data_mut().count_hostcall(name);
+fn enter(caller: &mut Ctx<'_>, hostcall: Hostcall) {
+    caller.data_mut().count_hostcall(hostcall);
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     // cpp-host serves both the current and the pre-snapshot module name.
     for module in ["wasi_snapshot_preview1", "wasi_unstable"] {
-        linker.func_wrap(module, "fd_write", fd_write)?;
+        linker.func_wrap(module, Hostcall::FdWrite.name(), fd_write)?;
         linker.func_wrap(
             module,
-            "fd_read",
+            Hostcall::FdRead.name(),
             |mut c: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| {
-                enter(&mut c, "fd_read");
+                enter(&mut c, Hostcall::FdRead);
                 Ok(ENOSYS)
             },
         )?;
         linker.func_wrap(
             module,
-            "fd_seek",
+            Hostcall::FdSeek.name(),
             |mut c: Ctx<'_>, _: i32, _: i64, _: i32, _: i32| {
-                enter(&mut c, "fd_seek");
+                enter(&mut c, Hostcall::FdSeek);
                 Ok(SUCCESS)
             },
         )?;
-        linker.func_wrap(module, "fd_close", |mut c: Ctx<'_>, _: i32| {
-            enter(&mut c, "fd_close");
-            Ok(SUCCESS)
-        })?;
-        linker.func_wrap(module, "fd_fdstat_get", fd_fdstat_get)?;
         linker.func_wrap(
             module,
-            "fd_prestat_get",
+            Hostcall::FdClose.name(),
+            |mut c: Ctx<'_>, _: i32| {
+                enter(&mut c, Hostcall::FdClose);
+                Ok(SUCCESS)
+            },
+        )?;
+        linker.func_wrap(module, Hostcall::FdFdstatGet.name(), fd_fdstat_get)?;
+        linker.func_wrap(
+            module,
+            Hostcall::FdPrestatGet.name(),
             |mut c: Ctx<'_>, _: i32, _: i32| {
-                enter(&mut c, "fd_prestat_get");
+                enter(&mut c, Hostcall::FdPrestatGet);
                 Ok(EBADF)
             },
         )?;
         linker.func_wrap(
             module,
-            "fd_prestat_dir_name",
+            Hostcall::FdPrestatDirName.name(),
             |mut c: Ctx<'_>, _: i32, _: i32, _: i32| {
-                enter(&mut c, "fd_prestat_dir_name");
+                enter(&mut c, Hostcall::FdPrestatDirName);
                 Ok(ENOSYS)
             },
         )?;
         linker.func_wrap(
             module,
-            "path_open",
+            Hostcall::PathOpen.name(),
             |mut c: Ctx<'_>,
              _: i32,
              _: i32,
@@ -72,34 +77,38 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
              _: i64,
              _: i32,
              _: i32| {
-                enter(&mut c, "path_open");
+                enter(&mut c, Hostcall::PathOpen);
                 Ok(ENOTCAPABLE)
             },
         )?;
-        linker.func_wrap(module, "environ_get", environ_get)?;
-        linker.func_wrap(module, "environ_sizes_get", environ_sizes_get)?;
-        linker.func_wrap(module, "args_get", |mut c: Ctx<'_>, _: i32, _: i32| {
-            enter(&mut c, "args_get");
-            Ok(SUCCESS)
-        })?;
+        linker.func_wrap(module, Hostcall::EnvironGet.name(), environ_get)?;
+        linker.func_wrap(module, Hostcall::EnvironSizesGet.name(), environ_sizes_get)?;
         linker.func_wrap(
             module,
-            "args_sizes_get",
+            Hostcall::ArgsGet.name(),
+            |mut c: Ctx<'_>, _: i32, _: i32| {
+                enter(&mut c, Hostcall::ArgsGet);
+                Ok(SUCCESS)
+            },
+        )?;
+        linker.func_wrap(
+            module,
+            Hostcall::ArgsSizesGet.name(),
             |mut c: Ctx<'_>, count: i32, size: i32| {
-                enter(&mut c, "args_sizes_get");
+                enter(&mut c, Hostcall::ArgsSizesGet);
                 if !write_u32(&mut c, count, 0) || !write_u32(&mut c, size, 0) {
                     return Ok(EFAULT);
                 }
                 Ok(SUCCESS)
             },
         )?;
-        linker.func_wrap(module, "clock_time_get", clock_time_get)?;
-        linker.func_wrap(module, "random_get", random_get)?;
+        linker.func_wrap(module, Hostcall::ClockTimeGet.name(), clock_time_get)?;
+        linker.func_wrap(module, Hostcall::RandomGet.name(), random_get)?;
         linker.func_wrap(
             module,
-            "proc_exit",
+            Hostcall::ProcExit.name(),
             |mut c: Ctx<'_>, code: i32| -> wasmtime::Result<()> {
-                enter(&mut c, "proc_exit");
+                enter(&mut c, Hostcall::ProcExit);
                 Err(wasmtime::Error::msg(format!(
                     "guest called proc_exit({code})"
                 )))
@@ -116,7 +125,7 @@ fn fd_write(
     iovs_len: i32,
     written_ptr: i32,
 ) -> wasmtime::Result<i32> {
-    enter(&mut caller, "fd_write");
+    enter(&mut caller, Hostcall::FdWrite);
     let level = match fd {
         1 => LogLevel::Info,
         2 => LogLevel::Error,
@@ -152,7 +161,7 @@ fn fd_write(
 }
 
 fn fd_fdstat_get(mut caller: Ctx<'_>, fd: i32, stat_ptr: i32) -> wasmtime::Result<i32> {
-    enter(&mut caller, "fd_fdstat_get");
+    enter(&mut caller, Hostcall::FdFdstatGet);
     if fd != 1 && fd != 2 {
         return Ok(EBADF);
     }
@@ -175,7 +184,7 @@ fn environment(state: &HostState) -> Vec<Vec<u8>> {
 }
 
 fn environ_get(mut caller: Ctx<'_>, array_ptr: i32, buf_ptr: i32) -> wasmtime::Result<i32> {
-    enter(&mut caller, "environ_get");
+    enter(&mut caller, Hostcall::EnvironGet);
     let mut slot = array_ptr;
     let mut at = buf_ptr;
     for entry in environment(caller.data()) {
@@ -189,7 +198,7 @@ fn environ_get(mut caller: Ctx<'_>, array_ptr: i32, buf_ptr: i32) -> wasmtime::R
 }
 
 fn environ_sizes_get(mut caller: Ctx<'_>, count_ptr: i32, size_ptr: i32) -> wasmtime::Result<i32> {
-    enter(&mut caller, "environ_sizes_get");
+    enter(&mut caller, Hostcall::EnvironSizesGet);
     let entries = environment(caller.data());
     let size: usize = entries.iter().map(Vec::len).sum();
     if !write_u32(&mut caller, count_ptr, entries.len() as u32)
@@ -206,7 +215,7 @@ fn clock_time_get(
     _precision: i64,
     time_ptr: i32,
 ) -> wasmtime::Result<i32> {
-    enter(&mut caller, "clock_time_get");
+    enter(&mut caller, Hostcall::ClockTimeGet);
     // Realtime and monotonic both read the test's clock, so time moves only when the test says.
     if clock != 0 && clock != 1 {
         return Ok(ENOTSUP);
@@ -219,7 +228,7 @@ fn clock_time_get(
 }
 
 fn random_get(mut caller: Ctx<'_>, buf_ptr: i32, len: i32) -> wasmtime::Result<i32> {
-    enter(&mut caller, "random_get");
+    enter(&mut caller, Hostcall::RandomGet);
     let mut bytes = Vec::with_capacity(len.max(0) as usize);
     while bytes.len() < len.max(0) as usize {
         bytes.extend_from_slice(&caller.data_mut().next_random().to_le_bytes());
