@@ -278,29 +278,28 @@ impl HttpConnectionManager {
             headers.retain(|name| !name.contains('_'));
         }
         if let Some(path) = headers.get(":path") {
-            let path = self.request_path(path);
-            headers.set(":path", &path);
+            let normalized = self.request_path(path);
+            // Setting also keeps only the first of repeated `:path` values.
+            if normalized != path || headers.has_repeated_names() {
+                headers.set(":path", &normalized);
+            }
         }
-        for inline in INLINE_REQUEST_HEADERS {
-            if headers.get_all(inline).len() > 1 {
-                if let Some(merged) = headers.get_joined(inline) {
-                    headers.set(inline, &merged);
+        if headers.has_repeated_names() {
+            for inline in INLINE_REQUEST_HEADERS {
+                if headers.get_all(inline).len() > 1 {
+                    if let Some(merged) = headers.get_joined(inline) {
+                        headers.set(inline, &merged);
+                    }
                 }
             }
         }
         let is_tls = connection.tls.is_some();
         let edge_request = self.use_remote_address;
-        let mut removed: Vec<&str> = HOP_BY_HOP
-            .iter()
-            .chain(&EXTERNAL_CONTROL)
-            .copied()
-            .collect();
-        if edge_request {
-            removed.extend(EDGE_ONLY);
-        }
-        for header in removed {
-            headers.remove(header);
-        }
+        headers.retain(|name| {
+            !(HOP_BY_HOP.contains(&name)
+                || EXTERNAL_CONTROL.contains(&name)
+                || (edge_request && EDGE_ONLY.contains(&name)))
+        });
         let mut remote = connection.source;
         if self.use_remote_address {
             if self.xff_num_trusted_hops > 0 {

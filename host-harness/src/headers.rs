@@ -2,12 +2,16 @@
 //! lookups ignore case, and repeated keys keep every value in arrival order.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Headers (or trailers) in arrival order. Keys are stored lowercased, as Envoy's
 /// `LowerCaseString` does; values are kept byte for byte.
+///
+/// Clones share the entries until one of them changes (copy on write): the upstream request, the
+/// stream's maps and the client's response hold the same headers without copying every string.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct HeaderMap {
-    entries: Vec<(String, String)>,
+    entries: Arc<Vec<(String, String)>>,
 }
 
 impl HeaderMap {
@@ -54,8 +58,7 @@ impl HeaderMap {
 
     /// Appends a value, keeping existing ones (`proxy_add_header_map_value`).
     pub fn add(&mut self, key: &str, value: &str) {
-        self.entries
-            .push((key.to_ascii_lowercase(), value.to_string()));
+        Arc::make_mut(&mut self.entries).push((key.to_ascii_lowercase(), value.to_string()));
     }
 
     /// Replaces every value of `key` with one value in the place of the first
@@ -67,9 +70,10 @@ impl HeaderMap {
             .position(|(k, _)| k.eq_ignore_ascii_case(key))
         {
             Some(first) => {
-                self.entries[first].1 = value.to_string();
+                let entries = Arc::make_mut(&mut self.entries);
+                entries[first].1 = value.to_string();
                 let mut index = 0;
-                self.entries.retain(|(k, _)| {
+                entries.retain(|(k, _)| {
                     let keep = index <= first || !k.eq_ignore_ascii_case(key);
                     index += 1;
                     keep
@@ -81,12 +85,22 @@ impl HeaderMap {
 
     /// Removes every value of `key`.
     pub fn remove(&mut self, key: &str) {
-        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        if self.contains(key) {
+            Arc::make_mut(&mut self.entries).retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        }
     }
 
     /// Keeps only the entries whose name passes `keep`.
     pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.entries.retain(|(k, _)| keep(k));
+        if !self.entries.iter().all(|(k, _)| keep(k)) {
+            Arc::make_mut(&mut self.entries).retain(|(k, _)| keep(k));
+        }
+    }
+
+    /// Whether some name arrives more than once.
+    pub(crate) fn has_repeated_names(&self) -> bool {
+        let entries = &self.entries;
+        (1..entries.len()).any(|at| entries[..at].iter().any(|(k, _)| *k == entries[at].0))
     }
 
     /// Number of entries, counting each repeated value (what the guest receives as the header
@@ -115,7 +129,7 @@ impl HeaderMap {
 
     /// The entries as owned pairs, in order.
     pub fn to_pairs(&self) -> Vec<(String, String)> {
-        self.entries.clone()
+        self.entries.to_vec()
     }
 }
 

@@ -159,7 +159,7 @@ fn request_attribute(state: &HostState, stream: &StreamState, key: &str) -> Opti
         }
         "headers" => Some(Value::Headers(headers.clone())),
         "time" => Some(Value::Int(stream.start_ns as i64)),
-        "protocol" => Some(Value::text(stream.protocol.clone())),
+        "protocol" => Some(Value::text(stream.protocol)),
         "size" => match headers.get("content-length") {
             Some(length) => length.parse::<i64>().ok().map(Value::Int),
             None => Some(Value::Int(stream.request_body_bytes as i64)),

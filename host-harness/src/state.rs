@@ -9,12 +9,39 @@ use crate::headers::HeaderMap;
 use crate::observe::{Hostcall, HostcallCounts, LogRecord, Metric};
 use crate::settings::PluginSettings;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wasmtime::{Memory, TypedFunc};
 
 /// A test-registered foreign function: arguments in, result bytes or a status out.
 pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
+
+/// A map keyed by the ids the host hands out itself (context and metric ids): SipHash's defence
+/// against chosen keys buys nothing there and costs more than the lookup, several per hostcall.
+pub(crate) type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of a u32 id, folded so that both the low bits (the bucket) and the high
+/// bits (the tag) vary between ids.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u32(u32::from(byte) ^ (self.0 as u32).rotate_left(8));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        let product = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = product ^ (product >> 32);
+    }
+}
 
 pub(crate) struct HostState {
     pub settings: Arc<PluginSettings>,
@@ -37,8 +64,8 @@ pub(crate) struct HostState {
     pub effective_context: Option<u32>,
     pub configuring: bool,
     pub call_data: Vec<u8>,
-    pub roots: HashMap<u32, RootContext>,
-    pub streams: HashMap<u32, StreamState>,
+    pub roots: IdMap<RootContext>,
+    pub streams: IdMap<StreamState>,
     pub pending_done: Vec<u32>,
     pub done_called: Vec<u32>,
 }
@@ -73,7 +100,7 @@ pub(crate) struct StreamState {
     pub source_address: SocketAddr,
     pub route: Route,
     pub start_ns: u64,
-    pub protocol: String,
+    pub protocol: &'static str,
     pub request_headers: HeaderMap,
     pub request_body: Vec<u8>,
     pub request_trailers: Option<HeaderMap>,
@@ -107,7 +134,7 @@ impl StreamState {
             source_address,
             route,
             start_ns,
-            protocol: "HTTP/1.1".to_string(),
+            protocol: "HTTP/1.1",
             request_headers,
             request_body: Vec::new(),
             request_trailers: None,
@@ -193,7 +220,7 @@ impl StreamState {
 /// step by 4; defining a name twice yields a new id for the same stat.
 #[derive(Default)]
 pub(crate) struct MetricStore {
-    pub ids: HashMap<u32, usize>,
+    pub ids: IdMap<usize>,
     pub metrics: Vec<Metric>,
     pub by_name: HashMap<(String, MetricType), usize>,
     pub next_id: [u32; 3],
@@ -255,8 +282,8 @@ impl HostState {
             effective_context: None,
             configuring: false,
             call_data: Vec::new(),
-            roots: HashMap::new(),
-            streams: HashMap::new(),
+            roots: IdMap::default(),
+            streams: IdMap::default(),
             pending_done: Vec::new(),
             done_called: Vec::new(),
         }
@@ -321,13 +348,22 @@ impl HostState {
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         let hex = crate::tls::hex(&bytes);
-        format!(
-            "{}-{}-{}-{}-{}",
+        let mut id = String::with_capacity(36);
+        for (index, part) in [
             &hex[0..8],
             &hex[8..12],
             &hex[12..16],
             &hex[16..20],
-            &hex[20..32]
-        )
+            &hex[20..32],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if index > 0 {
+                id.push('-');
+            }
+            id.push_str(part);
+        }
+        id
     }
 }
