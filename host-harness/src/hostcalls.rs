@@ -5,7 +5,9 @@
 use crate::abi::{decode_pairs, BufferType, LogLevel, MapType, MetricType, Status, StreamType};
 use crate::exchange::{DispatchedHttpCall, LocalResponse};
 use crate::headers::HeaderMap;
-use crate::memory::{allocate, copy_out, guest, guest_mut, read, slice, write_u32, write_u64, Ctx};
+use crate::memory::{
+    allocate, copy_out, guest, guest_mut, read, slice, utf8_lossy, write_u32, write_u64, Ctx,
+};
 use crate::observe::Hostcall;
 use crate::properties;
 use crate::state::{HostState, MetricStore, SharedQueue};
@@ -22,7 +24,7 @@ fn enter(caller: &mut Ctx<'_>, hostcall: Hostcall) {
 }
 
 fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    utf8_lossy(bytes).into_owned()
 }
 
 fn pairs_to_map(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> HeaderMap {
@@ -650,11 +652,7 @@ fn mutate_map(
     else {
         return ok(Status::BadArgument);
     };
-    op(
-        target,
-        &String::from_utf8_lossy(key),
-        &String::from_utf8_lossy(value),
-    );
+    op(target, &utf8_lossy(key), &utf8_lossy(value));
     ok(Status::Ok)
 }
 
@@ -687,9 +685,7 @@ fn proxy_get_header_map_value(
     };
     let legacy_abi = state.settings.abi_0_1_0;
     let value = match readable_map(state, map) {
-        Some(headers) => headers
-            .get(&String::from_utf8_lossy(key))
-            .map(str::to_string),
+        Some(headers) => headers.get(&utf8_lossy(key)).map(str::to_string),
         None if state.stream().is_some_and(|s| s.access_log_phase) => None,
         None => return ok(Status::BadArgument),
     };

@@ -3,6 +3,7 @@
 
 use crate::abi::Status;
 use crate::state::HostState;
+use std::borrow::Cow;
 use wasmtime::Caller;
 
 pub(crate) type Ctx<'a> = Caller<'a, HostState>;
@@ -32,6 +33,15 @@ pub(crate) fn guest_mut<'a>(caller: &'a mut Ctx<'_>) -> Option<(&'a [u8], &'a mu
     let memory = caller.data().memory?;
     let (memory, state) = memory.data_and_store_mut(caller);
     Some((memory, state))
+}
+
+/// Guest bytes as text, as `String::from_utf8_lossy` reads them, but borrowed through the faster
+/// UTF-8 check when they are valid (the usual case: header names, property paths, log lines).
+pub(crate) fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// Writes bytes at `ptr`; `false` when out of bounds.

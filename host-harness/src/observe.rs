@@ -166,7 +166,7 @@ impl Hostcall {
 /// Counted in an array indexed by hostcall: counting one is an increment.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HostcallCounts {
-    counts: [u64; Hostcall::NAMES.len()],
+    counts: [u32; Hostcall::NAMES.len()],
 }
 
 impl Default for HostcallCounts {
@@ -179,17 +179,18 @@ impl Default for HostcallCounts {
 
 impl HostcallCounts {
     pub(crate) fn count(&mut self, hostcall: Hostcall) {
-        self.counts[hostcall as usize] += 1;
+        let count = &mut self.counts[hostcall as usize];
+        *count = count.saturating_add(1);
     }
 
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.iter().map(|&count| u64::from(count)).sum()
     }
 
     pub fn get(&self, name: &str) -> u64 {
         Hostcall::NAMES
             .binary_search(&name)
-            .map_or(0, |index| self.counts[index])
+            .map_or(0, |index| u64::from(self.counts[index]))
     }
 
     /// The hostcalls made at least once, in name order.
@@ -198,7 +199,7 @@ impl HostcallCounts {
             .iter()
             .zip(self.counts)
             .filter(|&(_, count)| count > 0)
-            .map(|(&name, count)| (name, count))
+            .map(|(&name, count)| (name, u64::from(count)))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::abi::{encode_pairs, Status};
 use crate::headers::HeaderMap;
+use crate::memory::utf8_lossy;
 use crate::state::{HostState, StreamState};
 
 /// An attribute value before serialisation.
@@ -38,7 +39,7 @@ pub(crate) const FILTER_STATE_PREFIX: &str = "wasm.";
 
 /// Resolves a property path (segments joined by NUL, trailing NUL allowed).
 pub(crate) fn get_property(state: &HostState, path: &[u8]) -> Result<Vec<u8>, Status> {
-    let text = String::from_utf8_lossy(path);
+    let text = utf8_lossy(path);
     let mut segments: Vec<&str> = text.split('\0').collect();
     if segments.last() == Some(&"") {
         segments.pop();
@@ -112,7 +113,7 @@ pub(crate) fn set_property(state: &mut HostState, path: &[u8], value: &[u8]) -> 
     let Some(stream) = state.stream_mut() else {
         return Status::NotFound;
     };
-    let name = String::from_utf8_lossy(path);
+    let name = utf8_lossy(path);
     let mut key = String::with_capacity(FILTER_STATE_PREFIX.len() + name.len());
     key.push_str(FILTER_STATE_PREFIX);
     key.push_str(&name);

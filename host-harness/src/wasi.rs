@@ -3,7 +3,7 @@
 //! deterministic randomness. `proc_exit` traps with the exit code.
 
 use crate::abi::LogLevel;
-use crate::memory::{read, write, write_u32, write_u64, Ctx};
+use crate::memory::{read, utf8_lossy, write, write_u32, write_u64, Ctx};
 use crate::observe::Hostcall;
 use crate::state::HostState;
 use wasmtime::Linker;
@@ -152,7 +152,7 @@ fn fd_write(
     if written > 0 {
         caller
             .data_mut()
-            .log(level, String::from_utf8_lossy(&message).into_owned());
+            .log(level, utf8_lossy(&message).into_owned());
     }
     if !write_u32(&mut caller, written_ptr, written as u32) {
         return Ok(EFAULT);
