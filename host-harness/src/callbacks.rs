@@ -28,25 +28,8 @@ pub(crate) enum Callback {
 }
 
 impl Callback {
-    const ALL: [Callback; 17] = [
-        Callback::Initialize,
-        Callback::Start,
-        Callback::ContextCreate,
-        Callback::VmStart,
-        Callback::Configure,
-        Callback::Tick,
-        Callback::HttpCallResponse,
-        Callback::QueueReady,
-        Callback::RequestHeaders,
-        Callback::RequestBody,
-        Callback::RequestTrailers,
-        Callback::ResponseHeaders,
-        Callback::ResponseBody,
-        Callback::ResponseTrailers,
-        Callback::Log,
-        Callback::Done,
-        Callback::Delete,
-    ];
+    /// How many there are (`Delete` is the last).
+    const COUNT: usize = Callback::Delete as usize + 1;
 
     /// The export's name.
     pub(crate) fn name(self) -> &'static str {
@@ -75,7 +58,7 @@ impl Callback {
 /// One exported callback with the signature it was found with. The ABI's usual shapes (i32
 /// arguments, no result or an i32 one) get a typed call; any other shape (an older ABI's, or a
 /// wrong one) goes through a dynamic call, which reports a mismatch as a trap.
-enum Export {
+pub(crate) enum Export {
     NoArgs(TypedFunc<(), ()>),
     One(TypedFunc<i32, ()>),
     OneStatus(TypedFunc<i32, i32>),
@@ -87,29 +70,29 @@ enum Export {
 
 impl Export {
     fn new(store: &Store<HostState>, func: Func) -> Export {
-        if let Ok(typed) = func.typed(store) {
-            return Export::NoArgs(typed);
-        }
-        if let Ok(typed) = func.typed(store) {
-            return Export::One(typed);
-        }
-        if let Ok(typed) = func.typed(store) {
-            return Export::OneStatus(typed);
-        }
-        if let Ok(typed) = func.typed(store) {
-            return Export::Two(typed);
-        }
-        if let Ok(typed) = func.typed(store) {
-            return Export::TwoStatus(typed);
-        }
-        if let Ok(typed) = func.typed(store) {
-            return Export::ThreeStatus(typed);
-        }
-        Export::Other(func, func.ty(store))
+        let ty = func.ty(store);
+        let all_i32 = ty
+            .params()
+            .chain(ty.results())
+            .all(|kind| matches!(kind, ValType::I32));
+        let typed = match (all_i32, ty.params().len(), ty.results().len()) {
+            (true, 0, 0) => func.typed(store).ok().map(Export::NoArgs),
+            (true, 1, 0) => func.typed(store).ok().map(Export::One),
+            (true, 1, 1) => func.typed(store).ok().map(Export::OneStatus),
+            (true, 2, 0) => func.typed(store).ok().map(Export::Two),
+            (true, 2, 1) => func.typed(store).ok().map(Export::TwoStatus),
+            (true, 3, 1) => func.typed(store).ok().map(Export::ThreeStatus),
+            _ => None,
+        };
+        typed.unwrap_or(Export::Other(func, ty))
     }
 
     /// Calls with `args`, missing ones passed as 0; returns the first result.
-    fn call(&self, store: &mut Store<HostState>, args: &[u32]) -> wasmtime::Result<Option<u32>> {
+    pub(crate) fn call(
+        &self,
+        store: &mut Store<HostState>,
+        args: &[u32],
+    ) -> wasmtime::Result<Option<u32>> {
         let arg = |index: usize| args.get(index).copied().unwrap_or(0) as i32;
         let status = |result: i32| Some(result as u32);
         match self {
@@ -140,38 +123,35 @@ impl Export {
     }
 }
 
-/// Every callback the instance exports, resolved once.
+/// The instance's callbacks, each looked up on its first call (instantiating stays cheap for
+/// guests and tests that never reach most of them).
 pub(crate) struct Callbacks {
-    exports: Vec<Option<Export>>,
+    instance: Instance,
+    /// Per callback: `None` until looked up, then whether the guest exports it.
+    exports: [Option<Option<Export>>; Callback::COUNT],
 }
 
 impl Callbacks {
-    pub(crate) fn resolve(instance: &Instance, store: &mut Store<HostState>) -> Callbacks {
-        let exports = Callback::ALL
-            .iter()
-            .map(|callback| {
-                let func = instance.get_func(&mut *store, callback.name())?;
-                Some(Export::new(store, func))
-            })
-            .collect();
-        Callbacks { exports }
-    }
-
-    /// Calls `callback` with `args` (missing ones passed as 0); `Ok(None)` when the guest does
-    /// not export it, as cpp-host skips absent callbacks, or when it returns nothing.
-    pub(crate) fn call(
-        &self,
-        store: &mut Store<HostState>,
-        callback: Callback,
-        args: &[u32],
-    ) -> wasmtime::Result<Option<u32>> {
-        match &self.exports[callback as usize] {
-            Some(export) => export.call(store, args),
-            None => Ok(None),
+    pub(crate) fn new(instance: Instance) -> Callbacks {
+        Callbacks {
+            instance,
+            exports: Default::default(),
         }
     }
 
-    pub(crate) fn exports(&self, callback: Callback) -> bool {
-        self.exports[callback as usize].is_some()
+    /// The export behind `callback`; `None` when the guest does not export it, as cpp-host
+    /// skips absent callbacks.
+    pub(crate) fn get(
+        &mut self,
+        store: &mut Store<HostState>,
+        callback: Callback,
+    ) -> Option<&Export> {
+        let instance = self.instance;
+        self.exports[callback as usize]
+            .get_or_insert_with(|| {
+                let func = instance.get_func(&mut *store, callback.name())?;
+                Some(Export::new(store, func))
+            })
+            .as_ref()
     }
 }

@@ -112,7 +112,7 @@ impl Plugin {
             .data_mut()
             .roots
             .insert(ROOT_CONTEXT_ID, Default::default());
-        let callbacks = Callbacks::resolve(&instance, &mut store);
+        let callbacks = Callbacks::new(instance);
         let mut plugin = Plugin {
             store,
             callbacks,
@@ -447,9 +447,9 @@ impl Plugin {
                 first_failure: failure.clone(),
             });
         }
-        if !self.callbacks.exports(callback) {
+        let Some(export) = self.callbacks.get(&mut self.store, callback) else {
             return Ok(None);
-        }
+        };
         let ticks = epoch_ticks(self.store.data().settings.call_timeout);
         self.store.set_epoch_deadline(ticks);
         let state = self.store.data_mut();
@@ -457,7 +457,7 @@ impl Plugin {
         state.current_context = args.first().copied().unwrap_or(0);
         state.effective_context = None;
         state.panic_message = None;
-        let outcome = self.callbacks.call(&mut self.store, callback, args);
+        let outcome = export.call(&mut self.store, args);
         let state = self.store.data_mut();
         state.current_context = previous_context;
         state.effective_context = None;
