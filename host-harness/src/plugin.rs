@@ -393,7 +393,8 @@ impl Plugin {
         }
         let id = self.next_context_id;
         self.next_context_id += 1;
-        let connection = Arc::new(connection.clone());
+        // Clones share the TLS session: opening a stream copies no certificate.
+        let connection = connection.clone();
         let mut headers = request.headers;
         let state = self.store.data_mut();
         let first_log = state.logs.len();

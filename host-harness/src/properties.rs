@@ -178,7 +178,7 @@ fn request_attribute(state: &HostState, stream: &StreamState, key: &str) -> Opti
 fn response_attribute(stream: &StreamState, key: &str) -> Option<Value> {
     match key {
         "code" => stream.response_code.map(|code| Value::Int(i64::from(code))),
-        "code_details" => stream.response_code_details.clone().map(Value::text),
+        "code_details" => stream.response_code_details.as_deref().map(Value::text),
         "headers" => Some(Value::Headers(
             stream.response_headers.clone().unwrap_or_default(),
         )),
@@ -280,7 +280,7 @@ mod tests {
             ("x-multi", "2"),
         ]);
         let source = connection.source;
-        let stream = StreamState::new(Arc::new(connection), source, route, 42, headers);
+        let stream = StreamState::new(connection, source, route, 42, headers);
         state.streams.insert(STREAM, stream);
         state.current_context = STREAM;
         state

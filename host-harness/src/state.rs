@@ -8,6 +8,7 @@ use crate::exchange::{DispatchedHttpCall, HttpCallResponse, LocalResponse, Route
 use crate::headers::HeaderMap;
 use crate::observe::{Hostcall, HostcallCounts, LogRecord, Metric};
 use crate::settings::PluginSettings;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
@@ -96,7 +97,7 @@ pub(crate) struct Live {
 }
 
 pub(crate) struct StreamState {
-    pub connection: Arc<Connection>,
+    pub connection: Connection,
     pub source_address: SocketAddr,
     pub route: Route,
     pub start_ns: u64,
@@ -117,13 +118,13 @@ pub(crate) struct StreamState {
     pub closed: bool,
     pub filter_state: BTreeMap<String, Vec<u8>>,
     pub response_code: Option<u32>,
-    pub response_code_details: Option<String>,
+    pub response_code_details: Option<Cow<'static, str>>,
     pub hostcalls: HostcallCounts,
 }
 
 impl StreamState {
     pub fn new(
-        connection: Arc<Connection>,
+        connection: Connection,
         source_address: SocketAddr,
         route: Route,
         start_ns: u64,
@@ -347,14 +348,13 @@ impl HostState {
         bytes[8..].copy_from_slice(&low.to_be_bytes());
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        let hex = crate::tls::hex(&bytes);
         let mut id = String::with_capacity(36);
-        for (index, part) in [
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32],
+        for (index, group) in [
+            &bytes[..4],
+            &bytes[4..6],
+            &bytes[6..8],
+            &bytes[8..10],
+            &bytes[10..],
         ]
         .into_iter()
         .enumerate()
@@ -362,8 +362,29 @@ impl HostState {
             if index > 0 {
                 id.push('-');
             }
-            id.push_str(part);
+            crate::tls::push_hex(&mut id, group);
         }
         id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_deterministic_uuid_v4s() {
+        let settings = || Arc::new(PluginSettings::new("ids"));
+        let (mut first, mut second) = (HostState::new(settings()), HostState::new(settings()));
+        let id = first.new_request_id();
+        assert_eq!(id, second.new_request_id(), "same seed, same id");
+        assert_ne!(id, first.new_request_id());
+        let dashes: Vec<usize> = id.match_indices('-').map(|(at, _)| at).collect();
+        assert_eq!((id.len(), dashes), (36, vec![8, 13, 18, 23]));
+        assert_eq!(&id[14..15], "4", "version 4: {id}");
+        assert!("89ab".contains(&id[19..20]), "RFC 4122 variant: {id}");
+        assert!(id
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)));
     }
 }

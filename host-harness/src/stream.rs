@@ -12,6 +12,7 @@ use crate::exchange::{
 use crate::headers::HeaderMap;
 use crate::observe::HostcallCounts;
 use crate::plugin::Plugin;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -167,7 +168,7 @@ impl<'p> Stream<'p> {
         let stream = self.plugin.stream_state(self.id)?;
         stream.response_headers = Some(response.headers);
         stream.response_code = Some(status);
-        stream.response_code_details = Some("via_upstream".to_string());
+        stream.response_code_details = Some(Cow::Borrowed("via_upstream"));
         self.response_body = response.body.into();
         self.response_trailers = response.trailers;
         self.response_stage = Stage::Headers;
@@ -415,7 +416,7 @@ impl<'p> Stream<'p> {
         }
         stream.live = Default::default();
         stream.response_code = Some(parse_status(&headers));
-        stream.response_code_details = Some(local.details.clone());
+        stream.response_code_details = Some(Cow::Owned(local.details.clone()));
         stream.response_headers = Some(headers);
         self.outcome = RequestOutcome::LocalResponse(local);
         self.request_stage = Stage::Done;

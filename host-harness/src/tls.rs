@@ -301,13 +301,18 @@ fn escape_rfc2253(value: &[u8]) -> String {
 
 /// Lowercase hex, as Envoy's `Hex::encode`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends `bytes` in lowercase hex.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for byte in bytes {
         out.push(DIGITS[usize::from(byte >> 4)] as char);
         out.push(DIGITS[usize::from(byte & 15)] as char);
     }
-    out
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, uppercase hex, as Envoy's
