@@ -118,7 +118,7 @@ pub struct UpstreamResponse {
 impl UpstreamResponse {
     pub fn status(status: u32) -> UpstreamResponse {
         let mut headers = HeaderMap::new();
-        headers.add(":status", &status.to_string());
+        headers.add_owned(":status", status.to_string());
         UpstreamResponse {
             headers,
             body: Vec::new(),

@@ -277,18 +277,18 @@ impl HttpConnectionManager {
         if self.drop_headers_with_underscores {
             headers.retain(|name| !name.contains('_'));
         }
-        if let Some(path) = headers.get(":path") {
+        // Setting `:path` also keeps only the first of repeated values.
+        let rewrites_path =
+            self.normalize_path || self.merge_slashes || headers.has_repeated_names();
+        if let Some(path) = headers.get(":path").filter(|_| rewrites_path) {
             let normalized = self.request_path(path);
-            // Setting also keeps only the first of repeated `:path` values.
-            if normalized != path || headers.has_repeated_names() {
-                headers.set(":path", &normalized);
-            }
+            headers.set_owned(":path", normalized);
         }
         if headers.has_repeated_names() {
             for inline in INLINE_REQUEST_HEADERS {
                 if headers.get_all(inline).len() > 1 {
                     if let Some(merged) = headers.get_joined(inline) {
-                        headers.set(inline, &merged);
+                        headers.set_owned(inline, merged);
                     }
                 }
             }
@@ -320,7 +320,7 @@ impl HttpConnectionManager {
                 headers.set(XFP, scheme(is_tls));
             }
             // With Envoy 1.40's empty default internal_address_config every peer is external.
-            headers.set(EXTERNAL_ADDRESS, &remote.ip().to_string());
+            headers.set_owned(EXTERNAL_ADDRESS, remote.ip().to_string());
         } else if let Some(ip) = xff_address(headers, self.xff_num_trusted_hops) {
             remote = SocketAddr::new(ip, 0);
         }
@@ -335,13 +335,13 @@ impl HttpConnectionManager {
                     proto.eq_ignore_ascii_case("http") || proto.eq_ignore_ascii_case("https")
                 })
                 .map(str::to_ascii_lowercase);
-            headers.set(
+            headers.set_owned(
                 ":scheme",
-                &from_xfp.unwrap_or_else(|| scheme(is_tls).to_string()),
+                from_xfp.unwrap_or_else(|| scheme(is_tls).to_string()),
             );
         }
         if !headers.contains(REQUEST_ID) || (edge_request && !self.preserve_external_request_id) {
-            headers.set(REQUEST_ID, &new_request_id());
+            headers.set_owned(REQUEST_ID, new_request_id());
         }
         self.mutate_xfcc(headers, connection);
         remote
@@ -415,7 +415,7 @@ fn append(headers: &mut HeaderMap, key: &str, value: &str) {
         Some(existing) if !existing.is_empty() => format!("{existing},{value}"),
         _ => value.to_string(),
     };
-    headers.set(key, &joined);
+    headers.set_owned(key, joined);
 }
 
 /// RFC 3986 section 5.2.4 on a path, with `%2e` read as `.` as Envoy's canonicaliser does; `..`

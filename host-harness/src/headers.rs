@@ -58,12 +58,22 @@ impl HeaderMap {
 
     /// Appends a value, keeping existing ones (`proxy_add_header_map_value`).
     pub fn add(&mut self, key: &str, value: &str) {
-        Arc::make_mut(&mut self.entries).push((key.to_ascii_lowercase(), value.to_string()));
+        self.add_owned(key, value.to_string());
+    }
+
+    /// [`HeaderMap::add`] for a value the caller built and no longer needs.
+    pub(crate) fn add_owned(&mut self, key: &str, value: String) {
+        Arc::make_mut(&mut self.entries).push((key.to_ascii_lowercase(), value));
     }
 
     /// Replaces every value of `key` with one value in the place of the first
     /// (`proxy_replace_header_map_value`, Envoy's `setCopy`); appends when absent.
     pub fn set(&mut self, key: &str, value: &str) {
+        self.set_owned(key, value.to_string());
+    }
+
+    /// [`HeaderMap::set`] for a value the caller built and no longer needs.
+    pub(crate) fn set_owned(&mut self, key: &str, value: String) {
         match self
             .entries
             .iter()
@@ -71,7 +81,7 @@ impl HeaderMap {
         {
             Some(first) => {
                 let entries = Arc::make_mut(&mut self.entries);
-                entries[first].1 = value.to_string();
+                entries[first].1 = value;
                 let mut index = 0;
                 entries.retain(|(k, _)| {
                     let keep = index <= first || !k.eq_ignore_ascii_case(key);
@@ -79,7 +89,7 @@ impl HeaderMap {
                     keep
                 });
             }
-            None => self.add(key, value),
+            None => self.add_owned(key, value),
         }
     }
 

@@ -546,7 +546,7 @@ fn parse_status(headers: &HeaderMap) -> u32 {
 /// else mapped from the HTTP status) and the body as percent-encoded `grpc-message`.
 fn local_reply(local: &LocalResponse, grpc_request: bool) -> (HeaderMap, Vec<u8>) {
     let mut headers = HeaderMap::new();
-    headers.add(":status", &local.status.to_string());
+    headers.add_owned(":status", local.status.to_string());
     for (key, value) in local.headers.iter() {
         headers.add(key, value);
     }
@@ -557,10 +557,10 @@ fn local_reply(local: &LocalResponse, grpc_request: bool) -> (HeaderMap, Vec<u8>
             let status = local
                 .grpc_status
                 .unwrap_or_else(|| grpc_status_for_http(local.status));
-            headers.set("grpc-status", &status.to_string());
+            headers.set_owned("grpc-status", status.to_string());
         }
         if !local.body.is_empty() {
-            headers.set("grpc-message", &grpc_percent_encode(&local.body));
+            headers.set_owned("grpc-message", grpc_percent_encode(&local.body));
         }
         return (headers, Vec::new());
     }
@@ -568,7 +568,7 @@ fn local_reply(local: &LocalResponse, grpc_request: bool) -> (HeaderMap, Vec<u8>
         headers.remove("content-length");
         headers.remove("content-type");
     } else {
-        headers.set("content-length", &local.body.len().to_string());
+        headers.set_owned("content-length", local.body.len().to_string());
         if !headers.contains("content-type") {
             headers.set("content-type", "text/plain");
         }
