@@ -508,6 +508,29 @@ mod tests {
         (drop (memory.grow (i32.const 1)))
         (i32.const 0)))"#;
 
+    /// A callback outside the ABI's usual shapes (an i64 argument) takes the dynamic call: it
+    /// pauses the request only if it received the header count (3, with the HCM off).
+    const I64_GUEST: &str = r#"(module
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_request_headers") (param i32 i64 i32) (result i32)
+        (if (result i32) (i64.eq (local.get 1) (i64.const 3))
+          (then (i32.const 1))
+          (else (i32.const 0)))))"#;
+
+    #[test]
+    fn callbacks_of_other_shapes_get_their_arguments_through_the_dynamic_call() {
+        let module = GuestModule::from_wat("i64", I64_GUEST).unwrap();
+        let settings = PluginSettings::new("i64")
+            .http_connection_manager(crate::HttpConnectionManager::disabled());
+        let mut plugin = Plugin::new(&module, settings).unwrap();
+        let stream = plugin
+            .stream(&Connection::plain(), Request::get("/"))
+            .unwrap();
+        assert_eq!(stream.outcome(), &crate::RequestOutcome::Paused);
+    }
+
     #[test]
     fn memory_bytes_follows_the_guest_growing_its_memory() {
         let module = GuestModule::from_wat("growing", GROWING_GUEST).unwrap();
