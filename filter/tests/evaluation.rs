@@ -14,6 +14,7 @@ mod support;
 use certgate::core::address::PeerAddress;
 use certgate::core::config;
 use certgate::core::decision::{Reason, Verdict};
+use certgate::core::forwarding::RenderedIdentity;
 use certgate::core::identity::PeerIdentity;
 use certgate::core::percent;
 use certgate::core::policy::{IdentitySource, Peer, Policy};
@@ -268,6 +269,64 @@ fn a_trusted_gateway_vouches_for_the_client_through_xfcc() {
     );
     // no certificate in the element: no Client-Cert
     assert!(header(&seen, "client-cert").is_empty());
+}
+
+/// The glue renders a connection's header values once and hands them in: they are what the
+/// upstream sees for the connection's certificate, and never for an identity a header vouched for.
+/// (A rendering of another certificate makes the source of each value visible.)
+#[test]
+fn header_values_rendered_for_the_connection_serve_only_its_certificate() {
+    let policy = policy(FORWARDING);
+    let marker = support::identity(&[Uri("spiffe://mesh.local/ns/marker/sa/m")], None);
+    let rendered = RenderedIdentity::new(&policy.forwarding, &marker);
+    let marked_xfcc = format!(
+        "Hash={};URI=spiffe://mesh.local/ns/marker/sa/m",
+        marker.sha256
+    );
+
+    // The identity is the connection's own: XFCC and identity headers come from the rendering.
+    let client = support::identity(&[Uri("spiffe://mesh.local/ns/web/sa/ui")], None);
+    let incoming = headers(&[(":authority", "api.example.com")]);
+    let facts = ConnectionFacts {
+        rendered: Some(&rendered),
+        ..connection(Peer::Identified(&client), "203.0.113.9:41000")
+    };
+    let evaluation = evaluate(&policy, &REQUEST, &incoming, &facts, NOW);
+    let seen = upstream(&evaluation, &incoming);
+    assert_eq!(
+        header(&seen, "x-forwarded-client-cert"),
+        [marked_xfcc.as_str()]
+    );
+    assert_eq!(
+        header(&seen, "x-client-spiffe-id"),
+        ["spiffe://mesh.local/ns/marker/sa/m"]
+    );
+
+    // A trusted gateway vouches for the client in XFCC: XFCC still describes the connection (the
+    // rendering), the identity headers the client it vouched for (rendered per request).
+    let gateway = support::identity(&[Uri("spiffe://mesh.local/ns/edge/sa/gateway")], None);
+    let incoming = headers(&[
+        (":authority", "api.example.com"),
+        (
+            "x-forwarded-client-cert",
+            "URI=spiffe://mesh.local/ns/web/sa/ui",
+        ),
+    ]);
+    let facts = ConnectionFacts {
+        rendered: Some(&rendered),
+        ..connection(Peer::Identified(&gateway), "10.0.0.5:40000")
+    };
+    let evaluation = evaluate(&policy, &REQUEST, &incoming, &facts, NOW);
+    assert_eq!(evaluation.source, Some(IdentitySource::Xfcc));
+    let seen = upstream(&evaluation, &incoming);
+    assert_eq!(
+        header(&seen, "x-forwarded-client-cert"),
+        [marked_xfcc.as_str()]
+    );
+    assert_eq!(
+        header(&seen, "x-client-spiffe-id"),
+        ["spiffe://mesh.local/ns/web/sa/ui"]
+    );
 }
 
 #[test]

@@ -181,17 +181,30 @@ fn xfcc_modes_follow_envoy() {
 #[test]
 fn forwarded_nodes_are_quoted_and_bracketed_as_rfc_7239_requires() {
     let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-    for (address, port, expected) in [
-        ("192.0.2.43", None, "192.0.2.43"),
-        ("192.0.2.43", Some(4711), r#""192.0.2.43:4711""#),
-        ("2001:db8:cafe::17", None, r#""[2001:db8:cafe::17]""#),
+    let socket = |text: &str| certgate::core::address::SocketAddress::parse(text).unwrap();
+    for (client, expected) in [
+        ("192.0.2.43", "for=192.0.2.43;proto=http"),
         (
             "2001:db8:cafe::17",
-            Some(4711),
-            r#""[2001:db8:cafe::17]:4711""#,
+            r#"for="[2001:db8:cafe::17]";proto=http"#,
         ),
     ] {
-        assert_eq!(forwarded::node(ip(address), port), expected);
+        assert_eq!(
+            forwarded::element(Some(ip(client)), None, "http", ""),
+            expected
+        );
+    }
+    for (local, expected) in [
+        ("192.0.2.43:4711", r#"by="192.0.2.43:4711";proto=http"#),
+        (
+            "[2001:db8:cafe::17]:4711",
+            r#"by="[2001:db8:cafe::17]:4711";proto=http"#,
+        ),
+    ] {
+        assert_eq!(
+            forwarded::element(None, Some(socket(local)), "http", ""),
+            expected
+        );
     }
     for (value, expected) in [
         ("https", "https"),
@@ -201,19 +214,30 @@ fn forwarded_nodes_are_quoted_and_bracketed_as_rfc_7239_requires() {
         ("a\r\nb", r#""ab""#),
         ("", r#""""#),
     ] {
-        assert_eq!(forwarded::value(value), expected, "{value:?}");
+        let element = forwarded::element(None, None, value, "");
+        assert_eq!(element, format!("proto={expected}"), "{value:?}");
     }
-    let by = certgate::core::address::SocketAddress::parse("[::1]:8443").unwrap();
     assert_eq!(
         forwarded::element(
             Some(ip("2001:db8::1")),
-            Some(by),
+            Some(socket("[::1]:8443")),
             "https",
             "api.example.com:8443"
         ),
         r#"for="[2001:db8::1]";by="[::1]:8443";proto=https;host="api.example.com:8443""#
     );
     assert_eq!(forwarded::element(None, None, "http", ""), "proto=http");
+}
+
+/// The IPv4 text written without the formatting machinery is `Display`'s, digit for digit.
+#[test]
+fn ipv4_text_matches_display_for_every_octet() {
+    for octet in 0..=255u8 {
+        let address = IpAddr::from([octet, 255 - octet, octet / 2, 100 + octet % 10]);
+        assert_eq!(certgate::core::ip::ip_text(address), address.to_string());
+    }
+    let v6: IpAddr = "2001:db8::ff00:42:8329".parse().unwrap();
+    assert_eq!(certgate::core::ip::ip_text(v6), v6.to_string());
 }
 
 #[test]

@@ -16,7 +16,7 @@ use certgate::core::forwarding::{IdentityField, IdentityHeader, Xff};
 use certgate::core::policy::{IdentitySource, SniHostMismatch};
 use certgate::core::telemetry::{
     days_to_expiry, label_value, tls_version_label, Metric, MetricId, MetricIds, MetricKind,
-    Recent, RecordLevel,
+    Recent, RecordFields, RecordLevel,
 };
 use certgate::core::xfcc::{XfccDetail, XfccMode};
 
@@ -263,6 +263,15 @@ fn forwarding_telemetry_and_header_sources_configure() {
     assert_eq!(defaults.telemetry.expiry_warning_days, 14);
     assert_eq!(defaults.telemetry.access_record, RecordLevel::Info);
     assert_eq!(defaults.sni_host_mismatch, SniHostMismatch::Log);
+    assert_eq!(defaults.telemetry.filter_state, RecordFields::ALL);
+
+    let listed =
+        config::compile(br#"{"telemetry": {"filter_state": ["route", "decision"]}}"#).unwrap();
+    assert_eq!(
+        listed.telemetry.filter_state,
+        RecordFields::named(["decision", "route"]).unwrap()
+    );
+    assert_ne!(listed.telemetry.filter_state, RecordFields::ALL);
 }
 
 #[test]

@@ -27,32 +27,13 @@ impl ForwardedMode {
     ];
 }
 
-/// A node (`for=` or `by=` value): `192.0.2.1`, `"192.0.2.1:8443"`, `"[2001:db8::1]"`,
-/// `"[2001:db8::1]:8443"`.
-pub fn node(ip: IpAddr, port: Option<u16>) -> String {
-    let mut out = String::new();
-    push_node(&mut out, ip, port);
-    out
-}
-
-fn push_node(out: &mut String, ip: IpAddr, port: Option<u16>) {
-    // Only a bare IPv4 address is a token; every other node is a quoted string of token bytes.
-    let quoted = port.is_some() || ip.is_ipv6();
-    if quoted {
-        out.push('"');
-    }
+/// Appends the `for=` node: a bare IPv4 address is a token, an IPv6 one is quoted and bracketed
+/// (`192.0.2.1`, `"[2001:db8::1]"`).
+fn push_for_node(out: &mut String, ip: IpAddr) {
     if ip.is_ipv6() {
-        out.push('[');
-        push_ip(out, ip);
-        out.push(']');
+        let _ = write!(out, "\"[{ip}]\"");
     } else {
         push_ip(out, ip);
-    }
-    if let Some(port) = port {
-        let _ = write!(out, ":{port}");
-    }
-    if quoted {
-        out.push('"');
     }
 }
 
@@ -67,12 +48,12 @@ pub fn element(
     let mut out = String::with_capacity(96);
     if let Some(ip) = for_node {
         out.push_str("for=");
-        push_node(&mut out, ip, None);
+        push_for_node(&mut out, ip);
         out.push(';');
     }
     if let Some(by) = by {
-        out.push_str("by=");
-        push_node(&mut out, by.ip, Some(by.port));
+        // With its port the node is never a token: quoted, IPv6 bracketed (`"[::1]:8443"`).
+        let _ = write!(out, "by=\"{by}\"");
         out.push(';');
     }
     out.push_str("proto=");
@@ -84,14 +65,8 @@ pub fn element(
     out
 }
 
-/// A value as a token when it is one, else as a quoted string (`"` and `\` backslash-escaped,
+/// Appends a value as a token when it is one, else as a quoted string (`"` and `\\` backslash-escaped,
 /// control characters dropped: they cannot be in a header value).
-pub fn value(text: &str) -> String {
-    let mut out = String::new();
-    push_value(&mut out, text);
-    out
-}
-
 fn push_value(out: &mut String, text: &str) {
     if !text.is_empty() && text.bytes().all(is_token_byte) {
         out.push_str(text);

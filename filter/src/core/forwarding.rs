@@ -240,21 +240,34 @@ pub fn rewrite<'h>(
             builder.replace(FORWARDED, element.into_bytes());
         }
     }
-    let rendered = facts.connection_identity.and(facts.rendered);
-    // Client-Cert and identity headers describe the decided identity: the connection's rendering
-    // serves them only when that is the connection's own certificate.
-    let rendered_decided = rendered.filter(|_| {
-        matches!((facts.identity, facts.connection_identity),
-            (Some(decided), Some(own)) if std::ptr::eq(decided, own))
-    });
-    if let Some(config) = &forwarding.xfcc {
-        let element = match rendered {
-            Some(rendered) => rendered.xfcc_element.clone(),
-            None => facts
-                .connection_identity
-                .map(|identity| xfcc::encode_element(identity, &config.details)),
+    // The connection's certificate as the glue rendered it once for the connection (rendered here
+    // when it did not); Client-Cert and identity headers describe the decided identity, which is
+    // rendered here when it came from a header instead of the connection.
+    let (mut own_rendering, mut decided_rendering) = (None, None);
+    let connection = match (facts.connection_identity, facts.rendered) {
+        (Some(_), Some(rendered)) => Some(rendered),
+        (Some(identity), None) => {
+            Some(&*own_rendering.insert(RenderedIdentity::new(forwarding, identity)))
         }
-        .filter(|element| !element.is_empty());
+        (None, _) => None,
+    };
+    let decided = match facts.identity {
+        Some(identity)
+            if facts
+                .connection_identity
+                .is_some_and(|own| std::ptr::eq(own, identity)) =>
+        {
+            connection
+        }
+        Some(identity) => {
+            Some(&*decided_rendering.insert(RenderedIdentity::render(forwarding, identity, false)))
+        }
+        None => None,
+    };
+    if let Some(config) = &forwarding.xfcc {
+        let element = connection
+            .and_then(|rendered| rendered.xfcc_element.clone())
+            .filter(|element| !element.is_empty());
         match (config.mode.action(facts.mtls), element) {
             (XfccAction::Keep, _) => {}
             (XfccAction::Append, Some(element)) => builder.extend(XFCC, element.into_bytes()),
@@ -264,11 +277,7 @@ pub fn rewrite<'h>(
     }
     if forwarding.client_cert {
         builder.drop(CLIENT_CERT_CHAIN);
-        let value = match rendered_decided {
-            Some(rendered) => rendered.client_cert.clone(),
-            None => facts.identity.and_then(client_cert_value),
-        };
-        match value {
+        match decided.and_then(|rendered| rendered.client_cert.clone()) {
             Some(value) => builder.replace(CLIENT_CERT, value.into_bytes()),
             None => builder.drop(CLIENT_CERT),
         }
@@ -277,12 +286,9 @@ pub fn rewrite<'h>(
         let value = match header.field {
             IdentityField::Route => facts.route.map(str::to_owned),
             IdentityField::Decision => Some(facts.verdict.as_str().to_owned()),
-            field => match rendered_decided {
-                Some(rendered) => rendered.identity_headers.get(index).cloned().flatten(),
-                None => facts
-                    .identity
-                    .and_then(|identity| certificate_value(field, identity)),
-            },
+            _ => {
+                decided.and_then(|rendered| rendered.identity_headers.get(index).cloned().flatten())
+            }
         };
         match value {
             Some(value) => builder.replace(&header.name, value.into_bytes()),
@@ -408,11 +414,19 @@ pub struct RenderedIdentity {
 }
 
 impl RenderedIdentity {
+    /// Everything the forwarding options take from the connection's certificate.
     pub fn new(forwarding: &Forwarding, identity: &PeerIdentity) -> Self {
+        Self::render(forwarding, identity, true)
+    }
+
+    /// The values for `identity`; XFCC's element only `with_xfcc` (XFCC describes the connection's
+    /// certificate, never one a header vouched for).
+    fn render(forwarding: &Forwarding, identity: &PeerIdentity, with_xfcc: bool) -> Self {
         RenderedIdentity {
             xfcc_element: forwarding
                 .xfcc
                 .as_ref()
+                .filter(|_| with_xfcc)
                 .map(|config| xfcc::encode_element(identity, &config.details)),
             client_cert: forwarding
                 .client_cert

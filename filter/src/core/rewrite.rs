@@ -51,14 +51,6 @@ impl<'a> HeaderRewrite<'a> {
         self.removed.is_empty() && self.set.is_empty()
     }
 
-    /// The value this rewrite sets for a name, if any.
-    pub fn value_of(&self, name: &str) -> Option<&[u8]> {
-        self.set
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, value)| value.as_slice())
-    }
-
     /// The rewrite as individual hostcalls, given the headers it applies to.
     pub fn edits<'m>(&'m self, headers: &HeaderPairs<'_>) -> Vec<HeaderEdit<'m>> {
         let mut edits = Vec::new();

@@ -225,7 +225,6 @@ impl HttpContext for CertgateHttp {
 }
 
 /// The peer as the connection shows it, owning what the decision borrows.
-#[derive(Clone)]
 enum ConnectionIdentity {
     NoCertificate,
     NotValidated,
@@ -247,6 +246,8 @@ impl ConnectionIdentity {
 /// What certgate keeps about a connection between its requests: none of it changes while the
 /// connection lives (Envoy allows no renegotiation downstream), so each is read once.
 struct KnownConnection {
+    /// The policy the facts were derived under (the rendering follows its forwarding options).
+    policy: Rc<Policy>,
     identity: ConnectionIdentity,
     tls_version: Option<String>,
     sni: Option<String>,
@@ -261,9 +262,16 @@ struct KnownConnection {
 impl CertgateHttp {
     /// The connection's facts: from the cache when its id was seen before, else read (and kept).
     /// Without a `connection.id` nothing is kept, as two connections could not be told apart.
-    fn known_connection(&self, policy: &Policy, connection_id: Option<u64>) -> Rc<KnownConnection> {
-        if let Some(known) =
-            connection_id.and_then(|id| self.shared.connections.borrow_mut().get(&id))
+    fn known_connection(
+        &self,
+        policy: &Rc<Policy>,
+        connection_id: Option<u64>,
+    ) -> Rc<KnownConnection> {
+        // A stream opened before a reconfiguration still runs the old policy: facts derived under
+        // the other policy are not its own.
+        if let Some(known) = connection_id
+            .and_then(|id| self.shared.connections.borrow_mut().get(&id))
+            .filter(|known| Rc::ptr_eq(&known.policy, policy))
         {
             return known;
         }
@@ -288,6 +296,7 @@ impl CertgateHttp {
             _ => None,
         };
         let known = Rc::new(KnownConnection {
+            policy: Rc::clone(policy),
             identity,
             rendered,
             tls_version,
