@@ -708,8 +708,12 @@ fn connection_facts_are_read_once_per_connection() {
     let first = plugin.send(&admin_connection, request()).unwrap();
     let second = plugin.send(&admin_connection, request()).unwrap();
     assert_eq!(decision(&first), decision(&second));
-    assert!(first.hostcalls.get("proxy_get_property") > 1);
-    assert_eq!(second.hostcalls.get("proxy_get_property"), 2);
+    let reads = |exchange: &host_harness::Exchange| exchange.hostcalls.get("proxy_get_property");
+    assert!(
+        reads(&first) > reads(&second),
+        "the first request reads the connection's facts"
+    );
+    assert_eq!(reads(&second), 2);
 
     let web_connection = mtls(&web());
     let other = plugin.send(&web_connection, request()).unwrap();
@@ -717,6 +721,16 @@ fn connection_facts_are_read_once_per_connection() {
         decision(&other),
         ("deny".to_owned(), "not_in_allowlist".to_owned())
     );
+    assert_eq!(
+        reads(&other),
+        reads(&first),
+        "a new connection reads its own facts"
+    );
     let again = plugin.send(&admin_connection, request()).unwrap();
     assert_eq!(decision(&again), decision(&first));
+    assert_eq!(
+        reads(&again),
+        2,
+        "the first connection's facts are still cached"
+    );
 }
