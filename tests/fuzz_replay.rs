@@ -8,8 +8,8 @@ mod certgate_fuzz;
 
 use certgate_fuzz::{replay, TARGETS};
 
-/// Every libFuzzer target `cargo xtask fuzz` runs (`fuzz/fuzz_targets/*.rs`) is replayed here, and
-/// nothing else: a new target cannot go without its seeds in the default run.
+/// `TARGETS` (what the replay tests below replay, one `#[test]` each) lists every libFuzzer target
+/// `cargo xtask fuzz` runs (`fuzz/fuzz_targets/*.rs`), and nothing else.
 #[test]
 fn each_target_has_a_replay_test() {
     let mut listed: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
@@ -24,20 +24,6 @@ fn each_target_has_a_replay_test() {
     listed.sort_unstable();
     built.sort_unstable();
     assert_eq!(listed, built);
-    let replayed = [
-        "config_json",
-        "xfcc",
-        "forwarded",
-        "alb",
-        "certificate",
-        "san_pattern",
-        "whole_request",
-    ];
-    assert_eq!(
-        listed.len(),
-        replayed.len(),
-        "each target has its #[test] below"
-    );
 }
 
 #[test]
