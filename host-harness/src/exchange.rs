@@ -277,6 +277,9 @@ pub struct Exchange {
     pub response: Option<ClientResponse>,
     /// Filter state the guest set with `proxy_set_property`, under Envoy's keys (`wasm.<name>`).
     pub filter_state: BTreeMap<String, Vec<u8>>,
+    /// The filter state declared as a `google.protobuf.Struct` (`declare_property`), field by
+    /// field as Envoy's access log prints it with `%CEL(filter_state['wasm.<name>'].<field>)%`.
+    pub filter_state_fields: BTreeMap<String, BTreeMap<String, String>>,
     pub hostcalls: HostcallCounts,
     /// The lines logged from this stream's context.
     pub logs: Vec<LogRecord>,

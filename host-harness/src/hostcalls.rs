@@ -450,16 +450,23 @@ fn proxy_call_foreign_function(
     ) else {
         return ok(Status::InvalidMemoryAccess);
     };
-    let Some(function) = caller
-        .data()
-        .settings
-        .foreign_functions
-        .get(&text(&name))
-        .cloned()
-    else {
-        return ok(Status::NotFound);
+    let name = text(&name);
+    let registered = caller.data().settings.foreign_functions.get(&name).cloned();
+    let outcome = match registered {
+        Some(function) => function(&arguments),
+        // Envoy's own: a test-registered function of the same name takes its place.
+        None if name == crate::declared::DECLARE_PROPERTY => {
+            let state = caller.data_mut();
+            let root = state.context();
+            match state.roots.get_mut(&root) {
+                Some(root) => crate::declared::declare(&mut root.declared, &arguments),
+                // Envoy looks declarations up on the root context: a stream cannot declare.
+                None => Err(Status::BadArgument),
+            }
+        }
+        None => return ok(Status::NotFound),
     };
-    let (status, result) = match function(&arguments) {
+    let (status, result) = match outcome {
         Ok(result) => (Status::Ok, result),
         Err(status) => (status, Vec::new()),
     };

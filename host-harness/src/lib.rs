@@ -34,6 +34,7 @@
 mod abi;
 mod callbacks;
 mod connection;
+mod declared;
 mod error;
 mod exchange;
 mod hcm;
@@ -53,6 +54,7 @@ mod wasi;
 
 pub use abi::{decode_pairs, encode_pairs, BufferType, LogLevel, MapType, MetricType, Status};
 pub use connection::Connection;
+pub use declared::struct_fields;
 pub use error::HarnessError;
 pub use exchange::{
     ClientResponse, Configured, DispatchedHttpCall, Exchange, HttpCallResponse, LocalResponse,

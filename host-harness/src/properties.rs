@@ -107,16 +107,24 @@ pub(crate) fn get_property(state: &HostState, path: &[u8]) -> Result<Vec<u8>, St
     Ok(value.serialize())
 }
 
-/// Stores a value as filter state, as Envoy's `setProperty` does with its default (bytes) state
-/// prototype. Root contexts have no stream to hold it.
+/// Stores a value as filter state, as Envoy's `setProperty` does: under `wasm.<name>`, refused
+/// for a second write of a property declared read-only. Root contexts have no stream to hold it.
 pub(crate) fn set_property(state: &mut HostState, path: &[u8], value: &[u8]) -> Status {
+    let name = utf8_lossy(path);
+    let readonly = state
+        .roots
+        .values()
+        .find_map(|root| root.declared.get(name.as_ref()))
+        .is_some_and(|declared| declared.readonly);
     let Some(stream) = state.stream_mut() else {
         return Status::NotFound;
     };
-    let name = utf8_lossy(path);
     let mut key = String::with_capacity(FILTER_STATE_PREFIX.len() + name.len());
     key.push_str(FILTER_STATE_PREFIX);
     key.push_str(&name);
+    if readonly && stream.filter_state.contains_key(&key) {
+        return Status::BadArgument;
+    }
     stream.filter_state.insert(key, value.to_vec());
     Status::Ok
 }

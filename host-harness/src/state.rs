@@ -75,6 +75,8 @@ pub(crate) struct HostState {
 pub(crate) struct RootContext {
     pub tick_period_ms: u64,
     pub next_tick_ns: Option<u64>,
+    /// Properties declared with the `declare_property` foreign function, by name.
+    pub declared: BTreeMap<String, crate::declared::DeclaredProperty>,
 }
 
 pub(crate) struct SharedQueue {

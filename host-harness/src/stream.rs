@@ -4,6 +4,7 @@
 
 use crate::abi::{DataAction, HeadersAction};
 use crate::callbacks::Callback;
+use crate::declared::struct_fields;
 use crate::error::HarnessError;
 use crate::exchange::{
     ClientResponse, Exchange, HttpCallResponse, LocalResponse, RequestOutcome, UpstreamRequest,
@@ -12,6 +13,7 @@ use crate::exchange::{
 use crate::headers::HeaderMap;
 use crate::observe::HostcallCounts;
 use crate::plugin::Plugin;
+use crate::properties::FILTER_STATE_PREFIX;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -198,6 +200,17 @@ impl<'p> Stream<'p> {
             .remove(&id)
             .map(|stream| (stream.filter_state, stream.hostcalls))
             .unwrap_or_default();
+        let filter_state_fields = filter_state
+            .iter()
+            .filter(|(key, _)| {
+                let name = key.strip_prefix(FILTER_STATE_PREFIX).unwrap_or(key);
+                state
+                    .roots
+                    .values()
+                    .any(|root| root.declared.get(name).is_some_and(|d| d.is_struct))
+            })
+            .filter_map(|(key, value)| Some((key.clone(), struct_fields(value)?)))
+            .collect();
         let logs = state
             .logs
             .get(self.first_log..)
@@ -210,6 +223,7 @@ impl<'p> Stream<'p> {
             request: std::mem::replace(&mut self.outcome, RequestOutcome::Paused),
             response: self.response.take(),
             filter_state,
+            filter_state_fields,
             hostcalls,
             logs,
         })
