@@ -9,12 +9,12 @@
 use certgate::core::config;
 use certgate::core::forwarding::RenderedIdentity;
 use certgate::core::identity::PeerIdentity;
+use certgate::core::metrics::{Added, MetricCounts};
 use certgate::core::pairs;
 use certgate::core::policy::{Peer, Policy};
 use certgate::core::request::{self, ConnectionFacts};
 use certgate::core::rewrite::Application;
 use certgate::core::route::RequestFacts;
-use certgate::core::telemetry::{MetricId, MetricIds};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 
@@ -96,7 +96,7 @@ fn compile_large(c: &mut Criterion) {
 }
 
 /// One request of the Envoy load bench, as the filter computes it between its hostcalls: the
-/// evaluation, the metric names (and their ids), the access record's JSON, the filter state, and the
+/// evaluation, the metrics counted, the access record's JSON, the filter state, and the
 /// header map to write back.
 fn whole_request(c: &mut Criterion) {
     let routes = 10;
@@ -134,9 +134,8 @@ fn whole_request(c: &mut Criterion) {
         rendered: Some(&rendered),
     };
     let now = 1_790_000_000;
-    let mut ids = MetricIds::new(2048);
-    let mut next_id = 0;
-    let mut request = |ids: &mut MetricIds| {
+    let mut counts = MetricCounts::default();
+    let request = |counts: &mut MetricCounts| {
         let headers = pairs::decode(black_box(&raw_headers)).expect("pairs decode");
         let facts = RequestFacts {
             route_name: Some(&route),
@@ -145,17 +144,14 @@ fn whole_request(c: &mut Criterion) {
             method: pairs::first_value(&headers, ":method").unwrap_or_default(),
         };
         let evaluation = request::evaluate(&policy, &facts, &headers, &connection, now);
-        let mut metric_ids = 0;
-        for (metric, _) in evaluation.metrics(&policy, connection.tls_version) {
-            if let MetricId::Id(id) = ids.id(&metric, |_, _| {
-                next_id += 1;
-                Some(next_id)
-            }) {
-                metric_ids += id;
+        let mut counted = 0;
+        for (metric, value) in evaluation.metrics(&policy, connection.tls_version) {
+            if counts.add(&metric, value) == Added::Counted {
+                counted += 1;
             }
         }
         let record = evaluation.record(&policy, &connection, &headers);
-        let state = record.filter_state(policy.telemetry.filter_state).count();
+        let state = record.filter_state(policy.telemetry.filter_state).len();
         let json = record.json();
         let written = match evaluation.rewrite.headers.application(&headers) {
             Application::WholeMap(map) => pairs::encode(&map).len(),
@@ -165,11 +161,11 @@ fn whole_request(c: &mut Criterion) {
             !evaluation.decision.is_denied(),
             "the bench client is allowed"
         );
-        black_box((metric_ids, state, json.len(), written))
+        black_box((counted, state, json.len(), written))
     };
-    request(&mut ids);
+    request(&mut counts);
     c.bench_function("whole_request/typical_10x5", |b| {
-        b.iter(|| request(&mut ids))
+        b.iter(|| request(&mut counts))
     });
 }
 

@@ -3,6 +3,7 @@
 //! and TLS to the backends with SAN validation.
 
 use serde_json::json;
+use std::time::Duration;
 use testkit::{
     envoy, CertSpec, Client, ClientTls, EchoServer, Envoy, IssuedCert, Pki, Request, Validity,
 };
@@ -216,9 +217,12 @@ async fn a_host_the_sni_does_not_cover_is_denied_when_configured() {
         .await
         .unwrap();
     assert_eq!(deny_reason(&mismatched), "sni_host_mismatch");
-    let scrape = envoy.prometheus().await.unwrap();
-    assert_eq!(
-        scrape.value("certgate_sni_host_mismatch_total", &[]),
-        Some(1.0)
-    );
+    // certgate hands its counts to Envoy on its tick (one second by default).
+    let counted = |scrape: &testkit::Prometheus| {
+        scrape.value("certgate_sni_host_mismatch_total", &[]) == Some(1.0)
+    };
+    envoy
+        .wait_for_prometheus(Duration::from_secs(5), counted)
+        .await
+        .unwrap();
 }

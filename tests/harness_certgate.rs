@@ -164,6 +164,7 @@ fn sni_host_mismatch_is_denied_when_configured_so() {
         decision(&mismatch),
         ("deny".into(), "sni_host_mismatch".into())
     );
+    plugin.tick().unwrap();
     assert_eq!(
         plugin.metric_value("certgate_sni_host_mismatch_total"),
         Some(1)
@@ -397,6 +398,7 @@ fn audit_mode_forwards_would_be_denials_and_counts_them() {
         ("audit_deny".into(), "not_in_allowlist".into())
     );
     assert!(audited.request.is_continued(), "audit mode forwards");
+    plugin.tick().unwrap();
     assert_eq!(
         plugin.metric_value(
             "certgate_requests_total.route.audited.decision.audit_deny.reason.not_in_allowlist"
@@ -562,6 +564,11 @@ fn metrics_by_name_and_value() {
     plugin
         .send(&Connection::plain(), Request::get("/elsewhere"))
         .unwrap();
+    assert!(
+        plugin.metrics().iter().next().is_none(),
+        "requests are counted in the guest until its tick"
+    );
+    plugin.tick().unwrap();
     let metrics = plugin.metrics();
     let expected = [
         (
@@ -591,7 +598,11 @@ fn metrics_by_name_and_value() {
     let days = metrics
         .get("certgate_peer_cert_days_to_expiry")
         .expect("the expiry histogram");
-    assert_eq!(days.samples.len(), 3);
+    assert_eq!(
+        days.samples.len(),
+        2,
+        "one observation per certificate (admin, web), not per request"
+    );
     assert!(
         days.samples.iter().all(|days| (360..=365).contains(days)),
         "{:?}",
@@ -606,6 +617,7 @@ fn expiring_certificates_are_counted_and_warned_once() {
     for _ in 0..2 {
         plugin.send(&connection, Request::get("/")).unwrap();
     }
+    plugin.tick().unwrap();
     assert_eq!(
         plugin.metric_value("certgate_cert_expiring_total.route.r"),
         Some(2)
@@ -620,7 +632,9 @@ fn expiring_certificates_are_counted_and_warned_once() {
 
 #[test]
 fn access_record_and_filter_state_carry_the_same_facts() {
-    let mut plugin = plugin(&decision_policy());
+    let mut policy = decision_policy();
+    policy["telemetry"] = json!({"access_record": "info"});
+    let mut plugin = plugin(&policy);
     let connection = Connection::tls(Tls::new().sni("admin.example.com").peer_certificate(
         support::certificate(&issue(&admin().dns("admin.mesh.local"))),
     ));
@@ -656,9 +670,14 @@ fn access_record_and_filter_state_carry_the_same_facts() {
         assert_eq!(
             state(&exchange, field),
             expected,
-            "filter state wasm.certgate_{field}"
+            "field {field} of filter state wasm.certgate"
         );
     }
+    assert_eq!(
+        exchange.hostcalls.get("proxy_set_property"),
+        1,
+        "the whole record in one write"
+    );
     let info = exchange
         .logs
         .iter()
@@ -667,8 +686,26 @@ fn access_record_and_filter_state_carry_the_same_facts() {
     assert_eq!(
         info.level,
         LogLevel::Info,
-        "the access record's default level"
+        "the access record's level when turned on"
     );
+}
+
+#[test]
+fn the_access_record_line_is_off_by_default() {
+    let mut plugin = plugin(&decision_policy());
+    let exchange = plugin
+        .send(&mtls(&admin()), Request::get("/").route_name("admin"))
+        .unwrap();
+    assert_eq!(state(&exchange, "decision").as_deref(), Some("allow"));
+    assert!(
+        exchange
+            .logs
+            .iter()
+            .all(|line| !line.message.starts_with('{')),
+        "{:?}",
+        exchange.logs
+    );
+    assert_eq!(exchange.hostcalls.get("proxy_log"), 0);
 }
 
 #[test]
@@ -682,6 +719,7 @@ fn access_record_and_filter_state_can_be_switched_off() {
         "{:?}",
         exchange.filter_state
     );
+    assert_eq!(exchange.hostcalls.get("proxy_set_property"), 0);
     assert!(
         exchange
             .logs
@@ -690,6 +728,7 @@ fn access_record_and_filter_state_can_be_switched_off() {
         "{:?}",
         exchange.logs
     );
+    plugin.tick().unwrap();
     assert_eq!(
         plugin.metric_value("certgate_requests_total.route.r.decision.allow.reason.validated_cert"),
         Some(1)

@@ -175,12 +175,14 @@ fn spoofed_identity_headers_are_removed_in_every_spelling_and_counted() {
         ("client-cert", 1),
         ("x-client-decision", 1),
     ];
+    plugin.tick().unwrap();
     for (header, count) in counts {
         let name = format!("certgate_spoofed_headers_total.header.{header}");
         assert_eq!(plugin.metric_value(&name), Some(count), "{name}");
     }
     // The same connection again: counted again, warned about once.
     plugin.send(&connection, spoofed()).unwrap();
+    plugin.tick().unwrap();
     assert_eq!(
         plugin.metric_value("certgate_spoofed_headers_total.header.x-client-spiffe-id"),
         Some(6)
@@ -305,6 +307,7 @@ fn an_xfcc_identity_counts_only_from_a_trusted_proxy() {
         support::decision(&spoofed),
         ("deny".into(), "no_client_cert".into())
     );
+    plugin.tick().unwrap();
     assert_eq!(
         plugin.metric_value("certgate_spoofed_headers_total.header.x-forwarded-client-cert"),
         Some(1)

@@ -18,7 +18,8 @@ const REQUESTS_METRIC: &str = "certgate_requests_total.";
 /// The route label of a request no route matched.
 const NO_ROUTE_LABEL: &str = "_none";
 /// The filter-state keys certgate sets: `wasm.certgate_<field>`.
-const FILTER_STATE_PREFIX: &str = "wasm.certgate_";
+/// Where certgate's record is in filter state (Envoy's key for the `certgate` property).
+const RECORD_KEY: &str = "wasm.certgate";
 
 /// The request to explain, as the operator describes it.
 #[derive(Debug, clap::Args)]
@@ -101,7 +102,7 @@ pub struct Explanation {
     decision: Option<String>,
     reason: Option<String>,
     route: Option<String>,
-    /// The access-record fields certgate set as filter state, without the `certgate_` prefix.
+    /// The access-record fields certgate set as filter state.
     record: BTreeMap<String, String>,
     outcome: Outcome,
     metrics: Vec<MetricChange>,
@@ -261,6 +262,8 @@ pub fn run(wasm_path: &Path, args: &ExplainArgs) -> Result<Option<Explanation>> 
     }
     let before = plugin.metrics();
     let exchange = plugin.send(&connection, request(args))?;
+    // certgate hands its counts to the host on its tick.
+    plugin.tick()?;
     let metrics = plugin.metrics().changes_since(&before);
     Ok(Some(explanation(exchange, metrics)))
 }
@@ -303,17 +306,11 @@ fn request(args: &ExplainArgs) -> Request {
 }
 
 fn explanation(exchange: Exchange, metrics: Vec<MetricChange>) -> Explanation {
-    let record: BTreeMap<String, String> = exchange
-        .filter_state
-        .iter()
-        .filter_map(|(key, value)| {
-            let field = key.strip_prefix(FILTER_STATE_PREFIX)?;
-            Some((
-                field.to_string(),
-                String::from_utf8_lossy(value).into_owned(),
-            ))
-        })
-        .collect();
+    let record = exchange
+        .filter_state_fields
+        .get(RECORD_KEY)
+        .cloned()
+        .unwrap_or_default();
     // Filter state can be switched off (`telemetry.filter_state: false`); the requests metric
     // always carries the same three facts.
     let labels = metrics

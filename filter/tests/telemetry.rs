@@ -15,8 +15,8 @@ use certgate::core::forwarded::ForwardedMode;
 use certgate::core::forwarding::{IdentityField, IdentityHeader, Xff};
 use certgate::core::policy::{IdentitySource, SniHostMismatch};
 use certgate::core::telemetry::{
-    days_to_expiry, label_value, tls_version_label, Metric, MetricId, MetricIds, MetricKind,
-    Recent, RecordFields, RecordLevel,
+    days_to_expiry, label_value, tls_version_label, Metric, MetricKind, Recent, RecordFields,
+    RecordLevel,
 };
 use certgate::core::xfcc::{XfccDetail, XfccMode};
 
@@ -157,30 +157,6 @@ fn days_to_expiry_rounds_down() {
 }
 
 #[test]
-fn metric_ids_are_defined_once_and_bounded() {
-    let mut ids = MetricIds::new(2);
-    let mut defined = Vec::new();
-    let mut define = |kind: MetricKind, name: &str| {
-        defined.push((kind, name.to_owned()));
-        Some(u32::try_from(defined.len()).unwrap())
-    };
-    let a = Metric::SniHostMismatch;
-    let b = Metric::PeerCertDaysToExpiry;
-    let c = Metric::IdentitySource(None);
-    assert_eq!(ids.id(&a, &mut define), MetricId::Id(1));
-    assert_eq!(ids.id(&a, &mut define), MetricId::Id(1));
-    assert_eq!(ids.id(&b, &mut define), MetricId::Id(2));
-    assert_eq!(ids.id(&c, &mut define), MetricId::CapacityReached);
-    assert_eq!(ids.id(&c, &mut define), MetricId::Unavailable);
-    assert_eq!(ids.id(&b, &mut define), MetricId::Id(2));
-    assert_eq!(defined.len(), 2);
-    assert_eq!(ids.len(), 2);
-    let mut refusing = MetricIds::new(8);
-    assert_eq!(refusing.id(&a, |_, _| None), MetricId::Unavailable);
-    assert!(refusing.is_empty());
-}
-
-#[test]
 fn warnings_repeat_only_after_capacity_newer_keys() {
     let mut recent = Recent::new(3);
     assert!(recent.first_time(1));
@@ -261,9 +237,26 @@ fn forwarding_telemetry_and_header_sources_configure() {
     let defaults = config::compile(b"{}").unwrap();
     assert_eq!(defaults.forwarding, Default::default());
     assert_eq!(defaults.telemetry.expiry_warning_days, 14);
-    assert_eq!(defaults.telemetry.access_record, RecordLevel::Info);
+    assert_eq!(
+        defaults.telemetry.access_record,
+        RecordLevel::Off,
+        "the access log carries the record through filter state"
+    );
+    assert_eq!(defaults.telemetry.metrics_flush_ms, 1000);
     assert_eq!(defaults.sni_host_mismatch, SniHostMismatch::Log);
     assert_eq!(defaults.telemetry.filter_state, RecordFields::ALL);
+
+    let flushed = config::compile(br#"{"telemetry": {"metrics_flush_ms": 100}}"#).unwrap();
+    assert_eq!(flushed.telemetry.metrics_flush_ms, 100);
+    for (too_far, shown) in [("99", "99"), ("60001", "60001"), ("0", "0")] {
+        let json = format!(r#"{{"telemetry": {{"metrics_flush_ms": {too_far}}}}}"#);
+        assert_eq!(
+            errors(&json),
+            [format!(
+                "telemetry.metrics_flush_ms: {shown} is outside 100..=60000 milliseconds"
+            )]
+        );
+    }
 
     let listed =
         config::compile(br#"{"telemetry": {"filter_state": ["route", "decision"]}}"#).unwrap();

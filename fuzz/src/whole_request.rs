@@ -371,10 +371,13 @@ fn check_decision(setup: &Setup, exchange: &Exchange, input: &Input) {
         exchange.response.is_some(),
         "the client got no answer for {input:?}"
     );
-    if let Some(decision) = exchange.filter_state.get("wasm.certgate_decision") {
-        let decision = String::from_utf8_lossy(decision);
+    if let Some(decision) = exchange
+        .filter_state_fields
+        .get("wasm.certgate")
+        .and_then(|record| record.get("decision"))
+    {
         assert!(
-            matches!(decision.as_ref(), "allow" | "deny" | "audit_deny"),
+            matches!(decision.as_str(), "allow" | "deny" | "audit_deny"),
             "decision {decision:?}"
         );
         assert_eq!(

@@ -5,7 +5,7 @@
 
 use crate::outcome::{project, watched_reply, watched_upstream, Materials, Outcome};
 use crate::scenario::{EnvoyConfig, Group, LocalReply, Scenario, Status, TlsVersion};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use testkit::pki::ENVOY_SERVER_NAME;
@@ -13,6 +13,8 @@ use testkit::{envoy, Client, ClientTls, EchoServer, Envoy, Pki, Request, Stats};
 
 /// How long a request, and the wait for its access-log line, may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long certgate's counters may take to reach `/stats` (the suite's flush interval is 100 ms).
+const METRICS_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct EnvoySide {
     envoy: Envoy,
@@ -113,8 +115,13 @@ impl EnvoySide {
             ),
             body: materials.normalize(&response.body_text(), self.local_port),
         });
-        let metrics = self.deltas_since(&before).await?;
         let decision = self.next_decision().await?;
+        let metrics = if decision.is_some() {
+            self.counted_since(&before).await?
+        } else {
+            // certgate never saw the request (Envoy's codec answered): nothing to wait for.
+            self.deltas_since(&before).await?
+        };
         Ok(Outcome {
             status: Status::Http(response.status),
             decision,
@@ -135,6 +142,25 @@ impl EnvoySide {
                 Some((name.to_owned(), value.parse().ok()?))
             })
             .collect())
+    }
+
+    /// The counter deltas once certgate's tick has handed over the request's counts: it flushes
+    /// `certgate_requests_total` after every other series, so once that moved, all of them have.
+    async fn counted_since(&self, before: &BTreeMap<String, i64>) -> Result<BTreeMap<String, i64>> {
+        let deadline = tokio::time::Instant::now() + METRICS_DEADLINE;
+        loop {
+            let deltas = self.deltas_since(before).await?;
+            if deltas
+                .keys()
+                .any(|name| name.starts_with("certgate_requests_total."))
+            {
+                return Ok(deltas);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("certgate's counters did not move within {METRICS_DEADLINE:?}: {deltas:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn deltas_since(&self, before: &BTreeMap<String, i64>) -> Result<BTreeMap<String, i64>> {

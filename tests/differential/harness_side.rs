@@ -73,6 +73,8 @@ impl HarnessSide {
         let request = self.profile.route(request, &spec.path);
         let before = self.plugin.metrics();
         let exchange = self.plugin.send(&connection, request)?;
+        // certgate counts in the guest and hands the counts over on its tick.
+        self.plugin.tick()?;
         let metrics = counter_deltas(&before, &self.plugin.metrics());
         let response = exchange
             .response
@@ -80,9 +82,9 @@ impl HarnessSide {
             .context("the harness gave the client no response")?;
         let state = |name: &str| {
             exchange
-                .filter_state
-                .get(&format!("wasm.certgate_{name}"))
-                .map(|value| String::from_utf8_lossy(value).into_owned())
+                .filter_state_fields
+                .get("wasm.certgate")
+                .and_then(|record| record.get(name).cloned())
         };
         let decision = state("decision").zip(state("reason"));
         let watched = crate::outcome::watched_upstream(&self.identity_headers, scenario);

@@ -83,12 +83,14 @@ pub fn today(settings: PluginSettings) -> PluginSettings {
     settings.start_time_ns(u64::try_from(since_epoch.as_nanos()).expect("before 2554"))
 }
 
-/// The filter state certgate set for field `name` (`wasm.certgate_<name>`).
+/// Field `name` of the record certgate set as filter state (`wasm.certgate`), as Envoy's access
+/// log prints it.
 pub fn state(exchange: &Exchange, name: &str) -> Option<String> {
     exchange
-        .filter_state
-        .get(&format!("wasm.certgate_{name}"))
-        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .filter_state_fields
+        .get("wasm.certgate")?
+        .get(name)
+        .cloned()
 }
 
 /// (decision, reason) as certgate recorded them.

@@ -639,6 +639,7 @@ impl RawXfcc {
 
 struct RawTelemetry {
     expiry_warning_days: u32,
+    metrics_flush_ms: u32,
     access_record: RecordLevel,
     filter_state: RecordFields,
 }
@@ -647,6 +648,7 @@ impl Default for RawTelemetry {
     fn default() -> Self {
         RawTelemetry {
             expiry_warning_days: Telemetry::default().expiry_warning_days,
+            metrics_flush_ms: Telemetry::DEFAULT_METRICS_FLUSH_MS,
             access_record: RecordLevel::default(),
             filter_state: Telemetry::default().filter_state,
         }
@@ -655,13 +657,21 @@ impl Default for RawTelemetry {
 
 impl RawTelemetry {
     fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
-        const KEYS: &[&str] = &["expiry_warning_days", "access_record", "filter_state"];
+        const KEYS: &[&str] = &[
+            "expiry_warning_days",
+            "metrics_flush_ms",
+            "access_record",
+            "filter_state",
+        ];
         let fields = Fields::read(value, path, KEYS, problems)?;
         let defaults = RawTelemetry::default();
         Some(RawTelemetry {
             expiry_warning_days: fields
                 .get("expiry_warning_days", problems, integer(U32))
                 .unwrap_or(defaults.expiry_warning_days),
+            metrics_flush_ms: fields
+                .get("metrics_flush_ms", problems, integer(U32))
+                .unwrap_or(defaults.metrics_flush_ms),
             access_record: fields
                 .get("access_record", problems, keyword(RecordLevel::NAMES))
                 .unwrap_or(defaults.access_record),
@@ -1094,8 +1104,21 @@ impl RawTelemetry {
                 format!("{} is more than ten years", self.expiry_warning_days),
             );
         }
+        let flush = Telemetry::METRICS_FLUSH_MS;
+        if !flush.contains(&self.metrics_flush_ms) {
+            problems.add(
+                "telemetry.metrics_flush_ms",
+                format!(
+                    "{} is outside {}..={} milliseconds",
+                    self.metrics_flush_ms,
+                    flush.start(),
+                    flush.end()
+                ),
+            );
+        }
         Telemetry {
             expiry_warning_days: self.expiry_warning_days,
+            metrics_flush_ms: self.metrics_flush_ms,
             access_record: self.access_record,
             filter_state: self.filter_state,
         }

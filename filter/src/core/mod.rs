@@ -14,6 +14,7 @@ pub mod identity;
 pub mod ip;
 pub mod json;
 pub mod matcher;
+pub mod metrics;
 pub mod pairs;
 pub mod pem;
 pub mod percent;

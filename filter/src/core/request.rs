@@ -149,7 +149,8 @@ impl Evaluation<'_> {
         route_name(policy, self.route)
     }
 
-    /// The metric updates of this request: counter increments, and the histogram's value.
+    /// The counter increments of this request. (The expiry histogram is observed once per
+    /// certificate, not per request: see [`super::telemetry::SeenCertificates`].)
     pub fn metrics<'m>(
         &'m self,
         policy: &'m Policy,
@@ -185,10 +186,6 @@ impl Evaluation<'_> {
         }
         if self.sni_mismatch {
             metrics.push((Metric::SniHostMismatch, 1));
-        }
-        if let Some(days) = self.days_to_expiry {
-            let days = u64::try_from(days.max(0)).unwrap_or_default();
-            metrics.push((Metric::PeerCertDaysToExpiry, days));
         }
         metrics
     }

@@ -12,25 +12,27 @@
 //! - `certgate_sni_host_mismatch_total`
 //! - `certgate_peer_cert_days_to_expiry` (histogram)
 
+use super::cache::LruCache;
 use super::decision::{Reason, Verdict};
-use super::hash::FxHashMap;
+use super::hash::FxHasher;
+use super::identity::PeerIdentity;
 use super::ip::ip_text;
 use super::policy::{push_json_string, IdentitySource};
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::hash::Hasher as _;
 use std::net::IpAddr;
 
 /// The route label of a request no route matched (route names may not take it).
 pub const NO_ROUTE: &str = "_none";
-
-/// How many distinct metric names (label combinations) certgate defines at most.
-pub const METRIC_CAPACITY: usize = 2048;
 
 /// The compiled `telemetry` block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Telemetry {
     /// A certificate this close to its end (in days) is warned about and counted.
     pub expiry_warning_days: u32,
+    /// How often the counts are handed to the host, in milliseconds.
+    pub metrics_flush_ms: u32,
     pub access_record: RecordLevel,
     /// The record's fields set as Envoy filter state (`wasm.certgate_<field>`), one hostcall each.
     pub filter_state: RecordFields,
@@ -40,18 +42,28 @@ impl Default for Telemetry {
     fn default() -> Self {
         Telemetry {
             expiry_warning_days: 14,
-            access_record: RecordLevel::Info,
+            metrics_flush_ms: Telemetry::DEFAULT_METRICS_FLUSH_MS,
+            access_record: RecordLevel::Off,
             filter_state: RecordFields::ALL,
         }
     }
 }
 
-/// The log level of the access record, or `off`.
+impl Telemetry {
+    /// `telemetry.metrics_flush_ms` when not set.
+    pub const DEFAULT_METRICS_FLUSH_MS: u32 = 1000;
+    /// The values `telemetry.metrics_flush_ms` may take: often enough for any scrape interval,
+    /// rarely enough to cost nothing per request.
+    pub const METRICS_FLUSH_MS: std::ops::RangeInclusive<u32> = 100..=60_000;
+}
+
+/// The log level of the access record, or `off` (the default: Envoy's access log carries the
+/// record through filter state, and a log line costs a hostcall).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RecordLevel {
+    #[default]
     Off,
     Debug,
-    #[default]
     Info,
     Warn,
 }
@@ -66,23 +78,13 @@ impl RecordLevel {
     ];
 }
 
-/// The record's field names in the order the record prints them, and their filter-state keys.
-macro_rules! record_fields {
-    ($($name:literal),* $(,)?) => {
-        /// The record's field names, in the order the record prints them.
-        pub const NAMES: [&'static str; [$($name),*].len()] = [$($name),*];
-        /// The filter-state key of each field (`certgate_<field>`; Envoy adds `wasm.`).
-        const FILTER_STATE_KEYS: [&'static str; [$($name),*].len()] =
-            [$(concat!("certgate_", $name)),*];
-    };
-}
-
 /// A set of the access record's fields, by their position in [`RecordFields::NAMES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordFields(u16);
 
 impl RecordFields {
-    record_fields! {
+    /// The record's field names, in the order the record prints them.
+    pub const NAMES: [&'static str; 11] = [
         "route",
         "decision",
         "reason",
@@ -94,7 +96,7 @@ impl RecordFields {
         "identity_source",
         "client_address",
         "request_id",
-    }
+    ];
     pub const ALL: RecordFields = RecordFields((1 << Self::NAMES.len()) - 1);
     pub const NONE: RecordFields = RecordFields(0);
 
@@ -158,7 +160,7 @@ impl Metric<'_> {
         name
     }
 
-    /// Appends the name to `out` (what [`MetricIds`] does per request, without allocating).
+    /// Appends the name to `out` (what [`super::metrics::MetricCounts`] does per request, without allocating).
     pub fn write_name(&self, out: &mut String) {
         match self {
             Metric::Requests {
@@ -236,74 +238,6 @@ pub fn days_to_expiry(not_after: i64, now: i64) -> i64 {
     not_after.saturating_sub(now).div_euclid(86_400)
 }
 
-/// What [`MetricIds::id`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricId {
-    Id(u32),
-    /// The host refused to define it, or the capacity was reached earlier.
-    Unavailable,
-    /// The capacity is reached now: reported once so the caller can warn once.
-    CapacityReached,
-}
-
-/// Metric ids by name, each defined on first use, at most [`METRIC_CAPACITY`] of them. Names are
-/// built from the configuration and fixed label values, never from what a client sends, so the
-/// faster non-keyed hash is safe here.
-#[derive(Debug)]
-pub struct MetricIds {
-    ids: FxHashMap<String, u32>,
-    capacity: usize,
-    full: bool,
-    /// The name being looked up: reused, so a known metric costs no allocation.
-    name: String,
-}
-
-impl MetricIds {
-    pub fn new(capacity: usize) -> Self {
-        MetricIds {
-            ids: FxHashMap::default(),
-            capacity,
-            full: false,
-            name: String::new(),
-        }
-    }
-
-    /// The metric's id, defining it through `define` (the hostcall) the first time.
-    pub fn id(
-        &mut self,
-        metric: &Metric<'_>,
-        define: impl FnOnce(MetricKind, &str) -> Option<u32>,
-    ) -> MetricId {
-        self.name.clear();
-        metric.write_name(&mut self.name);
-        if let Some(id) = self.ids.get(self.name.as_str()) {
-            return MetricId::Id(*id);
-        }
-        if self.ids.len() >= self.capacity {
-            return if std::mem::replace(&mut self.full, true) {
-                MetricId::Unavailable
-            } else {
-                MetricId::CapacityReached
-            };
-        }
-        match define(metric.kind(), &self.name) {
-            Some(id) => {
-                self.ids.insert(self.name.clone(), id);
-                MetricId::Id(id)
-            }
-            None => MetricId::Unavailable,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
-
 /// The last keys seen, in a fixed ring: what makes a warning once per connection or certificate
 /// without a hash map (a warning repeats only after `capacity` newer keys).
 #[derive(Debug)]
@@ -333,6 +267,31 @@ impl Recent {
             *slot = key;
         }
         self.next = (self.next + 1) % self.capacity;
+        true
+    }
+}
+
+/// The certificates a worker has seen (their digests, hashed): what observes a certificate's expiry
+/// once, however many requests it makes, so a chatty client weighs in the expiry histogram what a
+/// quiet one does. Bounded: a certificate out of sight for more than half the capacity of newer
+/// ones is observed again.
+#[derive(Debug)]
+pub struct SeenCertificates(LruCache<u64, ()>);
+
+impl SeenCertificates {
+    pub fn new(capacity: usize) -> Self {
+        SeenCertificates(LruCache::new(capacity))
+    }
+
+    /// Whether `identity` is seen for the first time (it is seen from now on).
+    pub fn first_sight(&mut self, identity: &PeerIdentity) -> bool {
+        let mut hasher = FxHasher::default();
+        hasher.write(identity.sha256.as_bytes());
+        let key = hasher.finish();
+        if self.0.get(&key).is_some() {
+            return false;
+        }
+        self.0.insert(key, ());
         true
     }
 }
@@ -405,23 +364,72 @@ impl<'a> Record<'a> {
         out
     }
 
-    /// The present fields of `selected` as filter state: (`certgate_<field>`, plain value). Envoy
-    /// stores each as `wasm.certgate_<field>`.
-    pub fn filter_state(
-        &self,
-        selected: RecordFields,
-    ) -> impl Iterator<Item = (&'static str, Cow<'a, str>)> {
-        RecordFields::FILTER_STATE_KEYS
-            .into_iter()
-            .zip(self.fields())
-            .enumerate()
-            .filter(move |(index, _)| selected.has(*index))
-            .filter_map(|(_, (key, (_, value)))| {
-                let value = match value? {
-                    Value::Text(text) => text,
-                    Value::Number(number) => Cow::Owned(number.to_string()),
-                };
-                Some((key, value))
-            })
+    /// The present fields of `selected` as one `google.protobuf.Struct` in the protobuf wire
+    /// format: the value of the [`FILTER_STATE_KEY`] property, written with one hostcall. Text
+    /// fields are `string_value`s, numbers `number_value`s; absent fields are left out.
+    pub fn filter_state(&self, selected: RecordFields) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut entry = Vec::with_capacity(128);
+        let mut value_message = Vec::with_capacity(96);
+        for (index, (key, value)) in self.fields().enumerate() {
+            let Some(value) = value.filter(|_| selected.has(index)) else {
+                continue;
+            };
+            value_message.clear();
+            match value {
+                // Value.string_value = 3
+                Value::Text(text) => push_length_delimited(&mut value_message, 3, text.as_bytes()),
+                // Value.number_value = 2, a little-endian double (wire type 1)
+                Value::Number(number) => {
+                    value_message.push(2 << 3 | 1);
+                    #[allow(clippy::cast_precision_loss)] // days and SAN counts are far below 2^53
+                    value_message.extend_from_slice(&(number as f64).to_le_bytes());
+                }
+            }
+            // Struct.fields is a map<string, Value>: one entry message {1: key, 2: value} each.
+            entry.clear();
+            push_length_delimited(&mut entry, 1, key.as_bytes());
+            push_length_delimited(&mut entry, 2, &value_message);
+            push_length_delimited(&mut out, 1, &entry);
+        }
+        out
     }
+}
+
+/// The filter-state key of the record (Envoy stores it as `wasm.certgate`). Envoy's access log
+/// prints one field with `%CEL(filter_state['wasm.certgate'].decision)%`, all of them as one JSON
+/// object with `%FILTER_STATE(wasm.certgate:TYPED)%`.
+pub const FILTER_STATE_KEY: &str = "certgate";
+
+/// The type the record's filter state is declared with (`declare_property`): a type Envoy knows,
+/// so that its access log can read the fields.
+pub const FILTER_STATE_TYPE: &str = "type.googleapis.com/google.protobuf.Struct";
+
+/// The arguments of Envoy's `declare_property` foreign function that declare [`FILTER_STATE_KEY`]
+/// as a [`FILTER_STATE_TYPE`] living as long as the request (Envoy's `DeclarePropertyArguments`:
+/// name = 1, type = 3 with PROTOBUF = 3, schema = 4, span = 5 with DOWNSTREAM_REQUEST = 1; not
+/// read-only, so a host that answers a second write refuses nothing).
+pub fn filter_state_declaration() -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    push_length_delimited(&mut out, 1, FILTER_STATE_KEY.as_bytes());
+    out.extend_from_slice(&[3 << 3, 3]);
+    push_length_delimited(&mut out, 4, FILTER_STATE_TYPE.as_bytes());
+    out.extend_from_slice(&[5 << 3, 1]);
+    out
+}
+
+/// Appends protobuf field `number` (wire type 2, length-delimited) holding `bytes`.
+pub fn push_length_delimited(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+    out.push(number << 3 | 2);
+    push_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends a protobuf varint.
+pub fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value & 0x7f) as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }

@@ -48,6 +48,15 @@ extern "C" {
         id: *mut u32,
     ) -> u32;
     #[allow(clashing_extern_declarations)]
+    fn proxy_call_foreign_function(
+        name: *const u8,
+        name_size: usize,
+        arguments: *const u8,
+        arguments_size: usize,
+        results: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
+    #[allow(clashing_extern_declarations)]
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     #[allow(clashing_extern_declarations)]
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
@@ -130,8 +139,31 @@ pub fn edit_request_header(edit: HeaderEdit<'_>) -> bool {
     })
 }
 
+/// Calls the host's foreign function `name`; its results, if any, are dropped.
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> bool {
+    let mut results: *mut u8 = std::ptr::null_mut();
+    let mut results_size: usize = 0;
+    // SAFETY: the host reads our buffers for the given lengths and may write a buffer it allocated
+    // with our allocator, which we take ownership of and free.
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut results,
+            &mut results_size,
+        )
+    };
+    if !results.is_null() {
+        // SAFETY: as above; the allocator gave exactly `results_size` bytes of capacity.
+        drop(unsafe { Vec::from_raw_parts(results, results_size, results_size) });
+    }
+    ok(status)
+}
+
 /// Sets filter state `name` (a one-segment property path); Envoy stores it as `wasm.<name>`.
-pub fn set_filter_state(name: &str, value: &str) -> bool {
+pub fn set_filter_state(name: &str, value: &[u8]) -> bool {
     // SAFETY: the host reads the given lengths from our buffers, which outlive the call.
     ok(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }

@@ -10,24 +10,29 @@ use crate::core::decision::Decision;
 use crate::core::forwarded::ForwardedMode;
 use crate::core::forwarding::RenderedIdentity;
 use crate::core::identity::PeerIdentity;
+use crate::core::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
 use crate::core::pairs::{self, HeaderPairs};
 use crate::core::policy::{Peer, Policy};
 use crate::core::request::{self, ConnectionFacts, Evaluation};
 use crate::core::rewrite::Application;
 use crate::core::route::RequestFacts;
-use crate::core::telemetry::{MetricId, MetricIds, Recent, RecordLevel, METRIC_CAPACITY};
+use crate::core::telemetry::{
+    self, Metric, MetricKind, Recent, RecordLevel, SeenCertificates, FILTER_STATE_KEY,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// How many parsed certificates the root context keeps.
 const IDENTITY_CACHE_SIZE: usize = 512;
 /// How many connections' facts the root context keeps (a worker's busy connections, with room).
 const CONNECTION_CACHE_SIZE: usize = 1024;
-/// How many connections (and certificate digests) the once-only warnings remember.
+/// How many connections the once-only warnings remember.
 const WARNED_CACHE_SIZE: usize = 256;
+/// How many certificates a worker remembers having observed (expiry histogram, expiry warning).
+const SEEN_CERTIFICATES_SIZE: usize = 4096;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -40,11 +45,15 @@ struct Shared {
     connections: RefCell<LruCache<u64, Rc<KnownConnection>>>,
     /// Whether the "matching is degraded" warning was logged already.
     degraded_warned: Cell<bool>,
-    metrics: RefCell<MetricIds>,
+    /// What requests counted since the last tick.
+    metrics: RefCell<MetricCounts>,
+    /// The host's clock in Unix seconds, read on each tick and for each newly parsed certificate:
+    /// never per request.
+    now: Cell<i64>,
     /// Connections already warned about (id and [`Warning`] in one key).
     warned_connections: RefCell<Recent>,
-    /// Certificates already warned about as expiring (their digest's first 64 bits).
-    warned_expiring: RefCell<Recent>,
+    /// Certificates whose expiry was observed already.
+    seen_certificates: RefCell<SeenCertificates>,
     /// Whether the "source.address comes from a header" warning was logged already.
     header_address_warned: Cell<bool>,
 }
@@ -73,9 +82,10 @@ impl Default for CertgateRoot {
             identities: RefCell::new(LruCache::new(IDENTITY_CACHE_SIZE)),
             connections: RefCell::new(LruCache::new(CONNECTION_CACHE_SIZE)),
             degraded_warned: Cell::new(false),
-            metrics: RefCell::new(MetricIds::new(METRIC_CAPACITY)),
+            metrics: RefCell::new(MetricCounts::new(METRIC_CAPACITY)),
+            now: Cell::new(0),
             warned_connections: RefCell::new(Recent::new(WARNED_CACHE_SIZE)),
-            warned_expiring: RefCell::new(Recent::new(WARNED_CACHE_SIZE)),
+            seen_certificates: RefCell::new(SeenCertificates::new(SEEN_CERTIFICATES_SIZE)),
             header_address_warned: Cell::new(false),
         };
         CertgateRoot {
@@ -85,7 +95,13 @@ impl Default for CertgateRoot {
     }
 }
 
-impl Context for CertgateRoot {}
+impl Context for CertgateRoot {
+    fn on_done(&mut self) -> bool {
+        // The VM is going away: what was counted since the last tick is handed over now.
+        self.shared.flush_metrics();
+        true
+    }
+}
 
 impl RootContext for CertgateRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -101,6 +117,22 @@ impl RootContext for CertgateRoot {
         match document.and_then(config::compile_document) {
             Ok(policy) => {
                 log::info!("certgate: configured with {} routes", policy.routes.len());
+                // Each root context declares the record's type (a second declaration on the same
+                // root is refused, harmlessly): without it Envoy would keep opaque bytes.
+                if !policy.telemetry.filter_state.is_empty()
+                    && !host::call_foreign_function(
+                        "declare_property",
+                        &telemetry::filter_state_declaration(),
+                    )
+                {
+                    log::debug!("certgate: the host refused to declare {FILTER_STATE_KEY}");
+                }
+                // What the previous policy counted is handed over before it is replaced.
+                self.shared.flush_metrics();
+                self.shared.read_clock();
+                self.set_tick_period(Duration::from_millis(u64::from(
+                    policy.telemetry.metrics_flush_ms,
+                )));
                 // What the caches hold was derived under the previous policy.
                 *self.shared.connections.borrow_mut() = LruCache::new(CONNECTION_CACHE_SIZE);
                 *self.shared.identities.borrow_mut() = LruCache::new(IDENTITY_CACHE_SIZE);
@@ -114,6 +146,11 @@ impl RootContext for CertgateRoot {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        self.shared.read_clock();
+        self.shared.flush_metrics();
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -186,21 +223,16 @@ impl HttpContext for CertgateHttp {
             local_address: known.local_address.as_deref(),
             rendered: known.rendered.as_ref(),
         };
-        let now = if connection.mtls || policy.reads_header_certificates {
-            unix_seconds()
-        } else {
-            0
-        };
+        let now = self.shared.now.get();
         let evaluation = request::evaluate(&policy, &request, &headers, &connection, now);
         log_decision(&policy, &evaluation);
         self.warn(&evaluation, &connection, connection_id.unwrap_or_default());
-        self.update_metrics(&policy, &evaluation, connection.tls_version);
+        self.count_metrics(&policy, &evaluation, connection.tls_version);
         let record = evaluation.record(&policy, &connection, &headers);
         if !policy.telemetry.filter_state.is_empty() {
-            for (name, value) in record.filter_state(policy.telemetry.filter_state) {
-                if !host::set_filter_state(name, &value) {
-                    log::debug!("certgate: the host refused filter state {name}");
-                }
+            let state = record.filter_state(policy.telemetry.filter_state);
+            if !host::set_filter_state(FILTER_STATE_KEY, &state) {
+                log::debug!("certgate: the host refused filter state {FILTER_STATE_KEY}");
             }
         }
         if policy.telemetry.access_record != RecordLevel::Off {
@@ -329,6 +361,8 @@ impl CertgateHttp {
         if let Some(identity) = self.shared.identities.borrow_mut().get(digest.as_str()) {
             return ConnectionIdentity::Identified(identity);
         }
+        // A new certificate: its expiry is judged on a fresh clock.
+        self.shared.read_clock();
         let identity = match host::property(&["connection", "peer_certificate"]) {
             Some(pem) => match PeerIdentity::from_pem(&pem) {
                 Ok(identity) => identity,
@@ -366,7 +400,7 @@ impl CertgateHttp {
     }
 
     /// The once-only warnings: an unsound `source.address`, spoofed headers and SNI mismatches (once
-    /// per connection), expiring certificates (once per certificate).
+    /// per connection). Expiring certificates are warned about in [`Self::count_metrics`].
     fn warn(
         &self,
         evaluation: &Evaluation<'_>,
@@ -401,51 +435,43 @@ impl CertgateHttp {
                 );
             }
         }
-        if evaluation.expiring {
-            if let Some(identity) = evaluation.peer.identity() {
-                let digest_prefix = identity
-                    .sha256
-                    .get(..16)
-                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-                    .unwrap_or_default();
-                if self
-                    .shared
-                    .warned_expiring
-                    .borrow_mut()
-                    .first_time(digest_prefix)
-                {
-                    log::warn!(
-                        "certgate: certificate {} ({}) expires in {} days",
-                        identity.sha256,
-                        identity.principal().unwrap_or("-"),
-                        evaluation.days_to_expiry.unwrap_or_default()
-                    );
-                }
-            }
-        }
     }
 
-    /// Defines (once) and updates this request's metrics.
-    fn update_metrics(
+    /// Counts this request's metrics (handed to the host on the next tick) and observes its
+    /// certificate's expiry if this worker sees the certificate for the first time.
+    fn count_metrics(
         &self,
         policy: &Policy,
         evaluation: &Evaluation<'_>,
         tls_version: Option<&str>,
     ) {
-        let mut ids = self.shared.metrics.borrow_mut();
+        let mut counts = self.shared.metrics.borrow_mut();
         for (metric, value) in evaluation.metrics(policy, tls_version) {
-            match ids.id(&metric, host::define_metric) {
-                MetricId::Id(id) => {
-                    if !host::update_metric(id, metric.kind(), value) {
-                        log::debug!("certgate: the host refused an update of {}", metric.name());
-                    }
-                }
-                MetricId::CapacityReached => log::warn!(
-                    "certgate: {METRIC_CAPACITY} metric series defined; {} and any newer series are not recorded",
-                    metric.name()
-                ),
-                MetricId::Unavailable => {}
-            }
+            count(&mut counts, &metric, value);
+        }
+        let (Some(identity), Some(days)) = (evaluation.peer.identity(), evaluation.days_to_expiry)
+        else {
+            return;
+        };
+        if !self
+            .shared
+            .seen_certificates
+            .borrow_mut()
+            .first_sight(identity)
+        {
+            return;
+        }
+        count(
+            &mut counts,
+            &Metric::PeerCertDaysToExpiry,
+            u64::try_from(days.max(0)).unwrap_or_default(),
+        );
+        if evaluation.expiring {
+            log::warn!(
+                "certgate: certificate {} ({}) expires in {days} days",
+                identity.sha256,
+                identity.principal().unwrap_or("-"),
+            );
         }
     }
 
@@ -493,12 +519,58 @@ fn apply_rewrite(evaluation: &Evaluation<'_>, headers: &HeaderPairs<'_>) {
     }
 }
 
-/// The host's clock, in Unix seconds.
-fn unix_seconds() -> i64 {
-    proxy_wasm::hostcalls::get_current_time()
-        .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        })
+fn count(counts: &mut MetricCounts, metric: &Metric<'_>, value: u64) {
+    if counts.add(metric, value) == Added::CapacityReached {
+        log::warn!(
+            "certgate: {METRIC_CAPACITY} metric series counted; {} and any newer series are not recorded",
+            metric.name()
+        );
+    }
+}
+
+impl Shared {
+    /// Hands what was counted since the last flush to the host.
+    fn flush_metrics(&self) {
+        let flushed = self.metrics.borrow_mut().flush(&mut HostMetrics);
+        if flushed.refused > 0 {
+            log::debug!(
+                "certgate: the host refused {} metric definitions or updates",
+                flushed.refused
+            );
+        }
+        if flushed.dropped > 0 {
+            log::warn!(
+                "certgate: {} expiry observations dropped since the last flush (too many new certificates)",
+                flushed.dropped
+            );
+        }
+    }
+
+    /// Reads the host's clock (Unix seconds) into `now`.
+    fn read_clock(&self) {
+        if let Some(seconds) = proxy_wasm::hostcalls::get_current_time()
+            .ok()
+            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        {
+            self.now
+                .set(i64::try_from(seconds.as_secs()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The metric hostcalls.
+struct HostMetrics;
+
+impl MetricSink for HostMetrics {
+    fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        host::define_metric(kind, name)
+    }
+
+    fn increment(&mut self, id: u32, delta: u64) -> bool {
+        host::update_metric(id, MetricKind::Counter, delta)
+    }
+
+    fn record(&mut self, id: u32, value: u64) -> bool {
+        host::update_metric(id, MetricKind::Histogram, value)
+    }
 }

@@ -45,6 +45,8 @@ const FORGED_HEADERS: [(&str, &str); 3] = [
 /// The paths every client alternates between: the sidecar's `admin` and `app` routes.
 const PATHS: [&str; 2] = ["/admin/users", "/orders/7"];
 
+/// How long certgate's last counts may take to reach Envoy (its tick is one second).
+const COUNTS_DEADLINE: Duration = Duration::from_secs(5);
 /// Envoy's heap may move with buffers and stats; after warm-up it may not grow by more than this.
 pub const HEAP_GROWTH_LIMIT: u64 = 2 * 1024 * 1024;
 
@@ -368,7 +370,14 @@ pub async fn run(requests: u64, mut on_sample: impl FnMut(&EnvoySample)) -> Resu
     let (swaps, probes) = controlled?;
     let elapsed = started.elapsed();
 
-    // Every request has its answer now: the counters are exact.
+    // Every request has its answer now; certgate hands the last of its counts to Envoy on its
+    // next tick, after which the counters are exact.
+    let answered = shared.responses.load(Ordering::SeqCst) + probes;
+    let counted = |scrape: &testkit::Prometheus| {
+        scrape.value("certgate_requests_total", &[]) == Some(answered as f64)
+    };
+    // A shortfall is reported by the checks below, with the counts.
+    let _ = envoy.wait_for_prometheus(COUNTS_DEADLINE, counted).await;
     let last = sample(&envoy, shared.responses.load(Ordering::SeqCst)).await?;
     on_sample(&last);
     samples.push(last);

@@ -313,9 +313,9 @@ fn sample(plugin: &Plugin, requests: u64) -> Sample {
 fn check(case: &Case, exchange: &Exchange) -> Result<bool, String> {
     let state = |field: &str| {
         exchange
-            .filter_state
-            .get(&format!("wasm.certgate_{field}"))
-            .map(|value| String::from_utf8_lossy(value).into_owned())
+            .filter_state_fields
+            .get("wasm.certgate")
+            .and_then(|record| record.get(field).cloned())
             .unwrap_or_default()
     };
     let (decision, reason) = (state("decision"), state("reason"));
