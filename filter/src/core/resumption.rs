@@ -14,7 +14,6 @@
 //! (a slot per hash of scope and digest; a collision overwrites, which only costs a resumed client a
 //! refusal), with a per-worker cache in front of it. The host is behind [`SharedStore`].
 
-use super::cache::LruCache;
 use sha2::{Digest, Sha256};
 
 /// How many shared-data slots the record uses (so at most this many keys, about 200 bytes each).
@@ -23,8 +22,9 @@ pub const SLOTS: u64 = 4096;
 /// validated its certificate: TLS 1.3's non-renewable authentication timeout (7 days). TLS 1.2
 /// sessions end sooner, at the listener's `session_timeout` (2 hours unless set).
 pub const MAX_VALIDITY_SECS: u32 = 7 * 24 * 60 * 60;
-/// How many recorded certificates each worker keeps in front of the shared record.
-const LOCAL_CACHE_SIZE: usize = 1024;
+/// How many recorded certificates each worker keeps in front of the shared record (direct-mapped by
+/// slot: a plain array costs the `.wasm` less than a hash map).
+const LOCAL_SLOTS: u64 = 256;
 /// The shared-data key prefix; the slot number follows.
 const KEY_PREFIX: &str = "certgate.validated.";
 
@@ -129,14 +129,19 @@ impl Scope<'_> {
     }
 }
 
-/// The shared-data slot of a scope and digest key.
-fn slot_key(key: &str) -> String {
+/// The shared-data slot number of a scope and digest key.
+fn slot(key: &str) -> u64 {
     let hash = Sha256::digest(key.as_bytes());
     let mut first = [0u8; 8];
     for (byte, from) in first.iter_mut().zip(hash.iter()) {
         *byte = *from;
     }
-    format!("{KEY_PREFIX}{}", u64::from_le_bytes(first) % SLOTS)
+    u64::from_le_bytes(first) % SLOTS
+}
+
+/// The shared-data key of a slot.
+fn slot_key(slot: u64) -> String {
+    format!("{KEY_PREFIX}{slot}")
 }
 
 /// When Envoy validated a certificate in a scope, and until when the certificate itself is valid.
@@ -156,28 +161,30 @@ impl Record {
             .map_or(until, |not_after| until.min(not_after))
     }
 
-    /// The slot value: `<validated_at> <not_after or -> <key>`.
-    fn encode(&self, key: &str) -> String {
-        match self.not_after {
-            Some(not_after) => format!("{} {not_after} {key}", self.validated_at),
-            None => format!("{} - {key}", self.validated_at),
-        }
+    /// The slot value: `validated_at` and `not_after` (`i64::MAX` when unknown) as 8 bytes
+    /// little-endian each, then the key.
+    fn encode(&self, key: &str) -> Vec<u8> {
+        let mut value = Vec::with_capacity(16 + key.len());
+        value.extend_from_slice(&self.validated_at.to_le_bytes());
+        value.extend_from_slice(&self.not_after.unwrap_or(i64::MAX).to_le_bytes());
+        value.extend_from_slice(key.as_bytes());
+        value
     }
 
     /// The record in a slot value, if the value is for `key` (a slot holds any colliding key).
     fn decode(value: &[u8], key: &str) -> Option<Record> {
-        let text = std::str::from_utf8(value).ok()?;
-        let (validated_at, rest) = text.split_once(' ')?;
-        let (not_after, stored_key) = rest.split_once(' ')?;
-        if stored_key != key {
+        let number = |range: std::ops::Range<usize>| {
+            value
+                .get(range)
+                .and_then(|bytes| bytes.try_into().ok())
+                .map(i64::from_le_bytes)
+        };
+        if value.get(16..)? != key.as_bytes() {
             return None;
         }
         Some(Record {
-            validated_at: validated_at.parse().ok()?,
-            not_after: match not_after {
-                "-" => None,
-                number => Some(number.parse().ok()?),
-            },
+            validated_at: number(0..8)?,
+            not_after: Some(number(8..16)?).filter(|&not_after| not_after != i64::MAX),
         })
     }
 }
@@ -192,13 +199,14 @@ pub trait SharedStore {
 /// One worker's view of the record: the shared slots, and the records this worker saw recently.
 #[derive(Debug)]
 pub struct Ledger {
-    local: LruCache<String, Record>,
+    /// Indexed by slot modulo [`LOCAL_SLOTS`]; an entry holds its key.
+    local: Vec<Option<(String, Record)>>,
 }
 
 impl Default for Ledger {
     fn default() -> Self {
         Ledger {
-            local: LruCache::new(LOCAL_CACHE_SIZE),
+            local: vec![None; LOCAL_SLOTS as usize],
         }
     }
 }
@@ -222,8 +230,9 @@ impl Ledger {
             validated_at: now,
             not_after,
         };
-        let written = store.set(&slot_key(&key), record.encode(&key).as_bytes());
-        self.local.insert(key, record);
+        let slot = slot(&key);
+        let written = store.set(&slot_key(slot), &record.encode(&key));
+        self.remember(slot, key, record);
         written
     }
 
@@ -241,23 +250,32 @@ impl Ledger {
             return false;
         }
         let key = scope.key(digest);
-        if self
-            .local
-            .get(&key)
-            .is_some_and(|record| record.admits(now, validity_secs))
-        {
+        let slot = slot(&key);
+        let local = self.local.get(local_index(slot)).and_then(Option::as_ref);
+        if local.is_some_and(|(known, record)| *known == key && record.admits(now, validity_secs)) {
             return true;
         }
         // Another worker may have validated it since, or later than this worker saw.
         let Some(record) = store
-            .get(&slot_key(&key))
+            .get(&slot_key(slot))
             .and_then(|value| Record::decode(&value, &key))
         else {
             return false;
         };
-        self.local.insert(key, record);
+        self.remember(slot, key, record);
         record.admits(now, validity_secs)
     }
+
+    fn remember(&mut self, slot: u64, key: String, record: Record) {
+        if let Some(entry) = self.local.get_mut(local_index(slot)) {
+            *entry = Some((key, record));
+        }
+    }
+}
+
+fn local_index(slot: u64) -> usize {
+    // Below LOCAL_SLOTS, which fits any usize.
+    (slot % LOCAL_SLOTS) as usize
 }
 
 #[cfg(test)]
@@ -439,10 +457,7 @@ mod tests {
                 validated_at: NOW,
                 not_after,
             };
-            assert_eq!(
-                Record::decode(record.encode(&key).as_bytes(), &key),
-                Some(record)
-            );
+            assert_eq!(Record::decode(&record.encode(&key), &key), Some(record));
         }
         let record = Record {
             validated_at: NOW,
@@ -458,9 +473,9 @@ mod tests {
             }
             .key(DIGEST),
         ] {
-            assert_eq!(Record::decode(value.as_bytes(), &other), None, "{other}");
+            assert_eq!(Record::decode(&value, &other), None, "{other}");
         }
-        for garbage in [&b""[..], b"12", b"x - k", b"1 y k", b"\xff\xfe", b"1 2"] {
+        for garbage in [&b""[..], b"12", &value[..15], &value[..value.len() - 1]] {
             assert_eq!(Record::decode(garbage, &key), None, "{garbage:?}");
         }
     }
@@ -482,12 +497,8 @@ mod tests {
     fn slots_are_bounded_and_stable() {
         let mut seen = std::collections::HashSet::new();
         for port in 0..20_000u32 {
-            let key = slot_key(&scope(&format!("10.0.0.1:{port}")).key(DIGEST));
-            let number: u64 = key
-                .strip_prefix(KEY_PREFIX)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(u64::MAX);
-            assert!(number < SLOTS, "{key}");
+            let number = slot(&scope(&format!("10.0.0.1:{port}")).key(DIGEST));
+            assert!(number < SLOTS, "{number}");
             seen.insert(number);
         }
         assert!(
@@ -496,7 +507,8 @@ mod tests {
             seen.len()
         );
         let key = scope("10.0.0.1:8443").key(DIGEST);
-        assert_eq!(slot_key(&key), slot_key(&key));
+        assert_eq!(slot(&key), slot(&key));
+        assert_eq!(slot_key(7), "certgate.validated.7");
     }
 
     #[test]
@@ -556,7 +568,7 @@ mod tests {
         store
             .values
             .borrow_mut()
-            .insert(slot_key(&key), intruder.into_bytes());
+            .insert(slot_key(slot(&key)), intruder);
         assert!(!Ledger::default().knows(&store, &here, DIGEST, NOW, HOUR));
     }
 
