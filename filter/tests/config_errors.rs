@@ -310,3 +310,46 @@ fn each_error_is_one_log_line_whatever_the_configuration_quotes() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn session_resumption_options_are_checked() {
+    use certgate::core::resumption::{Resumption, ResumptionMode};
+    assert_error(
+        r#"{"session_resumption": {"mode": "trust"}}"#,
+        "session_resumption.mode: unknown variant `trust`, expected `trust_validated_on_listener` or `refuse`",
+    );
+    assert_error(
+        r#"{"session_resumption": {"validity_secs": 0}}"#,
+        "session_resumption.validity_secs: is 0: to refuse every resumed session",
+    );
+    assert_error(
+        r#"{"session_resumption": {"validity_secs": 604801}}"#,
+        "session_resumption.validity_secs: 604801 is longer than any session Envoy resumes",
+    );
+    assert_error(
+        r#"{"session_resumption": {"validity_secs": -5}}"#,
+        "session_resumption.validity_secs: invalid",
+    );
+    assert_error(
+        r#"{"session_resumption": {"validity": 60}}"#,
+        "session_resumption.validity: unknown field `validity`",
+    );
+    assert_error(
+        r#"{"session_resumption": "refuse"}"#,
+        "session_resumption: invalid type: string",
+    );
+    let compiled = |json: &str| config::compile(json.as_bytes()).unwrap().resumption;
+    assert_eq!(compiled("{}"), Resumption::default());
+    assert_eq!(
+        Resumption::default().mode,
+        ResumptionMode::TrustValidatedOnListener,
+        "resumed sessions are admitted by default"
+    );
+    assert_eq!(
+        compiled(r#"{"session_resumption": {"mode": "refuse", "validity_secs": 7200}}"#),
+        Resumption {
+            mode: ResumptionMode::Refuse,
+            validity_secs: 7200
+        }
+    );
+}

@@ -342,6 +342,16 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Whether the TLS handshake was full or resumed a session (`None` on plain HTTP). A client
+    /// resumes when the same [`ClientTls`] made an earlier connection to the same server: its
+    /// configuration keeps rustls's in-memory session store (TLS 1.3 tickets, TLS 1.2 sessions).
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        match self.io.get_ref() {
+            Stream::Plain(_) => None,
+            Stream::Tls(tls) => tls.get_ref().1.handshake_kind(),
+        }
+    }
+
     /// Sends a request and reads its whole response, within the client's timeout.
     pub async fn send(&mut self, request: &Request) -> Result<Response> {
         let timeout = self.timeout;

@@ -14,6 +14,7 @@ use super::policy::{
     DefaultAction, DenyResponse, IdentitySource, Mode, Policy, Route, SniHostMismatch,
     TrustedProxies,
 };
+use super::resumption::{Resumption, ResumptionMode, MAX_VALIDITY_SECS};
 use super::route::RouteMatch;
 use super::telemetry::{RecordFields, RecordLevel, Telemetry, NO_ROUTE};
 use super::xfcc::{XfccDetail, XfccMode};
@@ -327,6 +328,7 @@ struct RawConfig {
     trusted_proxies: RawTrustedProxies,
     identity_sources: Vec<IdentitySource>,
     assume_presented_certs_validated: bool,
+    session_resumption: RawResumption,
     forwarding: RawForwarding,
     telemetry: RawTelemetry,
     sni_host_mismatch: SniHostMismatch,
@@ -343,6 +345,7 @@ impl RawConfig {
             "trusted_proxies",
             "identity_sources",
             "assume_presented_certs_validated",
+            "session_resumption",
             "forwarding",
             "telemetry",
             "sni_host_mismatch",
@@ -376,6 +379,9 @@ impl RawConfig {
                 .unwrap_or_else(|| vec![IdentitySource::Connection]),
             assume_presented_certs_validated: fields
                 .get("assume_presented_certs_validated", problems, boolean)
+                .unwrap_or_default(),
+            session_resumption: fields
+                .get("session_resumption", problems, RawResumption::read)
                 .unwrap_or_default(),
             forwarding: fields
                 .get("forwarding", problems, RawForwarding::read)
@@ -637,6 +643,57 @@ impl RawXfcc {
     }
 }
 
+struct RawResumption {
+    mode: ResumptionMode,
+    validity_secs: u32,
+}
+
+impl Default for RawResumption {
+    fn default() -> Self {
+        let defaults = Resumption::default();
+        RawResumption {
+            mode: defaults.mode,
+            validity_secs: defaults.validity_secs,
+        }
+    }
+}
+
+impl RawResumption {
+    fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
+        let fields = Fields::read(value, path, &["mode", "validity_secs"], problems)?;
+        let defaults = RawResumption::default();
+        Some(RawResumption {
+            mode: fields
+                .get("mode", problems, keyword(ResumptionMode::NAMES))
+                .unwrap_or(defaults.mode),
+            validity_secs: fields
+                .get("validity_secs", problems, integer(U32))
+                .unwrap_or(defaults.validity_secs),
+        })
+    }
+
+    fn compile(self, problems: &mut Problems<'_>) -> Resumption {
+        if self.validity_secs == 0 {
+            problems.add(
+                "session_resumption.validity_secs",
+                "is 0: to refuse every resumed session, set session_resumption.mode to \"refuse\"",
+            );
+        } else if self.validity_secs > MAX_VALIDITY_SECS {
+            problems.add(
+                "session_resumption.validity_secs",
+                format!(
+                    "{} is longer than any session Envoy resumes ({MAX_VALIDITY_SECS} seconds, 7 days)",
+                    self.validity_secs
+                ),
+            );
+        }
+        Resumption {
+            mode: self.mode,
+            validity_secs: self.validity_secs,
+        }
+    }
+}
+
 struct RawTelemetry {
     expiry_warning_days: u32,
     metrics_flush_ms: u32,
@@ -793,6 +850,7 @@ impl RawConfig {
             trusted_proxies,
             identity_sources: self.identity_sources,
             assume_presented_certs_validated: self.assume_presented_certs_validated,
+            resumption: self.session_resumption.compile(problems),
             forwarding,
             telemetry: self.telemetry.compile(problems),
             sni_host_mismatch: self.sni_host_mismatch,

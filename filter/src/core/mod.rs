@@ -20,6 +20,7 @@ pub mod pem;
 pub mod percent;
 pub mod policy;
 pub mod request;
+pub mod resumption;
 pub mod rewrite;
 pub mod route;
 pub mod sources;

@@ -5,6 +5,7 @@ use super::forwarding::Forwarding;
 use super::identity::PeerIdentity;
 use super::ip::IpNet;
 use super::matcher::MatcherSet;
+use super::resumption::Resumption;
 use super::route::{RequestFacts, RouteMatch};
 use super::telemetry::Telemetry;
 use std::fmt::Write as _;
@@ -162,6 +163,8 @@ pub struct Policy {
     /// On Envoys before 1.39 (no `connection.peer_certificate_valid`), treat a presented certificate
     /// as validated. Sound only when the listener requires and verifies client certificates.
     pub assume_presented_certs_validated: bool,
+    /// What a certificate Envoy reports not validated on a resumed TLS session gets.
+    pub resumption: Resumption,
     pub forwarding: Forwarding,
     pub telemetry: Telemetry,
     pub sni_host_mismatch: SniHostMismatch,

@@ -1,7 +1,8 @@
 //! Hostcalls the SDK's wrappers get wrong for certgate: header maps read as bytes (the SDK panics on
 //! a non-UTF-8 header value, which any client can send), properties read by path, and every write
-//! (headers, filter state, metrics) declared with a plain status code: the SDK panics, trapping the
-//! VM, on any status it did not expect, and a refused write must cost a log line, not the request.
+//! (headers, filter state, metrics, shared data) declared with a plain status code: the SDK panics,
+//! trapping the VM, on any status it did not expect, and a refused write must cost a log line, not
+//! the request.
 
 use crate::core::rewrite::HeaderEdit;
 use crate::core::telemetry::MetricKind;
@@ -60,6 +61,22 @@ extern "C" {
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     #[allow(clashing_extern_declarations)]
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    #[allow(clashing_extern_declarations)]
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
 }
 
 fn ok(status: u32) -> bool {
@@ -192,4 +209,26 @@ pub fn update_metric(id: u32, kind: MetricKind, value: u64) -> bool {
         // SAFETY: plain values.
         MetricKind::Histogram => ok(unsafe { proxy_record_metric(id, value) }),
     }
+}
+
+/// A shared-data value (shared by every VM of the plugin's `vm_id`); `None` when absent or refused.
+pub fn shared_data(key: &str) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    // SAFETY: the host reads `key` and writes a buffer it allocated with our allocator, its size and
+    // a CAS token; we take ownership of the buffer.
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    if !ok(status) || data.is_null() {
+        return None;
+    }
+    // SAFETY: as above; the allocator gave exactly `size` bytes of capacity.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Writes a shared-data value unconditionally (CAS 0).
+pub fn set_shared_data(key: &str, value: &[u8]) -> bool {
+    // SAFETY: the host copies the given lengths from our buffers, which outlive the call.
+    ok(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), 0) })
 }

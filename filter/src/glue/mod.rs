@@ -14,6 +14,7 @@ use crate::core::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
 use crate::core::pairs::{self, HeaderPairs};
 use crate::core::policy::{Peer, Policy};
 use crate::core::request::{self, ConnectionFacts, Evaluation};
+use crate::core::resumption::{Ledger, Scope, SharedStore, Validation};
 use crate::core::rewrite::Application;
 use crate::core::route::RequestFacts;
 use crate::core::telemetry::{
@@ -56,6 +57,9 @@ struct Shared {
     seen_certificates: RefCell<SeenCertificates>,
     /// Whether the "source.address comes from a header" warning was logged already.
     header_address_warned: Cell<bool>,
+    /// The certificates Envoy validated, for resumed sessions (facts about Envoy, kept across
+    /// reconfigurations).
+    ledger: RefCell<Ledger>,
 }
 
 /// What a connection is warned about once.
@@ -87,6 +91,7 @@ impl Default for CertgateRoot {
             warned_connections: RefCell::new(Recent::new(WARNED_CACHE_SIZE)),
             seen_certificates: RefCell::new(SeenCertificates::new(SEEN_CERTIFICATES_SIZE)),
             header_address_warned: Cell::new(false),
+            ledger: RefCell::new(Ledger::default()),
         };
         CertgateRoot {
             policy: None,
@@ -317,10 +322,11 @@ impl CertgateHttp {
             PeerAddress::from_source_address(source_address.as_deref()),
             PeerAddress::FromHeaders(_)
         );
+        let mut listener = LazyProperty::new(&["destination", "address"]);
+        let identity = self.connection_identity(policy, &mut listener);
         let local_address = (policy.forwarding.forwarded != ForwardedMode::Off)
-            .then(|| host::property_string(&["destination", "address"]))
+            .then(|| listener.get().map(str::to_owned))
             .flatten();
-        let identity = self.connection_identity(policy);
         let rendered = match &identity {
             ConnectionIdentity::Identified(identity) => {
                 Some(RenderedIdentity::new(&policy.forwarding, identity))
@@ -346,19 +352,70 @@ impl CertgateHttp {
         known
     }
 
-    /// Reads the TLS peer: presented? validated? then its identity, parsed once per certificate.
-    fn connection_identity(&self, policy: &Policy) -> ConnectionIdentity {
+    /// Reads the TLS peer: presented? validated (on this connection, or recently in its scope for a
+    /// resumed session)? then its identity, parsed once per certificate.
+    fn connection_identity(
+        &self,
+        policy: &Policy,
+        listener: &mut LazyProperty<'_>,
+    ) -> ConnectionIdentity {
         if host::property_bool(&["connection", "mtls"]) != Some(true) {
             return ConnectionIdentity::NoCertificate;
         }
-        match host::property_bool(&["connection", "peer_certificate_valid"]) {
-            Some(true) => {}
-            None if policy.assume_presented_certs_validated => {}
-            Some(false) | None => return ConnectionIdentity::NotValidated,
+        let reported = host::property_bool(&["connection", "peer_certificate_valid"]);
+        let mut digest = None;
+        let mut filter_chain = LazyProperty::new(&["xds", "filter_chain_name"]);
+        let validation =
+            policy
+                .resumption
+                .classify(reported, policy.assume_presented_certs_validated, || {
+                    let digest = digest.insert(peer_digest());
+                    let scope = Scope {
+                        local_address: listener.get().unwrap_or_default(),
+                        filter_chain: filter_chain.get().unwrap_or_default(),
+                    };
+                    self.shared.ledger.borrow_mut().knows(
+                        &HostStore,
+                        &scope,
+                        digest,
+                        self.shared.now.get(),
+                        policy.resumption.validity_secs,
+                    )
+                });
+        if !validation.admitted() {
+            return ConnectionIdentity::NotValidated;
         }
-        let digest = host::property_string(&["connection", "sha256_peer_certificate_digest"])
-            .unwrap_or_default();
-        if let Some(identity) = self.shared.identities.borrow_mut().get(digest.as_str()) {
+        let digest = digest.unwrap_or_else(peer_digest);
+        let identity = self.identity(&digest);
+        if let (Validation::Validated, ConnectionIdentity::Identified(identity)) =
+            (validation, &identity)
+        {
+            if policy.resumption.trusts() {
+                let scope = Scope {
+                    local_address: listener.get().unwrap_or_default(),
+                    filter_chain: filter_chain.get().unwrap_or_default(),
+                };
+                let recorded = self.shared.ledger.borrow_mut().record(
+                    &HostStore,
+                    &scope,
+                    &digest,
+                    identity.not_after,
+                    self.shared.now.get(),
+                );
+                if !recorded {
+                    log::debug!("certgate: the host refused shared data for certificate {digest}");
+                }
+            }
+        }
+        if validation == Validation::Resumed {
+            log::debug!("certgate: certificate {digest} admitted on a resumed session: validated in this scope recently");
+        }
+        identity
+    }
+
+    /// The identity of the peer certificate `digest`, parsed once per certificate.
+    fn identity(&self, digest: &str) -> ConnectionIdentity {
+        if let Some(identity) = self.shared.identities.borrow_mut().get(digest) {
             return ConnectionIdentity::Identified(identity);
         }
         // A new certificate: its expiry is judged on a fresh clock.
@@ -371,13 +428,13 @@ impl CertgateHttp {
                     return ConnectionIdentity::Unreadable;
                 }
             },
-            None => self.degraded_identity(&digest),
+            None => self.degraded_identity(digest),
         };
         let identity = Rc::new(identity);
         self.shared
             .identities
             .borrow_mut()
-            .insert(digest, Rc::clone(&identity));
+            .insert(digest.to_owned(), Rc::clone(&identity));
         ConnectionIdentity::Identified(identity)
     }
 
@@ -572,5 +629,42 @@ impl MetricSink for HostMetrics {
 
     fn record(&mut self, id: u32, value: u64) -> bool {
         host::update_metric(id, MetricKind::Histogram, value)
+    }
+}
+
+/// Envoy's SHA-256 digest of the peer certificate (lowercase hex), empty when it has none.
+fn peer_digest() -> String {
+    host::property_string(&["connection", "sha256_peer_certificate_digest"]).unwrap_or_default()
+}
+
+/// A string property read at most once, and only when first needed.
+struct LazyProperty<'p> {
+    path: &'p [&'p str],
+    value: Option<Option<String>>,
+}
+
+impl<'p> LazyProperty<'p> {
+    fn new(path: &'p [&'p str]) -> Self {
+        LazyProperty { path, value: None }
+    }
+
+    fn get(&mut self) -> Option<&str> {
+        let path = self.path;
+        self.value
+            .get_or_insert_with(|| host::property_string(path))
+            .as_deref()
+    }
+}
+
+/// The host's shared data, for the record of validated certificates.
+struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        host::shared_data(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> bool {
+        host::set_shared_data(key, value)
     }
 }
