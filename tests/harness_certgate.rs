@@ -773,3 +773,71 @@ fn connection_facts_are_read_once_per_connection() {
         "the first connection's facts are still cached"
     );
 }
+
+/// Counts reach the host on certgate's tick, not per request: nothing before the interval, every
+/// request's count after it, and the interval is the configured one.
+#[test]
+fn metrics_reach_the_host_on_the_tick_of_the_configured_interval() {
+    let mut plugin = plugin(&json!({
+        "routes": [{"name": "r"}],
+        "telemetry": {"metrics_flush_ms": 250},
+    }));
+    let allowed = "certgate_requests_total.route.r.decision.allow.reason.validated_cert";
+    let connection = mtls(&web());
+    for _ in 0..3 {
+        let exchange = plugin.send(&connection, Request::get("/")).unwrap();
+        assert_eq!(
+            exchange.hostcalls.get("proxy_increment_metric")
+                + exchange.hostcalls.get("proxy_record_metric")
+                + exchange.hostcalls.get("proxy_define_metric"),
+            0,
+            "a request makes no metric hostcall"
+        );
+    }
+    plugin
+        .advance_time(std::time::Duration::from_millis(249))
+        .unwrap();
+    assert_eq!(plugin.metric_value(allowed), None, "before the first tick");
+    plugin
+        .advance_time(std::time::Duration::from_millis(1))
+        .unwrap();
+    assert_eq!(plugin.metric_value(allowed), Some(3), "one delta for three");
+    plugin.send(&connection, Request::get("/")).unwrap();
+    plugin
+        .advance_time(std::time::Duration::from_millis(250))
+        .unwrap();
+    assert_eq!(plugin.metric_value(allowed), Some(4));
+    let days = plugin
+        .metrics()
+        .get("certgate_peer_cert_days_to_expiry")
+        .map(|metric| metric.samples.len());
+    assert_eq!(days, Some(1), "one certificate, four requests");
+}
+
+/// A new configuration hands over what the old one counted before it replaces it: nothing counted
+/// under a policy is lost with it.
+#[test]
+fn a_new_configuration_hands_over_the_old_counts_first() {
+    let mut plugin = plugin(&json!({"routes": [{"name": "old"}]}));
+    plugin.send(&mtls(&web()), Request::get("/")).unwrap();
+    let new_policy = json!({"routes": [{"name": "new"}]}).to_string();
+    assert!(plugin.configure(new_policy).unwrap().accepted);
+    assert_eq!(
+        plugin
+            .metric_value("certgate_requests_total.route.old.decision.allow.reason.validated_cert"),
+        Some(1),
+        "flushed by the reconfiguration, before any tick"
+    );
+}
+
+/// A VM that goes away hands over what it counted since its last tick.
+#[test]
+fn a_vm_shutting_down_hands_over_its_counts() {
+    let mut plugin = plugin(&json!({"routes": [{"name": "r"}]}));
+    plugin.send(&mtls(&web()), Request::get("/")).unwrap();
+    assert!(plugin.shutdown().unwrap());
+    assert_eq!(
+        plugin.metric_value("certgate_requests_total.route.r.decision.allow.reason.validated_cert"),
+        Some(1)
+    );
+}
