@@ -472,6 +472,85 @@ fn exposed_reason_and_custom_replies() {
     );
 }
 
+/// A gRPC caller gets a gRPC answer: a trailers-only `200` whose `grpc-status` says why
+/// (`UNAUTHENTICATED` without a usable certificate, `PERMISSION_DENIED` for a refused identity) and
+/// whose `grpc-message` names the request; the record says which status it got. An HTTP caller on
+/// the same route keeps the HTTP reply.
+#[test]
+fn a_denied_grpc_call_gets_a_grpc_status() {
+    let policy = |deny_response: Value| {
+        json!({"deny_response": deny_response, "routes": [
+            {"name": "r", "allow": [{"uri": ADMIN_URI}]}
+        ]})
+    };
+    let grpc_call = || {
+        Request::post("/shop.Orders/Get")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+    };
+    let mut default = plugin(&policy(json!({})));
+    let refused = default.send(&mtls(&web()), grpc_call()).unwrap();
+    let reply = refused.response.as_ref().unwrap();
+    let request_id = state(&refused, "request_id").unwrap();
+    assert_eq!(reply.status, 200, "a trailers-only gRPC answer");
+    assert_eq!(reply.headers.get("content-type"), Some("application/grpc"));
+    assert_eq!(reply.headers.get("grpc-status"), Some("7"));
+    assert_eq!(
+        reply.headers.get("grpc-message").map(str::to_owned),
+        Some(format!(
+            "certgate: permission denied (request {request_id})"
+        ))
+    );
+    assert_eq!(state(&refused, "grpc_status").as_deref(), Some("7"));
+    assert!(!refused.request.is_continued());
+
+    let anonymous = default.send(&no_cert(), grpc_call()).unwrap();
+    let reply = anonymous.response.as_ref().unwrap();
+    assert_eq!(reply.headers.get("grpc-status"), Some("16"));
+    assert!(reply
+        .headers
+        .get("grpc-message")
+        .is_some_and(|message| message.starts_with("certgate: unauthenticated (request ")));
+
+    let allowed = default.send(&mtls(&admin()), grpc_call()).unwrap();
+    assert!(allowed.request.is_continued());
+    assert_eq!(state(&allowed, "grpc_status"), None);
+
+    let http = default.send(&mtls(&web()), Request::get("/")).unwrap();
+    assert_eq!(status(&http), 403);
+    assert_eq!(state(&http, "grpc_status"), None, "not a gRPC call");
+
+    let mut exposing = plugin(&policy(json!({"expose_reason": true})));
+    let reply = exposing
+        .send(&mtls(&web()), grpc_call())
+        .unwrap()
+        .response
+        .unwrap();
+    assert!(reply
+        .headers
+        .get("grpc-message")
+        .is_some_and(|message| message
+            .starts_with("certgate: permission denied: not_in_allowlist (request ")));
+    assert_eq!(
+        reply.headers.get("x-certgate-reason"),
+        Some("not_in_allowlist")
+    );
+
+    let mut fixed = plugin(&policy(
+        json!({"grpc_status": 14, "grpc_message": "try another region"}),
+    ));
+    let reply = fixed
+        .send(&mtls(&web()), grpc_call())
+        .unwrap()
+        .response
+        .unwrap();
+    assert_eq!(reply.headers.get("grpc-status"), Some("14"));
+    assert_eq!(
+        reply.headers.get("grpc-message"),
+        Some("try another region")
+    );
+}
+
 #[test]
 fn invalid_configurations_are_rejected_with_the_field_path() {
     let table = [

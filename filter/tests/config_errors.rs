@@ -98,6 +98,18 @@ fn structural_errors_name_their_path() {
         r#"{"deny_response": {"status": 70000}}"#,
         "deny_response.status",
     );
+    for status in [0, 17] {
+        assert_error(
+            &format!(r#"{{"deny_response": {{"grpc_status": {status}}}}}"#),
+            &format!(
+                "deny_response.grpc_status: {status} is not a gRPC error status: a denial answers with 1 to 16"
+            ),
+        );
+    }
+    assert_error(
+        r#"{"deny_response": {"grpc_message": "a\nb"}}"#,
+        "deny_response.grpc_message: \"a\\nb\" holds a control character",
+    );
     assert_error(
         r#"{"identity_sources": ["carrier-pigeon"]}"#,
         "identity_sources[0]: unknown variant `carrier-pigeon`, expected one of `connection`, `xfcc`, `alb`",

@@ -499,7 +499,8 @@ fn metrics_and_access_record_of_a_request() {
             "route": "api", "decision": "allow", "reason": "validated_cert",
             "identity": "spiffe://mesh.local/web", "san_count": 1, "tls_version": "TLSv1.3",
             "sni": "api.example.com", "days_to_expiry": 20, "identity_source": "connection",
-            "client_address": "2001:db8::9", "request_id": "req-\"7\""
+            "client_address": "2001:db8::9", "request_id": "req-\"7\"",
+            "grpc_status": null
         })
     );
     let state = decode_struct(&record.filter_state(RecordFields::ALL));

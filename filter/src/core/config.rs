@@ -480,6 +480,8 @@ struct RawDenyResponse {
     body: Option<String>,
     content_type: Option<String>,
     expose_reason: bool,
+    grpc_status: Option<u32>,
+    grpc_message: Option<String>,
 }
 
 const FORBIDDEN: u16 = 403;
@@ -491,13 +493,22 @@ impl Default for RawDenyResponse {
             body: None,
             content_type: None,
             expose_reason: false,
+            grpc_status: None,
+            grpc_message: None,
         }
     }
 }
 
 impl RawDenyResponse {
     fn read(value: &Json, path: &str, problems: &mut Problems<'_>) -> Option<Self> {
-        const KEYS: &[&str] = &["status", "body", "content_type", "expose_reason"];
+        const KEYS: &[&str] = &[
+            "status",
+            "body",
+            "content_type",
+            "expose_reason",
+            "grpc_status",
+            "grpc_message",
+        ];
         let fields = Fields::read(value, path, KEYS, problems)?;
         Some(RawDenyResponse {
             status: fields
@@ -508,6 +519,8 @@ impl RawDenyResponse {
             expose_reason: fields
                 .get("expose_reason", problems, boolean)
                 .unwrap_or_default(),
+            grpc_status: fields.optional("grpc_status", problems, integer(U32)),
+            grpc_message: fields.optional("grpc_message", problems, string),
         })
     }
 }
@@ -994,8 +1007,24 @@ impl RawDenyResponse {
                 );
             }
         }
+        if let Some(status) = self.grpc_status.filter(|status| !(1..=16).contains(status)) {
+            problems.add(
+                "deny_response.grpc_status",
+                format!("{status} is not a gRPC error status: a denial answers with 1 to 16"),
+            );
+        }
+        if let Some(message) = &self.grpc_message {
+            if message.bytes().any(|b| b.is_ascii_control()) {
+                problems.add(
+                    "deny_response.grpc_message",
+                    format!("{message:?} holds a control character"),
+                );
+            }
+        }
         DenyResponse {
             status: self.status,
+            grpc_status: self.grpc_status,
+            grpc_message: self.grpc_message,
             content_type: self.content_type.unwrap_or_else(|| {
                 if self.body.is_some() {
                     "text/plain"

@@ -80,6 +80,32 @@ impl Reason {
     }
 }
 
+/// gRPC's `UNAUTHENTICATED`: the caller has no valid credentials.
+pub const GRPC_UNAUTHENTICATED: u32 = 16;
+/// gRPC's `PERMISSION_DENIED`: the caller's identity may not make this call.
+pub const GRPC_PERMISSION_DENIED: u32 = 7;
+
+impl Reason {
+    /// The gRPC status a denial for this reason answers a gRPC caller with: `UNAUTHENTICATED` when
+    /// no usable certificate was presented, `PERMISSION_DENIED` when the identity was refused.
+    pub fn grpc_status(self) -> u32 {
+        match self {
+            Reason::NoClientCert
+            | Reason::CertNotValidated
+            | Reason::CertUnreadable
+            | Reason::CertExpired
+            | Reason::CertNotYetValid => GRPC_UNAUTHENTICATED,
+            Reason::AllowlistMatch
+            | Reason::ValidatedCert
+            | Reason::ClientCertOptional
+            | Reason::NoRoute
+            | Reason::DeniedByRule
+            | Reason::NotInAllowlist
+            | Reason::SniHostMismatch => GRPC_PERMISSION_DENIED,
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

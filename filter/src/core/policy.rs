@@ -1,6 +1,6 @@
 //! The compiled policy and the decision it makes for a request and its peer.
 
-use super::decision::{Decision, Reason, RuleHit, RuleList, Verdict};
+use super::decision::{Decision, Reason, RuleHit, RuleList, Verdict, GRPC_UNAUTHENTICATED};
 use super::forwarding::Forwarding;
 use super::identity::PeerIdentity;
 use super::ip::IpNet;
@@ -98,6 +98,10 @@ pub struct DenyResponse {
     pub body: Option<String>,
     pub content_type: String,
     pub expose_reason: bool,
+    /// A fixed gRPC status for gRPC callers; `None` chooses it per reason.
+    pub grpc_status: Option<u32>,
+    /// A fixed `grpc-message`; `None` for the default one.
+    pub grpc_message: Option<String>,
 }
 
 impl DenyResponse {
@@ -114,6 +118,44 @@ impl DenyResponse {
             format!(r#"{{"error":"forbidden","request_id":{request_id}}}"#)
         }
     }
+
+    /// The gRPC status a denial for `reason` answers a gRPC caller with.
+    pub fn grpc_status_for(&self, reason: Reason) -> u32 {
+        self.grpc_status.unwrap_or_else(|| reason.grpc_status())
+    }
+
+    /// What a gRPC caller is answered: the gRPC status (configured, or per reason) and the
+    /// `grpc-message` (configured, or the status's name, the reason when `expose_reason` is set,
+    /// and the request id).
+    pub fn grpc(&self, reason: Reason, request_id: &str) -> (u32, String) {
+        let status = self.grpc_status_for(reason);
+        if let Some(message) = &self.grpc_message {
+            return (status, message.clone());
+        }
+        let what = if reason.grpc_status() == GRPC_UNAUTHENTICATED {
+            "unauthenticated"
+        } else {
+            "permission denied"
+        };
+        let message = if self.expose_reason {
+            format!("certgate: {what}: {reason} (request {request_id})")
+        } else {
+            format!("certgate: {what} (request {request_id})")
+        };
+        (status, message)
+    }
+}
+
+/// Whether a request is a gRPC call (`content-type: application/grpc`, or `application/grpc+…`), which
+/// Envoy answers with a gRPC status rather than an HTTP error.
+pub fn is_grpc(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|value| {
+        let value = value.trim_start();
+        value
+            .get(..16)
+            .is_some_and(|head| head.eq_ignore_ascii_case("application/grpc"))
+            && matches!(value.as_bytes().get(16), None | Some(b'+' | b';'))
+    })
 }
 
 /// Peers whose forwarding headers and forwarded identities certgate believes.
@@ -299,4 +341,48 @@ pub fn push_json_string(out: &mut String, text: &str) {
     }
     out.push_str(text.get(plain_from..).unwrap_or_default());
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_content_types() {
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC;x=1",
+        ] {
+            assert!(is_grpc(Some(grpc)), "{grpc}");
+        }
+        for other in [
+            "application/grpc-web",
+            "application/json",
+            "application/grp",
+            "",
+        ] {
+            assert!(!is_grpc(Some(other)), "{other}");
+        }
+        assert!(!is_grpc(None));
+    }
+
+    #[test]
+    fn grpc_status_per_reason() {
+        let unauthenticated = [
+            Reason::NoClientCert,
+            Reason::CertNotValidated,
+            Reason::CertUnreadable,
+            Reason::CertExpired,
+            Reason::CertNotYetValid,
+        ];
+        for reason in Reason::ALL {
+            let expected = if unauthenticated.contains(&reason) {
+                GRPC_UNAUTHENTICATED
+            } else {
+                super::super::decision::GRPC_PERMISSION_DENIED
+            };
+            assert_eq!(reason.grpc_status(), expected, "{reason}");
+        }
+    }
 }

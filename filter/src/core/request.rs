@@ -6,7 +6,7 @@ use super::decision::Decision;
 use super::dns::{authority_host, canonical_name};
 use super::forwarding::{self, RenderedIdentity, Rewrite, RewriteFacts};
 use super::pairs::{self, HeaderPairs};
-use super::policy::{IdentitySource, Peer, Policy, SniHostMismatch};
+use super::policy::{is_grpc, IdentitySource, Peer, Policy, SniHostMismatch};
 use super::route::RequestFacts;
 use super::sources::{self, PeerState};
 use super::telemetry::{self, Metric, Record};
@@ -210,6 +210,9 @@ impl Evaluation<'_> {
             identity_source: self.source,
             client_address: self.client_address,
             request_id: pairs::first_value(headers, "x-request-id"),
+            grpc_status: (self.decision.is_denied()
+                && is_grpc(pairs::first_value(headers, "content-type")))
+            .then(|| policy.deny_response.grpc_status_for(self.decision.reason)),
         }
     }
 }

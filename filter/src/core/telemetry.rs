@@ -84,7 +84,7 @@ pub struct RecordFields(u16);
 
 impl RecordFields {
     /// The record's field names, in the order the record prints them.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "route",
         "decision",
         "reason",
@@ -96,6 +96,7 @@ impl RecordFields {
         "identity_source",
         "client_address",
         "request_id",
+        "grpc_status",
     ];
     pub const ALL: RecordFields = RecordFields((1 << Self::NAMES.len()) - 1);
     pub const NONE: RecordFields = RecordFields(0);
@@ -311,6 +312,8 @@ pub struct Record<'a> {
     pub identity_source: Option<IdentitySource>,
     pub client_address: Option<IpAddr>,
     pub request_id: Option<&'a str>,
+    /// The gRPC status a denied gRPC call was answered with.
+    pub grpc_status: Option<u32>,
 }
 
 /// A field value of the record: text (JSON string) or a number.
@@ -337,6 +340,8 @@ impl<'a> Record<'a> {
             self.client_address
                 .map(|ip| Value::Text(Cow::Owned(ip_text(ip)))),
             text(self.request_id),
+            self.grpc_status
+                .map(|status| Value::Number(i64::from(status))),
         ];
         RecordFields::NAMES.into_iter().zip(values)
     }

@@ -58,6 +58,17 @@ extern "C" {
         results_size: *mut usize,
     ) -> u32;
     #[allow(clashing_extern_declarations)]
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details: *const u8,
+        status_code_details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    #[allow(clashing_extern_declarations)]
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     #[allow(clashing_extern_declarations)]
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
@@ -154,6 +165,30 @@ pub fn edit_request_header(edit: HeaderEdit<'_>) -> bool {
             ),
         }
     })
+}
+
+/// Answers the request locally: `headers` pairs-encoded; with `grpc_status`, a gRPC caller gets that
+/// status (Envoy sends the body as `grpc-message`). A refusal is logged, never a trap.
+pub fn send_local_response(status: u32, headers: &[u8], body: &[u8], grpc_status: Option<u32>) {
+    let grpc_status = grpc_status
+        .and_then(|code| i32::try_from(code).ok())
+        .unwrap_or(-1);
+    // SAFETY: the host reads the given lengths from our buffers, which outlive the call.
+    let status = unsafe {
+        proxy_send_local_response(
+            status,
+            std::ptr::null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            grpc_status,
+        )
+    };
+    if !ok(status) {
+        log::warn!("certgate: the host refused the local reply (status {status})");
+    }
 }
 
 /// Calls the host's foreign function `name`; its results, if any, are dropped.

@@ -12,7 +12,7 @@ use crate::core::forwarding::RenderedIdentity;
 use crate::core::identity::PeerIdentity;
 use crate::core::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
 use crate::core::pairs::{self, HeaderPairs};
-use crate::core::policy::{Peer, Policy};
+use crate::core::policy::{is_grpc, Peer, Policy};
 use crate::core::request::{self, ConnectionFacts, Evaluation};
 use crate::core::resumption::{Ledger, Scope, SharedStore, Validation};
 use crate::core::rewrite::Application;
@@ -535,15 +535,33 @@ impl CertgateHttp {
     fn deny(&self, policy: &Policy, decision: &Decision, headers: &HeaderPairs<'_>) {
         let response = &policy.deny_response;
         let request_id = pairs::first_value(headers, "x-request-id").unwrap_or_default();
+        if is_grpc(pairs::first_value(headers, "content-type")) {
+            // Envoy turns this into a trailers-only gRPC answer: the status as `grpc-status`,
+            // the body as `grpc-message`.
+            let (grpc_status, message) = response.grpc(decision.reason, request_id);
+            let reply_headers: &[(&str, &str)] = if response.expose_reason {
+                &[("x-certgate-reason", decision.reason.as_str())]
+            } else {
+                &[]
+            };
+            host::send_local_response(
+                u32::from(response.status),
+                &pairs::encode(reply_headers),
+                message.as_bytes(),
+                Some(grpc_status),
+            );
+            return;
+        }
         let body = response.body(decision.reason, request_id);
         let mut reply_headers = vec![("content-type", response.content_type.as_str())];
         if response.expose_reason {
             reply_headers.push(("x-certgate-reason", decision.reason.as_str()));
         }
-        self.send_http_response(
+        host::send_local_response(
             u32::from(response.status),
-            reply_headers,
-            Some(body.as_bytes()),
+            &pairs::encode(&reply_headers),
+            body.as_bytes(),
+            None,
         );
     }
 }
