@@ -68,6 +68,19 @@ impl Request {
         &self.method
     }
 
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The header lines, as given.
+    pub fn header_lines(&self) -> &[String] {
+        &self.header_lines
+    }
+
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
     fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
@@ -128,8 +141,8 @@ impl Response {
 /// TLS settings of a client, built once and shared by all its connections.
 #[derive(Clone)]
 pub struct ClientTls {
-    config: Arc<ClientConfig>,
-    server_name: ServerName<'static>,
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) server_name: ServerName<'static>,
 }
 
 impl ClientTls {
@@ -292,6 +305,18 @@ impl Client {
             tls: Some(tls),
             timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(crate) fn tls_settings(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {

@@ -13,6 +13,7 @@ pub mod echo;
 pub mod envoy;
 pub mod fault;
 pub mod http1;
+mod http2;
 pub mod load;
 pub mod pki;
 pub mod stats;
