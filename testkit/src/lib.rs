@@ -24,7 +24,7 @@ pub use client::{Client, ClientTls, Connection, Request, Response};
 pub use echo::{EchoServer, EchoedRequest};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
 pub use fault::{fault_injection_wasm, FAULT_HEADER};
-pub use load::{LoadMode, LoadReport, LoadSpec};
+pub use load::{Drive, Exchange, LoadMode, LoadReport, LoadSpec};
 pub use pki::Pki;
 pub use stats::{Prometheus, Stats};
 pub use wasm_build::{certgate_wasm_opt_z, wasm_floor};
