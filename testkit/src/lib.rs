@@ -23,7 +23,7 @@ pub use certs::{CertDir, CertSpec, IssuedCert, San, TestCa, Validity};
 pub use client::{Client, ClientTls, Connection, Request, Response};
 pub use echo::{EchoServer, EchoedRequest};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
-pub use fault::{fault_injection_wasm, FAULT_HEADER};
+pub use fault::{fault_injection_wasm, BUILD_HEADER, FAULT_HEADER};
 pub use load::{Drive, Exchange, LoadMode, LoadReport, LoadSpec};
 pub use pki::Pki;
 pub use stats::{Prometheus, Stats};

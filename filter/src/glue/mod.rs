@@ -540,6 +540,9 @@ impl CertgateHttp {
         if response.expose_reason {
             reply_headers.push(("x-certgate-reason", decision.reason.as_str()));
         }
+        // The test build says which module refused, so a module swap is observable per response.
+        #[cfg(feature = "fault-injection")]
+        reply_headers.push(("x-certgate-build", "fault-injection"));
         self.send_http_response(
             u32::from(response.status),
             reply_headers,
