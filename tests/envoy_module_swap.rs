@@ -102,7 +102,11 @@ async fn a_new_module_swapped_under_load_fails_no_request() {
                 continue;
             }
         };
-        let expected = if exchange.seq.is_multiple_of(2) { 200 } else { 403 };
+        let expected = if exchange.seq.is_multiple_of(2) {
+            200
+        } else {
+            403
+        };
         if response.status != expected {
             problems.push(format!(
                 "request {}: status {}, expected {expected}: {}",
