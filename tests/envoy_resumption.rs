@@ -1,11 +1,14 @@
 //! TLS session resumption in real Envoy with the shipped configs, which keep Envoy's default
 //! (resumption on): rustls clients that resume a TLS 1.3 or TLS 1.2 session are admitted on the
 //! sidecar, a resumed session of an untrusted certificate is still refused on the gateway's
-//! `ACCEPT_UNTRUSTED` listener, and a churning client load sees no refusal.
+//! `ACCEPT_UNTRUSTED` listener, and a churning client load sees no refusal, from rustls clients and
+//! from a second Envoy as the client sidecar (Envoy's default upstream TLS, so it resumes).
 
 use rustls::HandshakeKind;
 use serde_json::json;
-use testkit::{envoy, CertSpec, Client, ClientTls, EchoServer, Envoy, IssuedCert, Pki, Request};
+use testkit::{
+    envoy, CertSpec, Client, ClientTls, Drive, EchoServer, Envoy, IssuedCert, Pki, Request,
+};
 
 const SHOP_ORDERS: &str = "spiffe://mesh.local/ns/shop/sa/orders";
 
@@ -192,5 +195,77 @@ async fn a_churning_client_is_never_refused() {
     assert!(
         resumed >= CONNECTIONS - 1,
         "only {resumed} of {CONNECTIONS} connections resumed"
+    );
+}
+
+/// 2,000 requests through a second Envoy, the client's sidecar, over 4 keep-alive connections; it
+/// opens a new upstream connection to certgate's sidecar every 10 requests and, with Envoy's default
+/// upstream TLS settings, resumes the session on nearly every one: none is refused.
+#[tokio::test]
+async fn an_envoy_client_churning_upstream_connections_is_never_refused() {
+    const REQUESTS: u64 = 2_000;
+    const REQUESTS_PER_CONNECTION: u64 = 10;
+    let world = World::start("sidecar.yaml", &sidecar_policy(json!({}))).await;
+    let orders = world
+        .pki
+        .client_cert(&CertSpec::client().uri(SHOP_ORDERS))
+        .unwrap();
+    world.pki.dir.write("client.pem", &orders.cert_pem).unwrap();
+    world
+        .pki
+        .dir
+        .write("client-key.pem", &orders.key_pem)
+        .unwrap();
+    let sidecar = world.envoy.listener("ingress").unwrap();
+    let support = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/envoy");
+    let client_sidecar = envoy("client-sidecar.yaml")
+        .template_dir(&support)
+        .cert_dir(&world.pki.dir)
+        .var("UPSTREAM_HOST", sidecar.ip())
+        .upstream_port(sidecar.port())
+        .var("SERVER_NAME", testkit::pki::ENVOY_SERVER_NAME)
+        .var("REQUESTS_PER_CONNECTION", REQUESTS_PER_CONNECTION)
+        .start()
+        .await
+        .unwrap();
+    let client = Client::plain(client_sidecar.listener("egress").unwrap());
+    let exchanges = Drive::start(&client, 4, REQUESTS, |_| {
+        Request::get("/orders", "app.mesh.local")
+    })
+    .finish()
+    .await
+    .unwrap();
+    let mut statuses = std::collections::BTreeMap::new();
+    for exchange in &exchanges {
+        let outcome = match &exchange.outcome {
+            Ok(response) => format!(
+                "{} {}",
+                response.status,
+                response.header("x-certgate-reason").unwrap_or("")
+            ),
+            Err(error) => format!("no response: {error}"),
+        };
+        *statuses.entry(outcome).or_insert(0) += 1;
+    }
+    let stats = client_sidecar.stats().await.unwrap();
+    let counter = |name: &str| stats.counter(name).unwrap_or(0);
+    let connections = counter("cluster.sidecar.upstream_cx_total");
+    let resumed = counter("cluster.sidecar.ssl.session_reused");
+    println!(
+        "{REQUESTS} requests through an Envoy client: {statuses:?}; {connections} upstream \
+         connections, {resumed} resumed"
+    );
+    assert_eq!(
+        statuses,
+        [("200 ".to_owned(), REQUESTS as usize)].into(),
+        "outcomes of {REQUESTS} requests"
+    );
+    assert!(
+        connections >= REQUESTS / REQUESTS_PER_CONNECTION,
+        "only {connections} upstream connections"
+    );
+    assert!(
+        resumed * 10 >= connections * 9,
+        "only {resumed} of {connections} upstream connections resumed"
     );
 }

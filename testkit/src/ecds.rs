@@ -205,6 +205,12 @@ impl FilterConfigFile {
         &self.path
     }
 
+    /// Serves `wasm` from the next write on: the module itself is swapped (`vm_config.code`), and
+    /// Envoy starts a new VM for it, as for any change of code under the same `vm_id`.
+    pub fn set_wasm(&mut self, wasm: &Path) {
+        self.wasm = wasm.to_owned();
+    }
+
     /// How many configs were written (the first is version 1).
     pub fn version(&self) -> u64 {
         self.version

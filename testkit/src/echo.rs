@@ -1,7 +1,8 @@
 //! The upstream of the suites: an HTTP/1.1 server (plain or TLS) on an ephemeral loopback port that
 //! answers every request with JSON listing exactly what it received — method, path, every header
 //! line in order with duplicates and names as sent, and the body — and counts the requests, so a test
-//! can prove a denied request never reached it. For the load bench it can instead answer an empty
+//! can prove a denied request never reached it (and, per header name, how many requests carried it:
+//! a test proves a marked request never got through). For the load bench it can instead answer an empty
 //! 200 without building anything ([`EchoServer::plain_ok`]), so the upstream costs next to nothing.
 
 use crate::certs::IssuedCert;
@@ -10,9 +11,10 @@ use anyhow::{bail, Context, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,6 +40,7 @@ const EMPTY_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
 pub struct EchoServer {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    seen: Arc<SeenHeaders>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -78,12 +81,16 @@ impl EchoServer {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(SeenHeaders::default());
         let (shutdown, stop) = oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("echo server runtime")?;
-        let counter = requests.clone();
+        let counter = Counters {
+            requests: requests.clone(),
+            seen: seen.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name(format!("echo-{}", addr.port()))
             .spawn(move || {
@@ -101,6 +108,7 @@ impl EchoServer {
         Ok(EchoServer {
             addr,
             requests,
+            seen,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -118,6 +126,49 @@ impl EchoServer {
     pub fn requests_served(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// How many of the requests answered so far carried a header named `name` (any case), counted
+    /// by an echoing server only ([`EchoServer::plain_ok`] counts none).
+    pub fn requests_with_header(&self, name: &str) -> usize {
+        self.seen.count(name)
+    }
+}
+
+/// Per lowercased header name, the requests that carried it at least once.
+#[derive(Default)]
+struct SeenHeaders(Mutex<HashMap<String, usize>>);
+
+impl SeenHeaders {
+    fn record(&self, headers: &[(String, String)]) {
+        let mut names: Vec<String> = headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for name in names {
+            *seen.entry(name).or_default() += 1;
+        }
+    }
+
+    fn count(&self, name: &str) -> usize {
+        let seen = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.get(&name.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+}
+
+/// What the server counts, shared with its connections.
+#[derive(Clone)]
+struct Counters {
+    requests: Arc<AtomicUsize>,
+    seen: Arc<SeenHeaders>,
 }
 
 impl Drop for EchoServer {
@@ -135,15 +186,15 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     reply: Reply,
-    requests: Arc<AtomicUsize>,
+    counters: Counters,
 ) {
     // Connection tasks live in the server's runtime and end with it.
     while let Ok((tcp, _)) = listener.accept().await {
         let tls = tls.clone();
-        let requests = requests.clone();
+        let counters = counters.clone();
         tokio::spawn(async move {
             // A connection that fails (reset, bad TLS) only ends itself.
-            let _ = serve_connection(tcp, tls, reply, requests).await;
+            let _ = serve_connection(tcp, tls, reply, counters).await;
         });
     }
 }
@@ -152,7 +203,7 @@ async fn serve_connection(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
     reply: Reply,
-    requests: Arc<AtomicUsize>,
+    counters: Counters,
 ) -> Result<()> {
     tcp.set_nodelay(true)?;
     let stream = match tls {
@@ -172,15 +223,16 @@ async fn serve_connection(
         let close = head
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        requests.fetch_add(1, Ordering::SeqCst);
         let response = match reply {
             Reply::Echo => {
+                counters.seen.record(&head.headers);
                 out.clear();
                 write_echo(&head, &body, close, &mut out)?;
                 out.as_slice()
             }
             Reply::EmptyOk => EMPTY_OK,
         };
+        counters.requests.fetch_add(1, Ordering::SeqCst);
         io.get_mut().write_all(response).await?;
         io.get_mut().flush().await?;
         if close {
@@ -303,6 +355,9 @@ mod tests {
             assert_eq!(echoed.body, format!("round {round}"));
         }
         assert_eq!(echo.requests_served(), 3);
+        assert_eq!(echo.requests_with_header("x-dup"), 3);
+        assert_eq!(echo.requests_with_header("X-DUP"), 3);
+        assert_eq!(echo.requests_with_header("x-absent"), 0);
     }
 
     #[tokio::test]

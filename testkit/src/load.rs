@@ -5,9 +5,16 @@
 //!
 //! It is meant for a current-thread runtime, so that it takes one core at most from the Envoy it
 //! measures.
+//!
+//! [`Drive`] is the suites' bounded load of varied requests: a fixed number of numbered requests,
+//! each built from its number, every exchange kept for the test to judge (which request failed, which
+//! version of the filter answered, when).
 
-use crate::client::{Client, Connection, Request};
+use crate::client::{Client, Connection, Request, Response};
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -240,6 +247,148 @@ async fn new_connection_each(client: &Client, request: &Request, deadline: Insta
     report
 }
 
+/// One request of a [`Drive`] and what came back.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Its number: requests are numbered from 0 in the order they are started.
+    pub seq: u64,
+    /// The request as sent.
+    pub request: Request,
+    /// When it was sent, and when its response (or its failure) came.
+    pub sent: Instant,
+    pub done: Instant,
+    /// The response, or why there was none (a reset, a closed connection, a timeout).
+    pub outcome: Result<Response, String>,
+}
+
+impl Exchange {
+    /// The response status, `None` when there was no response.
+    pub fn status(&self) -> Option<u16> {
+        self.outcome.as_ref().ok().map(|response| response.status)
+    }
+}
+
+/// A bounded keep-alive load of varied requests, running in the background on the caller's runtime:
+/// `connections` workers take the numbers 0, 1, 2, ... up to `requests`, send the request
+/// `make(number)` on their keep-alive connection, and keep every exchange. A worker whose connection
+/// fails or is closed opens a new one. [`Drive::stop`] ends it early.
+pub struct Drive {
+    completed: Arc<AtomicU64>,
+    stopped: Arc<AtomicBool>,
+    workers: JoinSet<Vec<Exchange>>,
+}
+
+impl Drive {
+    pub fn start<F>(client: &Client, connections: usize, requests: u64, make: F) -> Drive
+    where
+        F: Fn(u64) -> Request + Send + Sync + 'static,
+    {
+        let next = Arc::new(AtomicU64::new(0));
+        let completed = Arc::new(AtomicU64::new(0));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let make = Arc::new(make);
+        let mut workers = JoinSet::new();
+        for _ in 0..connections.max(1) {
+            let (client, next, completed, stopped, make) = (
+                client.clone(),
+                next.clone(),
+                completed.clone(),
+                stopped.clone(),
+                make.clone(),
+            );
+            workers.spawn(async move {
+                let mut exchanges = Vec::new();
+                let mut open: Option<Connection> = None;
+                loop {
+                    if stopped.load(Ordering::SeqCst) {
+                        return exchanges;
+                    }
+                    let seq = next.fetch_add(1, Ordering::SeqCst);
+                    if seq >= requests {
+                        return exchanges;
+                    }
+                    let request = make(seq);
+                    let sent = Instant::now();
+                    let outcome = match open.as_mut() {
+                        Some(connection) => connection.send(&request).await,
+                        None => match client.connect().await {
+                            Ok(connection) => open.insert(connection).send(&request).await,
+                            Err(error) => Err(error),
+                        },
+                    };
+                    let done = Instant::now();
+                    let outcome = outcome.map_err(|error| format!("{error:#}"));
+                    let closing = match &outcome {
+                        Ok(response) => response
+                            .header("connection")
+                            .is_some_and(|value| value.eq_ignore_ascii_case("close")),
+                        Err(_) => true,
+                    };
+                    if closing {
+                        open = None;
+                    }
+                    let failed = outcome.is_err();
+                    exchanges.push(Exchange {
+                        seq,
+                        request,
+                        sent,
+                        done,
+                        outcome,
+                    });
+                    completed.fetch_add(1, Ordering::SeqCst);
+                    if failed {
+                        tokio::time::sleep(FAILURE_BACKOFF).await;
+                    }
+                }
+            });
+        }
+        Drive {
+            completed,
+            stopped,
+            workers,
+        }
+    }
+
+    /// Lets each worker finish the request it is sending, then stop.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Exchanges completed so far.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` exchanges are complete, at most `timeout`.
+    pub async fn wait_for(&self, count: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.completed() < count {
+            if Instant::now() > deadline {
+                bail!(
+                    "{} exchanges of {count} completed after {timeout:?}",
+                    self.completed()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for every worker and returns every exchange in request-number order (numbers taken
+    /// after [`Drive::stop`] are never sent, so the last numbers may be missing).
+    pub async fn finish(mut self) -> Result<Vec<Exchange>> {
+        let mut all = Vec::new();
+        while let Some(worker) = self.workers.join_next().await {
+            match worker {
+                Ok(exchanges) => all.extend(exchanges),
+                Err(error) => bail!("a load worker died: {error}"),
+            }
+        }
+        all.sort_by_key(|exchange| exchange.seq);
+        Ok(all)
+    }
+}
+
 /// The CPU time this process (load generator and in-process upstream) has used so far.
 pub fn own_cpu_time() -> Duration {
     // SAFETY: getrusage writes only into the struct we pass.
@@ -286,6 +435,25 @@ mod tests {
             report.error_summary().as_deref(),
             Some("1 errors of 4 requests (status 1x 403)")
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_drive_sends_each_numbered_request_once() {
+        let upstream = EchoServer::plain().unwrap();
+        let client = Client::plain(upstream.addr());
+        let drive = Drive::start(&client, 3, 50, |seq| {
+            Request::get(&format!("/{seq}"), "upstream")
+        });
+        drive.wait_for(10, Duration::from_secs(10)).await.unwrap();
+        let exchanges = drive.finish().await.unwrap();
+        assert_eq!(exchanges.len(), 50);
+        for (index, exchange) in exchanges.iter().enumerate() {
+            assert_eq!(exchange.seq, index as u64);
+            let echoed = exchange.outcome.as_ref().unwrap().echoed().unwrap();
+            assert_eq!(echoed.path, format!("/{index}"));
+            assert!(exchange.done >= exchange.sent);
+        }
+        assert_eq!(upstream.requests_served(), 50);
     }
 
     #[tokio::test(flavor = "current_thread")]

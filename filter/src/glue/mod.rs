@@ -557,6 +557,9 @@ impl CertgateHttp {
         if response.expose_reason {
             reply_headers.push(("x-certgate-reason", decision.reason.as_str()));
         }
+        // The test build says which module refused, so a module swap is observable per response.
+        #[cfg(feature = "fault-injection")]
+        reply_headers.push(("x-certgate-build", "fault-injection"));
         host::send_local_response(
             u32::from(response.status),
             &pairs::encode(&reply_headers),
