@@ -271,7 +271,7 @@ async fn certgate_metrics_carry_route_decision_and_reason_labels() {
             .await
             .unwrap();
     }
-    let scrape = sidecar
+    sidecar
         .envoy
         .wait_for_prometheus(Duration::from_secs(5), |scrape| {
             // The expiry histogram (after Envoy's stats flush) and the requests (after certgate's
@@ -292,6 +292,8 @@ async fn certgate_metrics_carry_route_decision_and_reason_labels() {
         })
         .await
         .unwrap();
+    // A scrape after the one that saw the tick's last series: none of it is gathered mid-tick.
+    let scrape = sidecar.envoy.prometheus().await.unwrap();
     let requests = |labels: &[(&str, &str)]| scrape.value("certgate_requests_total", labels);
     assert_eq!(
         requests(&[

@@ -144,8 +144,10 @@ impl EnvoySide {
             .collect())
     }
 
-    /// The counter deltas once certgate's tick has handed over the request's counts: it flushes
-    /// `certgate_requests_total` after every other series, so once that moved, all of them have.
+    /// The counter deltas once certgate's tick has handed over the request's counts. It flushes
+    /// `certgate_requests_total` after every other series, so once a page shows that moved, the
+    /// flush is over; the next page (one the flush cannot overlap) shows every series, including
+    /// those the flush defined while the earlier page was being gathered.
     async fn counted_since(&self, before: &BTreeMap<String, i64>) -> Result<BTreeMap<String, i64>> {
         let deadline = tokio::time::Instant::now() + METRICS_DEADLINE;
         loop {
@@ -154,7 +156,7 @@ impl EnvoySide {
                 .keys()
                 .any(|name| name.starts_with("certgate_requests_total."))
             {
-                return Ok(deltas);
+                return self.deltas_since(before).await;
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!("certgate's counters did not move within {METRICS_DEADLINE:?}: {deltas:?}");
