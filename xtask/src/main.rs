@@ -8,6 +8,7 @@ mod build;
 mod demo;
 mod envoy;
 mod fuzz;
+mod package;
 mod soak;
 
 use anyhow::{bail, Result};
@@ -18,6 +19,8 @@ commands:
   demo         set up, run Envoy with certgate, show its decisions for several identities
   test         set up, build certgate.wasm, check fmt and clippy, run every test
   build-wasm   build target/wasm32-wasip1/release/certgate.wasm and print its size
+  package      build certgate.wasm as an OCI image (Istio, Envoy Gateway) in
+               target/package/certgate-oci.tar and print its digest [--out PATH] [--tag TAG]
   fuzz         set up, run every fuzz target for --seconds N each [--target NAME] (docs/fuzzing.md)
   soak         set up, soak certgate in the harness and in Envoy with config reloads under load
                [--harness-requests N (1000000)] [--envoy-requests N (200000)]
@@ -30,6 +33,7 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(),
         Some("test") => test(),
         Some("build-wasm") => build::certgate_wasm().map(|_| ()),
+        Some("package") => package::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("soak") => soak::run(&args[1..]),
         Some("bench-envoy") => bench_envoy::run(&args[1..]),
@@ -65,6 +69,7 @@ fn test() -> Result<()> {
         "warnings",
     ])?;
     let envoy = envoy::ensure_installed()?;
+    package::ensure_tools()?;
     build::cargo_with_env(
         &["test", "--workspace"],
         &[
