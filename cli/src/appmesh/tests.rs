@@ -1,0 +1,1 @@
+//! Unit tests of the importer: each input form, the errors, the outputs.
