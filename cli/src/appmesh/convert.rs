@@ -615,7 +615,13 @@ impl<'a> Converter<'a> {
         }
     }
 
-    fn finish(mut self, title: &str, listeners: Vec<Y>, policy_routes: Vec<Value>) -> Outputs {
+    fn finish(
+        mut self,
+        name: &str,
+        title: &str,
+        listeners: Vec<Y>,
+        policy_routes: Vec<Value>,
+    ) -> Outputs {
         if self.uses_sds {
             self.clusters.push(map([
                 ("name", s("sds-grpc")),
@@ -658,7 +664,9 @@ impl<'a> Converter<'a> {
             ));
         }
         header.push('\n');
+        // SDS needs the node's identity; it also names this Envoy in the SPIRE agent's logs.
         let body = map([
+            ("node", map([("id", s(name)), ("cluster", s(name))])),
             (
                 "admin",
                 map([(
@@ -921,6 +929,7 @@ pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -
         );
     }
     converter.finish(
+        name,
         &format!("certgate in front of App Mesh virtual node `{name}`."),
         listeners,
         policy_routes,
@@ -937,6 +946,7 @@ pub fn virtual_gateway(
     let mut converter = Converter::new(files_root);
     let Some(listener) = gateway.listeners.first() else {
         return converter.finish(
+            name,
             &format!("App Mesh virtual gateway `{name}` (no listener)."),
             Vec::new(),
             Vec::new(),
@@ -1026,6 +1036,7 @@ pub fn virtual_gateway(
     let listeners =
         vec![converter.listener("ingress", Y::Var("LISTENER_PORT"), socket, mode, &plans)];
     converter.finish(
+        name,
         &format!("certgate as App Mesh virtual gateway `{name}`."),
         listeners,
         policy_routes,

@@ -258,11 +258,9 @@ impl Reader {
 
     fn integer(&self, node: &Node, path: &str) -> Result<i64> {
         match &node.value {
-            Value::Scalar { text, plain: true } if node.tag.is_none() => {
-                text.parse::<i64>().map_err(|_| {
-                    self.error(node, path, format!("expected an integer, found {text:?}"))
-                })
-            }
+            Value::Scalar { text, .. } if node.tag.is_none() => text.parse::<i64>().map_err(|_| {
+                self.error(node, path, format!("expected an integer, found {text:?}"))
+            }),
             _ if intrinsic(node).is_some() => Err(self.error(
                 node,
                 path,

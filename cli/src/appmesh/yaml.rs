@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(
             yaml,
             "address:\n  socket_address:\n    address: ${LISTENER_ADDRESS}\n    port_value: ${LISTENER_PORT}\n\
-             routes:\n- name: \"a:b\"\n  match:\n    prefix: \"/\"\n- name: \"c\"\n\
+             routes:\n  - name: \"a:b\"\n    match:\n      prefix: \"/\"\n  - name: \"c\"\n\
              empty: []\nvalue: |\n  ${PLUGIN_CONFIG}\nlog:\n  - name: x\n    path: y\n"
         );
     }
