@@ -110,7 +110,6 @@ fn convert_all(
                     if mine {
                         attached[index] = true;
                         routes.push((&candidate.name, route, &candidate.origin));
-                        extra.extend(candidate.notes.iter().cloned());
                         extra.extend(
                             file_notes
                                 .iter()
@@ -158,12 +157,10 @@ fn convert_all(
             args.out.join(&policy_name).display(),
             args.out.join(&envoy_name).display()
         );
-        let mut notes: Vec<&Note> = resource.notes.iter().collect();
-        let reader_notes: Vec<&Note> = file_notes
+        let mut notes: Vec<&Note> = file_notes
             .iter()
             .filter(|note| belongs_to(note, resource))
             .collect();
-        notes.extend(reader_notes);
         notes.extend(result.notes.iter());
         write_notes(&mut report, &notes);
     }

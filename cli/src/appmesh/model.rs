@@ -196,7 +196,6 @@ pub struct Resource {
     /// `CLI input`, `describe output`, `CloudFormation`, `Kubernetes`.
     pub form: &'static str,
     pub spec: Spec,
-    pub notes: Vec<Note>,
 }
 
 impl Resource {

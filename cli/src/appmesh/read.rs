@@ -501,7 +501,6 @@ impl Reader {
             origin: self.origin(node, path),
             form,
             spec,
-            notes: Vec::new(),
         })
     }
 
@@ -529,7 +528,6 @@ impl Reader {
         // resolves.
         let mut names: Vec<(String, String, String)> = Vec::new();
         for (logical, resource) in entries {
-            let path = join(&resources_path, logical);
             for key in ["VirtualGatewayName", "VirtualNodeName"] {
                 if let Some((_, properties)) = resource.get("Properties") {
                     if let Some((_, value)) = properties.get(key) {
@@ -539,7 +537,6 @@ impl Reader {
                     }
                 }
             }
-            let _ = path;
         }
         for (logical, resource) in entries {
             let path = join(&resources_path, logical);
@@ -648,7 +645,6 @@ impl Reader {
                 origin: self.origin(resource, &path),
                 form: "CloudFormation",
                 spec,
-                notes: Vec::new(),
             });
         }
         Ok(())
@@ -772,7 +768,6 @@ impl Reader {
             origin: self.origin(document, root),
             form: "Kubernetes",
             spec: spec_value,
-            notes: Vec::new(),
         });
         Ok(())
     }
