@@ -24,9 +24,10 @@ mod scenario;
 
 use anyhow::{Context, Result};
 use envoy_side::EnvoySide;
+use envoy_side::Protocol;
 use harness_side::HarnessSide;
-use outcome::{against_expectation, as_expectation_json, between_sides, Materials, Outcome};
-use scenario::{CertDescription, Group};
+use outcome::{against_expectation, as_expectation_json, between, Materials, Outcome};
+use scenario::{CertDescription, Group, Status};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use testkit::{IssuedCert, Pki};
@@ -39,6 +40,8 @@ struct Report {
     /// A known filter bug that still shows (reported, not failed).
     known_bug: Option<(String, Vec<String>)>,
     actual: Option<String>,
+    /// The scenario was also played over HTTP/2.
+    over_h2: bool,
 }
 
 #[test]
@@ -69,6 +72,7 @@ fn harness_and_envoy_agree_on_every_scenario() {
     let mut text = String::new();
     let mut failed = 0;
     let mut known = 0;
+    let mut over_h2 = 0;
     for thread in threads {
         let (file, reports) = thread.join().expect("a group thread panicked");
         let reports = match reports {
@@ -80,6 +84,7 @@ fn harness_and_envoy_agree_on_every_scenario() {
             }
         };
         for report in reports {
+            over_h2 += usize::from(report.over_h2);
             if let Some(actual) = &report.actual {
                 let _ = writeln!(text, "\n{file} / {}: actual expect = {actual}", report.name);
             }
@@ -104,7 +109,7 @@ fn harness_and_envoy_agree_on_every_scenario() {
         }
     }
     eprintln!(
-        "differential: {count} scenarios, {failed} failed, {known} known filter bugs, {:.1?}{text}",
+        "differential: {count} scenarios ({over_h2} also over h2), {failed} failed, {known} known filter bugs, {:.1?}{text}",
         started.elapsed()
     );
     assert_eq!(failed, 0, "{failed} scenarios failed: see the report above");
@@ -152,8 +157,20 @@ fn run_group(group: &Group) -> Result<Vec<Report>> {
         let materials = Materials::issue(scenario, issue)
             .with_context(|| format!("{}: issuing certificates", scenario.name))?;
         let on_envoy = runtime
-            .block_on(envoy.play(scenario, &materials, &pki))
+            .block_on(envoy.play(scenario, &materials, &pki, Protocol::Http1))
             .with_context(|| format!("{}: envoy", scenario.name))?;
+        // The same request over HTTP/2 must come out the same: decision, upstream headers, reply
+        // and counts. Requests HTTP/2 cannot carry (codec cases, connection headers) and refused
+        // handshakes are HTTP/1.1 only.
+        let over_h2 = if h2_expressible(scenario) && on_envoy.status != Status::TlsRejected {
+            Some(
+                runtime
+                    .block_on(envoy.play(scenario, &materials, &pki, Protocol::Http2))
+                    .with_context(|| format!("{}: envoy over h2", scenario.name))?,
+            )
+        } else {
+            None
+        };
         let on_harness = match scenario.envoy_only {
             Some(_) => None,
             None => Some(
@@ -162,12 +179,16 @@ fn run_group(group: &Group) -> Result<Vec<Report>> {
                     .with_context(|| format!("{}: harness", scenario.name))?,
             ),
         };
-        reports.push(judge(
-            scenario,
-            &on_envoy,
-            on_harness.as_ref(),
-            print_actual,
-        ));
+        let mut report = judge(scenario, &on_envoy, on_harness.as_ref(), print_actual);
+        if let Some(over_h2) = &over_h2 {
+            report.over_h2 = true;
+            report.failures.extend(
+                between(("h2", over_h2), ("http/1.1", &on_envoy))
+                    .into_iter()
+                    .map(|diff| format!("h2 vs http/1.1: {diff}")),
+            );
+        }
+        reports.push(report);
     }
     Ok(reports)
 }
@@ -192,7 +213,7 @@ fn judge(
                 .map(|diff| format!("harness vs expected: {diff}")),
         );
         side_diffs.extend(
-            between_sides(harness, envoy)
+            between(("harness", harness), ("envoy", envoy))
                 .into_iter()
                 .map(|diff| format!("harness vs envoy: {diff}")),
         );
@@ -220,5 +241,30 @@ fn judge(
         failures,
         known_bug,
         actual,
+        over_h2: false,
     }
+}
+
+/// Whether HTTP/2 can carry the scenario's request: header names HTTP/2 forbids (connection-specific
+/// ones), or values its codec refuses (control bytes), keep a scenario HTTP/1.1 only, as do
+/// scenarios about Envoy's HTTP/1 codec itself.
+fn h2_expressible(scenario: &scenario::Scenario) -> bool {
+    const CONNECTION_SPECIFIC: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+    ];
+    scenario.envoy_only.is_none()
+        && scenario.request.headers.iter().all(|(name, value)| {
+            let name = name.trim().to_ascii_lowercase();
+            !CONNECTION_SPECIFIC.contains(&name.as_str())
+                && !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_graphic())
+                && value
+                    .bytes()
+                    .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        })
 }

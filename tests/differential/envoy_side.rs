@@ -12,6 +12,13 @@ use testkit::pki::ENVOY_SERVER_NAME;
 use testkit::{envoy, Client, ClientTls, EchoServer, Envoy, Pki, Request, Stats};
 
 /// How long a request, and the wait for its access-log line, may take.
+/// The protocol the client speaks to Envoy (chosen by ALPN on the shipped listeners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long certgate's counters may take to reach `/stats` (the suite's flush interval is 100 ms).
 const METRICS_DEADLINE: Duration = Duration::from_secs(5);
@@ -56,6 +63,7 @@ impl EnvoySide {
         scenario: &Scenario,
         materials: &Materials,
         pki: &Pki,
+        protocol: Protocol,
     ) -> Result<Outcome> {
         let mut tls = ClientTls::builder(pki.mesh_ca.cert_pem()).sni(ENVOY_SERVER_NAME);
         if let Some(cert) = &materials.cert {
@@ -73,7 +81,11 @@ impl EnvoySide {
         }
         let served_before = self.echo.requests_served();
         let before = self.counters().await?;
-        let response = match client.send(&request).await {
+        let sent = match protocol {
+            Protocol::Http1 => client.send(&request).await,
+            Protocol::Http2 => client.send_h2(&request).await,
+        };
+        let response = match sent {
             Ok(response) => response,
             // The listener refused the handshake: with TLS 1.3 the client learns it on its
             // first read, so the request fails rather than the connect.

@@ -251,62 +251,67 @@ pub fn against_expectation(outcome: &Outcome, expect: &Expectation) -> Vec<Strin
     diffs
 }
 
-/// The differences between the harness's and Envoy's outcomes.
-pub fn between_sides(harness: &Outcome, envoy: &Outcome) -> Vec<String> {
+/// The differences between two runs of a scenario, each named by its label (`harness`, `envoy`,
+/// `h2`, …).
+pub fn between(
+    (left_label, left): (&str, &Outcome),
+    (right_label, right): (&str, &Outcome),
+) -> Vec<String> {
     let mut diffs = Vec::new();
-    if harness.status != envoy.status {
+    if left.status != right.status {
         diffs.push(format!(
-            "status: harness {:?}, envoy {:?}",
-            harness.status, envoy.status
+            "status: {left_label} {:?}, {right_label} {:?}",
+            left.status, right.status
         ));
     }
-    if harness.decision != envoy.decision {
+    if left.decision != right.decision {
         diffs.push(format!(
-            "decision: harness {}, envoy {}",
-            show_decision(&harness.decision),
-            show_decision(&envoy.decision)
+            "decision: {left_label} {}, {right_label} {}",
+            show_decision(&left.decision),
+            show_decision(&right.decision)
         ));
     }
-    match (&harness.upstream, &envoy.upstream) {
-        (Some(h), Some(e)) => header_diffs("upstream (harness vs envoy)", h, e, false, &mut diffs),
+    let versus = format!("({left_label} vs {right_label})");
+    match (&left.upstream, &right.upstream) {
+        (Some(l), Some(r)) => header_diffs(&format!("upstream {versus}"), l, r, false, &mut diffs),
         (None, None) => {}
-        (h, e) => diffs.push(format!(
-            "upstream reached: harness {}, envoy {}",
-            h.is_some(),
-            e.is_some()
+        (l, r) => diffs.push(format!(
+            "upstream reached: {left_label} {}, {right_label} {}",
+            l.is_some(),
+            r.is_some()
         )),
     }
-    match (&harness.response, &envoy.response) {
-        (Some(h), Some(e)) => {
+    match (&left.response, &right.response) {
+        (Some(l), Some(r)) => {
             header_diffs(
-                "response (harness vs envoy)",
-                &h.headers,
-                &e.headers,
+                &format!("response {versus}"),
+                &l.headers,
+                &r.headers,
                 false,
                 &mut diffs,
             );
-            if h.body != e.body {
+            if l.body != r.body {
                 diffs.push(format!(
-                    "response body: harness {:?}, envoy {:?}",
-                    h.body, e.body
+                    "response body: {left_label} {:?}, {right_label} {:?}",
+                    l.body, r.body
                 ));
             }
         }
         (None, None) => {}
-        (h, e) => diffs.push(format!(
-            "local reply: harness {}, envoy {}",
-            h.is_some(),
-            e.is_some()
+        (l, r) => diffs.push(format!(
+            "local reply: {left_label} {}, {right_label} {}",
+            l.is_some(),
+            r.is_some()
         )),
     }
-    let names: BTreeSet<&String> = harness.metrics.keys().chain(envoy.metrics.keys()).collect();
+    let names: BTreeSet<&String> = left.metrics.keys().chain(right.metrics.keys()).collect();
     for name in names {
-        let (h, e) = (harness.metrics.get(name), envoy.metrics.get(name));
-        if h != e {
+        let (l, r) = (left.metrics.get(name), right.metrics.get(name));
+        if l != r {
             diffs.push(format!(
-                "metric {name}: harness {:+}, envoy {:+}",
-                h.copied().unwrap_or(0),
-                e.copied().unwrap_or(0)
+                "metric {name}: {left_label} {:+}, {right_label} {:+}",
+                l.copied().unwrap_or(0),
+                r.copied().unwrap_or(0)
             ));
         }
     }
