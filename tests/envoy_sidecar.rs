@@ -250,10 +250,13 @@ async fn prometheus_scrape_shows_envoy_and_certgate_vm_series() {
     };
     assert_eq!(class("2"), Some(2.0));
     assert_eq!(class("4"), Some(1.0));
-    assert_eq!(
-        scrape.value("envoy_wasm_certgate_vm_reload_failure", &[]),
-        Some(0.0)
-    );
+    // The VM series `deploy/prometheus/certgate.rules.yaml` alerts on exist under these names.
+    for series in [
+        "envoy_wasm_certgate_vm_reload_failure",
+        "envoy_wasm_certgate_vm_reload_success",
+    ] {
+        assert_eq!(scrape.value(series, &[]), Some(0.0), "{series}");
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 mod bench_envoy;
 mod build;
+mod debian;
 mod demo;
 mod envoy;
 mod fuzz;
@@ -69,7 +70,7 @@ fn test() -> Result<()> {
         "warnings",
     ])?;
     let envoy = envoy::ensure_installed()?;
-    package::ensure_tools()?;
+    debian::ensure_installed()?;
     build::cargo_with_env(
         &["test", "--workspace"],
         &[

@@ -13,7 +13,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The layer's media type (the compat variant's).
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -160,39 +159,12 @@ impl Image {
     }
 }
 
-/// The tools the image's round trip through a registry is tested with, from Debian's packages:
-/// `skopeo`, and the CNCF distribution registry as `docker-registry`. Installed when missing, as
-/// Envoy is.
-pub fn ensure_tools() -> Result<()> {
-    let missing: Vec<&str> = [("skopeo", "skopeo"), ("docker-registry", "docker-registry")]
-        .into_iter()
-        .filter(|(binary, _)| !Path::new("/usr/bin").join(binary).is_file())
-        .map(|(_, package)| package)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!(
-        "xtask: installing {} from Debian's packages",
-        missing.join(", ")
-    );
-    crate::build::run(Command::new("apt-get").arg("update").arg("-qq"))
-        .context("apt-get update (the OCI tests need skopeo and docker-registry)")?;
-    crate::build::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .with_context(|| format!("installing {}", missing.join(", ")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
     use std::net::TcpListener;
-    use std::process::{Child, Stdio};
+    use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
     /// A module-shaped payload: the test is about the packaging, not the filter.
