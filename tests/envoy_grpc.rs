@@ -4,6 +4,11 @@
 //! without a certificate) with certgate's `grpc-message`, in the caller's own protocol.
 
 use testkit::{envoy, CertSpec, Client, EchoServer, Pki, Request};
+use tonic::client::Grpc;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::{Code, Status};
+use tonic_prost::ProstCodec;
 
 const SHOP_ORDERS: &str = "spiffe://mesh.local/ns/shop/sa/orders";
 
@@ -72,5 +77,156 @@ async fn http2_requests_are_decided_and_refused_grpc_calls_get_grpc_statuses() {
         backend.requests_served(),
         1,
         "no refusal reached the backend"
+    );
+}
+
+/// The request of the `shop.Orders` calls.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Query {
+    #[prost(string, tag = "1")]
+    id: String,
+}
+
+/// What the backend answers: the identity header it received.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Reply {
+    #[prost(string, tag = "1")]
+    identity: String,
+}
+
+/// `envoy/gateway.yaml` with a gRPC backend as `docs/deploying.md` describes it: an HTTP/2 cluster
+/// and a named route for `shop.Orders` in front of the others.
+fn gateway_with_grpc_backend(pki: &Pki, grpc_port: u16) -> String {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/gateway.yaml"),
+    )
+    .unwrap();
+    let first_route = "              - name: admin\n";
+    let grpc_route = "              - name: orders_grpc\n                match: { prefix: /shop.Orders/, grpc: {} }\n                route: { cluster: grpc_backend }\n";
+    let grpc_cluster = format!(
+        "  - name: grpc_backend
+    type: STATIC
+    connect_timeout: 2s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: grpc_backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {grpc_port} }} }} }}
+"
+    );
+    assert!(shipped.contains(first_route) && shipped.contains("  clusters:\n"));
+    let config = shipped
+        .replacen(first_route, &format!("{grpc_route}{first_route}"), 1)
+        .replacen("  clusters:\n", &format!("  clusters:\n{grpc_cluster}"), 1);
+    let name = "gateway-grpc.yaml";
+    std::fs::write(pki.dir.path().join(name), config).unwrap();
+    name.to_owned()
+}
+
+/// A gRPC channel to `port` presenting `cert` (none when `None`), trusting Envoy's certificate.
+async fn channel(pki: &Pki, port: u16, cert: Option<&testkit::IssuedCert>) -> Channel {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pki.mesh_ca.cert_pem()))
+        .domain_name(testkit::pki::ENVOY_SERVER_NAME);
+    if let Some(cert) = cert {
+        tls = tls.identity(Identity::from_pem(&cert.cert_pem, &cert.key_pem));
+    }
+    Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn get(channel: Channel) -> Result<Reply, Status> {
+    let mut grpc = Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let query = Query { id: "7".into() };
+    grpc.unary(
+        tonic::Request::new(query),
+        PathAndQuery::from_static("/shop.Orders/Get"),
+        ProstCodec::<Query, Reply>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+/// A real gRPC client (tonic over rustls) through the gateway to a gRPC backend: an allowed
+/// identity's unary and server-streaming calls succeed and the backend sees the identity header; a
+/// refused identity and a caller without a certificate get their gRPC status in tonic's `Status`.
+#[tokio::test]
+async fn a_grpc_client_is_admitted_or_refused_in_its_own_terms() {
+    let pki = Pki::new().unwrap();
+    let backend = EchoServer::tls(&pki.backend).unwrap();
+    let grpc_backend = testkit::GrpcBackend::start().unwrap();
+    let template = gateway_with_grpc_backend(&pki, grpc_backend.port());
+    let mut policy = testkit::envoy::shipped_policy("gateway-policy.json").unwrap();
+    policy["routes"].as_array_mut().unwrap().insert(
+        0,
+        serde_json::json!({"name": "orders_grpc", "match": {"route_name": "orders_grpc"},
+                           "allow": [{"uri": SHOP_ORDERS}]}),
+    );
+    let envoy = envoy(&template)
+        .template_dir(pki.dir.path())
+        .cert_dir(&pki.dir)
+        .upstream_port(backend.port())
+        .plugin_config(&policy)
+        .start()
+        .await
+        .unwrap();
+    let port = envoy.listener("ingress").unwrap().port();
+    let orders = pki
+        .client_cert(&CertSpec::client().uri(SHOP_ORDERS))
+        .unwrap();
+    let stranger = pki
+        .client_cert(&CertSpec::client().uri("spiffe://mesh.local/ns/web/sa/frontend"))
+        .unwrap();
+
+    let reply = get(channel(&pki, port, Some(&orders)).await).await.unwrap();
+    assert_eq!(reply.identity, SHOP_ORDERS, "the backend saw the identity");
+
+    let mut grpc = Grpc::new(channel(&pki, port, Some(&orders)).await);
+    grpc.ready().await.unwrap();
+    let mut stream = grpc
+        .server_streaming(
+            tonic::Request::new(Query { id: "7".into() }),
+            PathAndQuery::from_static("/shop.Orders/Watch"),
+            ProstCodec::<Query, Reply>::default(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let mut received = Vec::new();
+    while let Some(reply) = stream.message().await.unwrap() {
+        received.push(reply.identity);
+    }
+    assert_eq!(
+        received,
+        vec![SHOP_ORDERS; testkit::grpc::STREAMED_MESSAGES]
+    );
+    assert_eq!(grpc_backend.calls(), 2);
+
+    let refused = get(channel(&pki, port, Some(&stranger)).await)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .starts_with("certgate: permission denied: not_in_allowlist (request "),
+        "{refused:?}"
+    );
+    let anonymous = get(channel(&pki, port, None).await).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    assert_eq!(
+        grpc_backend.calls(),
+        2,
+        "no refused call reached the backend"
     );
 }

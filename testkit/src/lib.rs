@@ -1,6 +1,7 @@
 //! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
 //! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
-//! the headers it received ([`echo`]), an mTLS HTTP/1.1 client ([`client`]), the load bench's load
+//! the headers it received ([`echo`]), a gRPC backend over h2c ([`grpc`]), an mTLS client speaking
+//! HTTP/1.1 or HTTP/2 ([`client`]), the load bench's load
 //! generator ([`load`]), and the extra Wasm builds: the test-only fault-injection filter
 //! ([`fault`]), the bench's Wasm floor and certgate at opt-level z ([`wasm_build`]).
 //!
@@ -12,6 +13,7 @@ pub mod ecds;
 pub mod echo;
 pub mod envoy;
 pub mod fault;
+pub mod grpc;
 pub mod http1;
 mod http2;
 pub mod load;
@@ -25,6 +27,7 @@ pub use client::{Client, ClientTls, Connection, Request, Response};
 pub use echo::{EchoServer, EchoedRequest};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
 pub use fault::{fault_injection_wasm, BUILD_HEADER, FAULT_HEADER};
+pub use grpc::GrpcBackend;
 pub use load::{Drive, Exchange, LoadMode, LoadReport, LoadSpec};
 pub use pki::Pki;
 pub use stats::{Prometheus, Stats};
