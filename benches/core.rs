@@ -1,7 +1,8 @@
 //! Native cost of certgate's core, no Wasm: one decision (route selection + matching) for a typical
 //! policy and for a 10,000-matcher policy, compiling the 10,000-matcher policy, and everything the
-//! filter computes for one request of the Envoy load bench (decision, forwarding headers, metric
-//! names, access record, filter state): the guest's own work, without the hostcalls.
+//! filter computes for one request of the Envoy load bench's typical policy (decision, forwarding
+//! headers, metrics counted, the record as filter state): the guest's own work, without the
+//! hostcalls.
 //!
 //! Run with `cargo bench --bench core`. The policies are built by `support/policies.rs`, the same shapes the
 //! Envoy load bench uses.
@@ -15,6 +16,7 @@ use certgate::core::policy::{Peer, Policy};
 use certgate::core::request::{self, ConnectionFacts};
 use certgate::core::rewrite::Application;
 use certgate::core::route::RequestFacts;
+use certgate::core::telemetry::RecordLevel;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 
@@ -96,8 +98,8 @@ fn compile_large(c: &mut Criterion) {
 }
 
 /// One request of the Envoy load bench, as the filter computes it between its hostcalls: the
-/// evaluation, the metrics counted, the access record's JSON, the filter state, and the
-/// header map to write back.
+/// evaluation, the metrics counted, the filter state, the access record's JSON when its log line is
+/// on (off in the bench's typical policy, as by default), and the header map to write back.
 fn whole_request(c: &mut Criterion) {
     let routes = 10;
     let policy = compile(&policy_with_features_json(routes, 5));
@@ -152,7 +154,7 @@ fn whole_request(c: &mut Criterion) {
         }
         let record = evaluation.record(&policy, &connection, &headers);
         let state = record.filter_state(policy.telemetry.filter_state).len();
-        let json = record.json();
+        let json = (policy.telemetry.access_record != RecordLevel::Off).then(|| record.json());
         let written = match evaluation.rewrite.headers.application(&headers) {
             Application::WholeMap(map) => pairs::encode(&map).len(),
             Application::Edit(_) | Application::Nothing => 0,
@@ -161,7 +163,7 @@ fn whole_request(c: &mut Criterion) {
             !evaluation.decision.is_denied(),
             "the bench client is allowed"
         );
-        black_box((counted, state, json.len(), written))
+        black_box((counted, state, json.map(|json| json.len()), written))
     };
     request(&mut counts);
     c.bench_function("whole_request/typical_10x5", |b| {

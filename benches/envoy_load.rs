@@ -1,9 +1,10 @@
 //! The Envoy load bench: one Envoy (one worker) with an mTLS listener per variant (certgate with the
-//! typical and the 10,000-matcher policy, certgate built at opt-level z, the Wasm floor, no filter,
-//! Envoy's native RBAC + XFCC), driven by the Rust load generator in interleaved rounds. Prints the
-//! medians over rounds (requests per second, p50, p99, Envoy worker CPU per request) with ratios to
-//! the Wasm floor and to no filter, the hostcalls certgate makes per request (counted by the
-//! harness), and writes every run to a JSON file.
+//! typical and the 10,000-matcher policy, deciding alone, deciding + XFCC, certgate built at
+//! opt-level z, the Wasm floor, no filter, Envoy's native RBAC alone and RBAC + XFCC), driven by the
+//! Rust load generator in interleaved rounds. Prints the medians over rounds (requests per second,
+//! p50, p99, Envoy worker CPU per request) per mode, the ratios the performance targets are stated
+//! in (certgate over its native equivalent, 10,000 matchers over typical), the hostcalls certgate
+//! makes per request (counted by the harness), and writes every run to a JSON file.
 //!
 //! Run with `cargo xtask bench-envoy [options]`, which installs Envoy and builds `certgate.wasm`
 //! first; or `cargo bench --bench envoy_load -- [options]` when they are in place
@@ -19,11 +20,8 @@ mod envoy_bench;
 mod policies;
 
 use anyhow::{bail, ensure, Context, Result};
-use envoy_bench::{bench_request, BenchEnvoy, Modules, Variant};
-use host_harness::{
-    Certificate, ClientCertDetails, Connection, ForwardClientCert, GuestModule,
-    HttpConnectionManager, Plugin, PluginSettings,
-};
+use envoy_bench::{bench_request, BenchEnvoy, Hostcalls, Modules, Variant};
+use host_harness::GuestModule;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -130,14 +128,18 @@ fn run() -> Result<bool> {
         certgate_opt_z: testkit::certgate_wasm_opt_z()?,
         wasm_floor: testkit::wasm_floor()?,
     };
-    let hostcalls = [
-        ("typical", envoy_bench::typical_policy()),
-        ("large", envoy_bench::large_policy()),
-        ("decide-only", envoy_bench::decide_only_policy()),
-    ]
-    .into_iter()
-    .map(|(label, policy)| Ok((label, hostcalls_per_request(&modules.certgate, &policy)?)))
-    .collect::<Result<Vec<_>>>()?;
+    let certgate = GuestModule::load(&modules.certgate)
+        .with_context(|| format!("loading {}", modules.certgate.display()))?;
+    let hostcalls: Vec<(Variant, Hostcalls)> = Variant::CERTGATE_POLICIES
+        .into_iter()
+        .map(|variant| {
+            let policy = variant.certgate_policy().context("a certgate variant")?;
+            Ok((
+                variant,
+                envoy_bench::hostcalls_per_request(&certgate, &policy)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
     let load_before = load_average();
     // One thread for the load: the other core is Envoy's worker.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -151,13 +153,20 @@ fn run() -> Result<bool> {
         "Envoy load bench: {} rounds x {:?} per variant, {} connections, load average {} before, {} after",
         options.rounds, options.run_time, options.connections, load_before, load_after
     );
-    for (label, calls) in &hostcalls {
+    println!("\ncertgate hostcalls per request (harness, the bench request):\n");
+    println!("| variant | kept-alive | budget | new connection | kept-alive by hostcall |");
+    println!("|---|---|---|---|---|");
+    for (variant, calls) in &hostcalls {
         println!(
-            "certgate hostcalls per request ({label} policy, harness): {} on a kept-alive connection, \
-             {} on a new connection ({})",
-            calls.kept_alive, calls.new_connection, calls.breakdown
+            "| {} | {} | <= {} | {} | {} |",
+            variant.name(),
+            calls.kept_alive.total(),
+            variant.hostcall_budget().unwrap_or_default(),
+            calls.new_connection.total(),
+            envoy_bench::breakdown(&calls.kept_alive)
         );
     }
+    println!();
     println!(
         "load generator + upstream alone (no Envoy, plain HTTP, keep-alive): {:.0} rps",
         measured.upstream_alone.rps()
@@ -186,10 +195,12 @@ fn run() -> Result<bool> {
             "certgate_opt_z": module_json(&modules.certgate_opt_z),
             "wasm_floor": module_json(&modules.wasm_floor),
         },
-        "hostcalls_per_request": hostcalls.iter().map(|(label, calls)| (label.to_string(), json!({
-            "kept_alive": calls.kept_alive,
-            "new_connection": calls.new_connection,
-            "breakdown": calls.breakdown,
+        "hostcalls_per_request": hostcalls.iter().map(|(variant, calls)| (variant.name().to_string(), json!({
+            "kept_alive": calls.kept_alive.total(),
+            "budget": variant.hostcall_budget(),
+            "new_connection": calls.new_connection.total(),
+            "kept_alive_breakdown": envoy_bench::breakdown(&calls.kept_alive),
+            "new_connection_breakdown": envoy_bench::breakdown(&calls.new_connection),
         }))).collect::<serde_json::Map<_, _>>(),
         "upstream_alone_rps": measured.upstream_alone.rps(),
         "summaries": summaries,
@@ -203,66 +214,6 @@ fn run() -> Result<bool> {
         .with_context(|| format!("writing {}", options.json.display()))?;
     println!("\nevery run: {}", options.json.display());
     Ok(clean)
-}
-
-/// Hostcalls certgate makes per request, counted by the harness.
-struct Hostcalls {
-    /// A request on a connection certgate has seen before (keep-alive).
-    kept_alive: u64,
-    /// The first request of a new connection from a certificate certgate has seen before (what
-    /// every request is in the new-connection mode).
-    new_connection: u64,
-    /// `kept_alive` by hostcall.
-    breakdown: String,
-}
-
-fn hostcalls_per_request(wasm: &Path, policy: &str) -> Result<Hostcalls> {
-    let module = GuestModule::load(wasm).with_context(|| format!("loading {}", wasm.display()))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    // The bench listeners' connection manager.
-    let hcm = HttpConnectionManager::default()
-        .use_remote_address(true)
-        .skip_xff_append(true)
-        .forward_client_cert(ForwardClientCert::ForwardOnly, ClientCertDetails::default());
-    let settings = PluginSettings::new("certgate")
-        .configuration(policy.as_bytes().to_vec())
-        .start_time_ns(u64::try_from(now.as_nanos())?)
-        .http_connection_manager(hcm);
-    let mut plugin = Plugin::new(&module, settings)?;
-    ensure!(
-        plugin.configured().accepted,
-        "certgate refused the bench policy: {:?}",
-        plugin.logs()
-    );
-    let ca = testkit::TestCa::new("certgate bench hostcalls CA")?;
-    let cert = Certificate::from_pem(&ca.issue(&envoy_bench::bench_client_spec())?.cert_pem)?;
-    let route = format!("r{}", envoy_bench::ROUTES - 1);
-    let mut send = |connection: &Connection| -> Result<host_harness::Exchange> {
-        let request = host_harness::Request::get(&format!("/{route}/items?page=1"))
-            .authority("app.mesh.local")
-            .route_name(&route);
-        let exchange = plugin.send(connection, request)?;
-        plugin.take_logs();
-        ensure!(
-            exchange.request.is_continued(),
-            "certgate did not allow the bench request in the harness: {:?}",
-            exchange.request
-        );
-        Ok(exchange)
-    };
-    let kept = Connection::mtls(cert.clone());
-    send(&kept)?;
-    let kept_alive = send(&kept)?.hostcalls;
-    let new_connection = send(&Connection::mtls(cert))?.hostcalls;
-    let breakdown: Vec<String> = kept_alive
-        .iter()
-        .map(|(name, count)| format!("{name} {count}"))
-        .collect();
-    Ok(Hostcalls {
-        kept_alive: kept_alive.total(),
-        new_connection: new_connection.total(),
-        breakdown: breakdown.join(", "),
-    })
 }
 
 /// One variant driven for one run.
@@ -445,6 +396,127 @@ struct Summary {
     errors: u64,
 }
 
+/// A comparison the targets are stated in: `variant` over `baseline`, same mode, same run.
+struct Ratio {
+    variant: Variant,
+    baseline: Variant,
+    /// The target on worker CPU per request (`variant` / `baseline` at most this).
+    max_cpu: Option<f64>,
+    /// The target on throughput (`variant` / `baseline` rps at least this).
+    min_rps: Option<f64>,
+}
+
+/// A [`Ratio`] as one run measured it.
+struct MeasuredRatio {
+    cpu: f64,
+    rps: f64,
+    p99_us: f64,
+    baseline_p99_us: f64,
+}
+
+impl Ratio {
+    /// The targets' comparisons, then the informative ones.
+    const ALL: [Ratio; 6] = [
+        Ratio::new(
+            Variant::CertgateDecideOnly,
+            Variant::EnvoyNativeRbac,
+            Some(1.15),
+            None,
+        ),
+        Ratio::new(
+            Variant::CertgateDecideXfcc,
+            Variant::EnvoyNative,
+            Some(1.10),
+            None,
+        ),
+        Ratio::new(
+            Variant::CertgateTypical,
+            Variant::EnvoyNative,
+            Some(1.25),
+            None,
+        ),
+        Ratio::new(
+            Variant::CertgateLarge,
+            Variant::CertgateTypical,
+            None,
+            Some(0.97),
+        ),
+        Ratio::new(Variant::CertgateTypical, Variant::WasmFloor, None, None),
+        Ratio::new(Variant::CertgateOptZ, Variant::CertgateTypical, None, None),
+    ];
+
+    const fn new(
+        variant: Variant,
+        baseline: Variant,
+        max_cpu: Option<f64>,
+        min_rps: Option<f64>,
+    ) -> Ratio {
+        Ratio {
+            variant,
+            baseline,
+            max_cpu,
+            min_rps,
+        }
+    }
+
+    fn measure(&self, variant: &Summary, baseline: &Summary) -> MeasuredRatio {
+        MeasuredRatio {
+            cpu: variant.worker_us / baseline.worker_us,
+            rps: variant.rps / baseline.rps,
+            p99_us: variant.p99_us,
+            baseline_p99_us: baseline.p99_us,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("{} / {}", self.variant.name(), self.baseline.name())
+    }
+
+    fn cpu_met(&self, measured: &MeasuredRatio) -> Option<bool> {
+        self.max_cpu.map(|max| measured.cpu <= max)
+    }
+
+    fn rps_met(&self, measured: &MeasuredRatio) -> Option<bool> {
+        self.min_rps.map(|min| measured.rps >= min)
+    }
+
+    fn line(&self, measured: &MeasuredRatio) -> String {
+        let verdict = |met: bool| if met { "met" } else { "MISSED" };
+        let cpu_target = self
+            .max_cpu
+            .zip(self.cpu_met(measured))
+            .map(|(max, met)| format!(" (target <= {max:.2}: {})", verdict(met)))
+            .unwrap_or_default();
+        let rps_target = self
+            .min_rps
+            .zip(self.rps_met(measured))
+            .map(|(min, met)| format!(" (target >= {min:.2}: {})", verdict(met)))
+            .unwrap_or_default();
+        format!(
+            "{}: worker CPU per request {:.3}{cpu_target}, rps {:.3}{rps_target}, p99 {:.0} us vs {:.0} us",
+            self.label(),
+            measured.cpu,
+            measured.rps,
+            measured.p99_us,
+            measured.baseline_p99_us
+        )
+    }
+
+    fn to_json(&self, measured: &MeasuredRatio) -> Value {
+        json!({
+            "ratio": self.label(),
+            "worker_cpu": measured.cpu,
+            "max_worker_cpu": self.max_cpu,
+            "worker_cpu_met": self.cpu_met(measured),
+            "rps": measured.rps,
+            "min_rps": self.min_rps,
+            "rps_met": self.rps_met(measured),
+            "p99_us": measured.p99_us,
+            "baseline_p99_us": measured.baseline_p99_us,
+        })
+    }
+}
+
 /// Prints the table of one mode and returns it as JSON.
 fn print_summary(mode: LoadMode, options: &Options, runs: &[Run]) -> Value {
     let summaries: Vec<Summary> = Variant::ALL
@@ -504,58 +576,24 @@ fn print_summary(mode: LoadMode, options: &Options, runs: &[Run]) -> Value {
             summary.errors
         );
     }
-    let typical = of(Variant::CertgateTypical);
-    let large = of(Variant::CertgateLarge);
-    let opt_z = of(Variant::CertgateOptZ);
-    let decide_only = of(Variant::CertgateDecideOnly);
-    let targets = [
-        (
-            "certgate_typical / wasm_floor",
-            typical.rps / floor.rps,
-            floor.worker_us / typical.worker_us,
-            Some(0.90),
-        ),
-        (
-            "certgate_large / certgate_typical",
-            large.rps / typical.rps,
-            typical.worker_us / large.worker_us,
-            Some(0.97),
-        ),
-        (
-            "certgate_decide_only / wasm_floor",
-            decide_only.rps / floor.rps,
-            floor.worker_us / decide_only.worker_us,
-            None,
-        ),
-        (
-            "certgate_opt_z / certgate_typical",
-            opt_z.rps / typical.rps,
-            typical.worker_us / opt_z.worker_us,
-            None,
-        ),
-    ];
+    let ratios = Ratio::ALL.map(|ratio| ratio.measure(of(ratio.variant), of(ratio.baseline)));
     println!();
-    for (label, by_rps, by_cpu, target) in targets {
-        // The targets are about keep-alive load; new connections measure handshakes above all.
-        let target = target.filter(|_| mode == LoadMode::KeepAlive);
-        println!(
-            "{label}: {by_rps:.3} by rps, {by_cpu:.3} by worker CPU per request{}",
-            target
-                .map(|t| format!(
-                    " (target >= {t:.2}: {})",
-                    if by_rps >= t { "met" } else { "missed" }
-                ))
-                .unwrap_or_default()
-        );
+    for (ratio, measured) in Ratio::ALL.iter().zip(&ratios) {
+        println!("{}", ratio.line(measured));
     }
+    let over_none = |variant: Variant| of(variant).worker_us - none.worker_us;
     println!(
-        "worker CPU per request over no filter: certgate_typical +{:.1} us, wasm_floor +{:.1} us, envoy_native +{:.1} us",
-        typical.worker_us - none.worker_us,
-        floor.worker_us - none.worker_us,
-        of(Variant::EnvoyNative).worker_us - none.worker_us
+        "worker CPU per request over no filter: {}",
+        Variant::ALL
+            .iter()
+            .filter(|&&variant| variant != Variant::NoFilter)
+            .map(|&variant| format!("{} {:+.1} us", variant.name(), over_none(variant)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     json!({
         "mode": mode.name(),
+        "ratios": Ratio::ALL.iter().zip(&ratios).map(|(ratio, measured)| ratio.to_json(measured)).collect::<Vec<_>>(),
         "variants": summaries.iter().map(|s| json!({
             "variant": s.variant.name(),
             "description": s.variant.description(),

@@ -1,14 +1,19 @@
 //! The Envoy of the load bench (`benches/envoy/bench.yaml`), shared by the bench (`envoy_load.rs`)
-//! and its correctness test (`tests/envoy_bench_config.rs`): the variants and their listeners, the
-//! Wasm modules and policies the config is rendered with, Envoy's native equivalent of the typical
-//! policy, the client identity and the request the load sends.
-// The bench and the test each use part of this file.
+//! and its tests (`tests/envoy_bench_config.rs`, `tests/hostcall_budget.rs`): the variants and their
+//! listeners, the Wasm modules and policies the config is rendered with, Envoy's native equivalent
+//! of the typical policy, the client identity, the request the load sends, and the hostcalls
+//! certgate makes for that request (counted by the harness).
+// The bench and the tests each use part of this file.
 #![allow(dead_code)]
 
 use crate::policies::{
     allow_matcher, allowed_uri, deny_dns, policy_with_features_json, policy_with_json, MatcherKind,
 };
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
+use host_harness::{
+    Certificate, ClientCertDetails, Connection, ForwardClientCert, GuestModule, HostcallCounts,
+    HttpConnectionManager, Plugin, PluginSettings,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use testkit::{CertSpec, Client, EchoServer, Envoy, IssuedCert, Pki, Request};
@@ -26,21 +31,34 @@ pub enum Variant {
     CertgateTypical,
     CertgateLarge,
     CertgateDecideOnly,
+    CertgateDecideXfcc,
     CertgateOptZ,
     WasmFloor,
     NoFilter,
+    EnvoyNativeRbac,
     EnvoyNative,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 9] = [
         Variant::CertgateTypical,
         Variant::CertgateLarge,
         Variant::CertgateDecideOnly,
+        Variant::CertgateDecideXfcc,
         Variant::CertgateOptZ,
         Variant::WasmFloor,
         Variant::NoFilter,
+        Variant::EnvoyNativeRbac,
         Variant::EnvoyNative,
+    ];
+
+    /// The variants whose hostcalls are counted and budgeted: certgate's policies on the shipped
+    /// build (`certgate_opt_z` runs the typical policy on another build of the same code).
+    pub const CERTGATE_POLICIES: [Variant; 4] = [
+        Variant::CertgateTypical,
+        Variant::CertgateLarge,
+        Variant::CertgateDecideOnly,
+        Variant::CertgateDecideXfcc,
     ];
 
     /// The listener's name in `bench.yaml`, also the variant's name in reports.
@@ -49,24 +67,59 @@ impl Variant {
             Variant::CertgateTypical => "certgate_typical",
             Variant::CertgateLarge => "certgate_large",
             Variant::CertgateDecideOnly => "certgate_decide_only",
+            Variant::CertgateDecideXfcc => "certgate_decide_xfcc",
             Variant::CertgateOptZ => "certgate_opt_z",
             Variant::WasmFloor => "wasm_floor",
             Variant::NoFilter => "no_filter",
+            Variant::EnvoyNativeRbac => "envoy_native_rbac",
             Variant::EnvoyNative => "envoy_native",
         }
     }
 
     pub fn description(self) -> &'static str {
         match self {
-            Variant::CertgateTypical => "certgate, 10 routes x 5 matchers, forwarding + telemetry",
-            Variant::CertgateLarge => "certgate, 10,000 matchers, forwarding + telemetry",
-            Variant::CertgateDecideOnly => {
-                "certgate, typical routes and matchers, metrics only: no forwarding, record or state"
+            Variant::CertgateTypical => {
+                "certgate, 10 routes x 5 matchers, every forwarding header, record in filter state"
             }
+            Variant::CertgateLarge => "certgate, 10,000 matchers, as typical",
+            Variant::CertgateDecideOnly => {
+                "certgate, typical routes and matchers, metrics only: no forwarding, no filter state"
+            }
+            Variant::CertgateDecideXfcc => "certgate, decide-only + XFCC sanitize_set",
             Variant::CertgateOptZ => "certgate built at opt-level z, typical policy",
             Variant::WasmFloor => "proxy-wasm filter that continues at once",
             Variant::NoFilter => "router only",
+            Variant::EnvoyNativeRbac => "RBAC principal_name per route, no XFCC",
             Variant::EnvoyNative => "RBAC principal_name per route + HCM XFCC SANITIZE_SET",
+        }
+    }
+
+    /// certgate's configuration for this variant's listener; `None` for the variants without
+    /// certgate.
+    pub fn certgate_policy(self) -> Option<String> {
+        match self {
+            Variant::CertgateTypical | Variant::CertgateOptZ => Some(typical_policy()),
+            Variant::CertgateLarge => Some(large_policy()),
+            Variant::CertgateDecideOnly => Some(decide_only_policy()),
+            Variant::CertgateDecideXfcc => Some(decide_xfcc_policy()),
+            Variant::WasmFloor
+            | Variant::NoFilter
+            | Variant::EnvoyNativeRbac
+            | Variant::EnvoyNative => None,
+        }
+    }
+
+    /// The most hostcalls a kept-alive request may cost certgate in this variant (the 10,000-matcher
+    /// policy has the typical policy's budget: matchers are guest work, never hostcalls).
+    pub fn hostcall_budget(self) -> Option<u64> {
+        match self {
+            Variant::CertgateDecideOnly => Some(3),
+            Variant::CertgateDecideXfcc => Some(5),
+            Variant::CertgateTypical | Variant::CertgateLarge | Variant::CertgateOptZ => Some(6),
+            Variant::WasmFloor
+            | Variant::NoFilter
+            | Variant::EnvoyNativeRbac
+            | Variant::EnvoyNative => None,
         }
     }
 }
@@ -84,15 +137,27 @@ pub fn typical_policy() -> String {
     policy_with_features_json(ROUTES, TYPICAL_MATCHERS_PER_ROUTE)
 }
 
-/// The typical policy's routes and matchers and nothing else (metrics are always on): what deciding
-/// alone costs, beside the typical policy's forwarding headers, access record and filter state.
+/// The typical policy's routes (matched on `xds.route_name`) and matchers and nothing else
+/// (metrics are always on): what deciding alone costs, beside native RBAC alone.
 pub fn decide_only_policy() -> String {
+    policy_with_json(ROUTES, TYPICAL_MATCHERS_PER_ROUTE, DECIDE_ONLY_TELEMETRY)
+}
+
+/// Deciding plus the one header Envoy's native RBAC + XFCC sets: XFCC `sanitize_set` with the
+/// details `envoy_native`'s connection manager sets.
+pub fn decide_xfcc_policy() -> String {
     policy_with_json(
         ROUTES,
         TYPICAL_MATCHERS_PER_ROUTE,
-        r#""telemetry": {"access_record": "off", "filter_state": false}"#,
+        &format!(
+            r#""forwarding": {{"xfcc": {{"mode": "sanitize_set", "details": ["hash", "subject", "uri", "dns"]}}}}, {DECIDE_ONLY_TELEMETRY}"#
+        ),
     )
 }
+
+/// Metrics (always on) and nothing else: no access record, no filter state.
+const DECIDE_ONLY_TELEMETRY: &str =
+    r#""telemetry": {"access_record": "off", "filter_state": false}"#;
 
 /// certgate's 10,000-matcher policy in the bench.
 pub fn large_policy() -> String {
@@ -100,7 +165,8 @@ pub fn large_policy() -> String {
 }
 
 /// The Envoy route table every listener shares: `r<n>` on `/r<n>/`. With `native`, each route carries
-/// the RBAC rules equivalent to certgate's typical policy for that route.
+/// the RBAC rules equivalent to certgate's typical policy for that route (both native listeners
+/// share that table).
 pub fn routes_json(native: bool) -> String {
     let routes: Vec<Value> = (0..ROUTES)
         .map(|r| {
@@ -191,6 +257,7 @@ impl BenchEnvoy {
             .var("TYPICAL_POLICY", typical_policy())
             .var("LARGE_POLICY", large_policy())
             .var("DECIDE_ONLY_POLICY", decide_only_policy())
+            .var("DECIDE_XFCC_POLICY", decide_xfcc_policy())
             .var("ROUTES", routes_json(false))
             .var("NATIVE_ROUTES", routes_json(true))
             .start()
@@ -221,4 +288,69 @@ impl BenchEnvoy {
 /// `benches/envoy/`, where `bench.yaml` is.
 fn template_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/envoy")
+}
+
+/// The hostcalls certgate makes for the bench request, counted by the harness.
+#[derive(Clone, Debug)]
+pub struct Hostcalls {
+    /// A request on a connection certgate has seen before (keep-alive).
+    pub kept_alive: HostcallCounts,
+    /// The first request of a new connection from a certificate certgate has seen before (what
+    /// every request is in the new-connection mode).
+    pub new_connection: HostcallCounts,
+}
+
+/// `counts` by hostcall, in name order: `proxy_get_header_map_pairs 1, proxy_get_property 2`.
+pub fn breakdown(counts: &HostcallCounts) -> String {
+    counts
+        .iter()
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The hostcalls `module` (certgate) makes for the bench request under `policy`, with the bench
+/// listeners' connection manager and the bench client's certificate.
+pub fn hostcalls_per_request(module: &GuestModule, policy: &str) -> Result<Hostcalls> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    // The bench listeners' connection manager.
+    let hcm = HttpConnectionManager::default()
+        .use_remote_address(true)
+        .skip_xff_append(true)
+        .forward_client_cert(ForwardClientCert::ForwardOnly, ClientCertDetails::default());
+    let settings = PluginSettings::new("certgate")
+        .configuration(policy.as_bytes().to_vec())
+        .start_time_ns(u64::try_from(now.as_nanos())?)
+        .http_connection_manager(hcm);
+    let mut plugin = Plugin::new(module, settings)?;
+    ensure!(
+        plugin.configured().accepted,
+        "certgate refused the bench policy: {:?}",
+        plugin.logs()
+    );
+    let ca = testkit::TestCa::new("certgate bench hostcalls CA")?;
+    let cert = Certificate::from_pem(&ca.issue(&bench_client_spec())?.cert_pem)?;
+    let route = format!("r{}", ROUTES - 1);
+    let mut send = |connection: &Connection| -> Result<host_harness::Exchange> {
+        let request = host_harness::Request::get(&format!("/{route}/items?page=1"))
+            .authority("app.mesh.local")
+            .route_name(&route);
+        let exchange = plugin.send(connection, request)?;
+        plugin.take_logs();
+        ensure!(
+            exchange.request.is_continued(),
+            "certgate did not allow the bench request in the harness: {:?}",
+            exchange.request
+        );
+        Ok(exchange)
+    };
+    let kept = Connection::mtls(cert.clone());
+    // The first request of the first connection parses the certificate: not what the load repeats.
+    send(&kept)?;
+    let kept_alive = send(&kept)?.hostcalls;
+    let new_connection = send(&Connection::mtls(cert))?.hostcalls;
+    Ok(Hostcalls {
+        kept_alive,
+        new_connection,
+    })
 }

@@ -78,15 +78,16 @@ pub fn policy_with_json(routes: usize, matchers_per_route: usize, members: &str)
     )
 }
 
-/// Every forwarding header certgate can set, and telemetry with its defaults spelled out (metrics,
-/// expiry warnings, the access record at info, filter state); on one line, as Envoy configs embed it.
+/// Every forwarding header certgate can set, and telemetry as a typical deployment has it: metrics,
+/// expiry warnings and the record in filter state for Envoy's access log to print (certgate's own
+/// access-record log line stays off, its default); on one line, as Envoy configs embed it.
 const FEATURES: &str = concat!(
     r#""forwarding": {"xff": {"append": true, "trusted_hops": 0}, "x_forwarded_proto": true, "#,
     r#""x_forwarded_host": true, "forwarded": "append", "#,
     r#""xfcc": {"mode": "sanitize_set", "details": ["hash", "subject", "uri", "dns"]}, "#,
     r#""client_cert": true, "identity_headers": {"x-client-spiffe-id": "uri", "#,
     r#""x-client-dns": "dns", "x-client-subject": "subject", "x-client-route": "route"}}, "#,
-    r#""telemetry": {"expiry_warning_days": 14, "access_record": "info", "filter_state": true}"#
+    r#""telemetry": {"expiry_warning_days": 14, "filter_state": true}"#
 );
 
 fn routes_json(routes: usize, matchers_per_route: usize) -> String {
