@@ -25,6 +25,10 @@ pub const MAX_VALIDITY_SECS: u32 = 7 * 24 * 60 * 60;
 /// How many recorded certificates each worker keeps in front of the shared record (direct-mapped by
 /// slot: a plain array costs the `.wasm` less than a hash map).
 const LOCAL_SLOTS: u64 = 256;
+/// A certificate this worker recorded less than this long ago is not written to shared data again:
+/// a new connection of a known client costs no shared write, and a record's validity starts at
+/// most this much earlier than it could.
+const REWRITE_AFTER_SECS: i64 = 60;
 /// The shared-data key prefix; the slot number follows.
 const KEY_PREFIX: &str = "certgate.validated.";
 
@@ -213,7 +217,8 @@ impl Default for Ledger {
 
 impl Ledger {
     /// Records that Envoy validated the certificate `digest` in `scope` at `now`; `false` when the
-    /// host refused the shared write (this worker still remembers it).
+    /// host refused the shared write (this worker still remembers it). A certificate this worker
+    /// recorded within [`REWRITE_AFTER_SECS`] is not written again.
     pub fn record(
         &mut self,
         store: &impl SharedStore,
@@ -231,6 +236,18 @@ impl Ledger {
             not_after,
         };
         let slot = slot(&key);
+        let recent = self
+            .local
+            .get(local_index(slot))
+            .and_then(Option::as_ref)
+            .is_some_and(|(known, earlier)| {
+                *known == key
+                    && earlier.not_after == not_after
+                    && now.saturating_sub(earlier.validated_at) < REWRITE_AFTER_SECS
+            });
+        if recent {
+            return true;
+        }
         let written = store.set(&slot_key(slot), &record.encode(&key));
         self.remember(slot, key, record);
         written
@@ -289,6 +306,7 @@ mod tests {
     struct FakeStore {
         values: RefCell<HashMap<String, Vec<u8>>>,
         gets: Cell<usize>,
+        sets: Cell<usize>,
         refuse_writes: bool,
     }
 
@@ -299,6 +317,7 @@ mod tests {
         }
 
         fn set(&self, key: &str, value: &[u8]) -> bool {
+            self.sets.set(self.sets.get() + 1);
             if self.refuse_writes {
                 return false;
             }
@@ -540,6 +559,31 @@ mod tests {
         assert!(second_worker.knows(&store, &here, DIGEST, NOW, HOUR));
         assert!(second_worker.knows(&store, &here, DIGEST, NOW, HOUR));
         assert_eq!(store.gets.get(), 1, "then the other worker knows it too");
+    }
+
+    #[test]
+    fn a_certificate_recorded_a_moment_ago_is_not_written_again() {
+        let store = FakeStore::default();
+        let here = scope("10.0.0.1:8443");
+        let mut ledger = Ledger::default();
+        assert!(ledger.record(&store, &here, DIGEST, None, NOW));
+        assert!(ledger.record(&store, &here, DIGEST, None, NOW + REWRITE_AFTER_SECS - 1));
+        assert_eq!(store.sets.get(), 1, "a new connection of a known client");
+        ledger.record(&store, &here, DIGEST, None, NOW + REWRITE_AFTER_SECS);
+        assert_eq!(store.sets.get(), 2, "refreshed once a minute at most");
+        ledger.record(&store, &here, OTHER_DIGEST, None, NOW + REWRITE_AFTER_SECS);
+        ledger.record(
+            &store,
+            &scope("10.0.0.2:8443"),
+            DIGEST,
+            None,
+            NOW + REWRITE_AFTER_SECS,
+        );
+        assert_eq!(
+            store.sets.get(),
+            4,
+            "another certificate or scope is written"
+        );
     }
 
     #[test]
