@@ -1,5 +1,5 @@
-//! The differential check: every scenario of `tests/scenarios/` (the corpus of issue #5 and the
-//! spoofing attacks of issue #7) played through the host harness and through real Envoy with the
+//! The differential check: every scenario of `tests/scenarios/` (decisions, forwarding and the
+//! spoofing attacks) played through the host harness and through real Envoy with the
 //! same certificates. Each side's outcome (status, certgate's decision, the headers the upstream
 //! received, the local reply, certgate's counter deltas) must equal the scenario's expectation,
 //! and the two sides must equal each other. A failure prints the scenario and a readable diff.

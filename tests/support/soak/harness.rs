@@ -6,7 +6,7 @@
 //!
 //! It passes when the guest never traps, every request gets its expected decision and status, no
 //! forged header reaches the upstream, and no sample after warm-up is larger than the baseline ([`super::growth_after_warm_up`] is 0): Wasm memory grows in
-//! whole pages and never shrinks, so "flat" here means not one page added after warm-up. Issue #6's
+//! whole pages and never shrinks, so "flat" here means not one page added after warm-up. The
 //! ceiling of [`MEMORY_LIMIT`] is judged apart ([`HarnessSoak::memory_limit_problem`]).
 
 use super::{growth_after_warm_up, mib, sample_points, Sample};
@@ -25,7 +25,7 @@ mod policies;
 const ROUTES: usize = 10;
 const MATCHERS_PER_ROUTE: usize = 1000;
 
-/// The most linear memory the guest may hold (issue #6).
+/// The most linear memory the guest may hold.
 pub const MEMORY_LIMIT: u64 = 4 * 1024 * 1024;
 
 /// Requests per connection: a new connection (a new `connection.id`, a new client port) after
@@ -383,13 +383,13 @@ impl HarnessSoak {
         problems
     }
 
-    /// Issue #6's memory target, apart from [`HarnessSoak::problems`]: `Some` when the guest's
+    /// The memory target, apart from [`HarnessSoak::problems`]: `Some` when the guest's
     /// linear memory went above [`MEMORY_LIMIT`] at any sample.
     pub fn memory_limit_problem(&self) -> Option<String> {
         let peak = self.samples.iter().map(|s| s.bytes).max().unwrap_or(0);
         (peak > MEMORY_LIMIT).then(|| {
             format!(
-                "linear memory reached {} ({peak} bytes), above issue #6's {}",
+                "linear memory reached {} ({peak} bytes), above the target of {}",
                 mib(peak),
                 mib(MEMORY_LIMIT)
             )

@@ -1,4 +1,4 @@
-//! The soak and reload runs of certgate (issue #7), one implementation for two callers: the smoke in
+//! The soak and reload runs of certgate, one implementation for two callers: the smoke in
 //! the default test run (`tests/soak_smoke.rs`, small sizes) and `cargo xtask soak` (`tests/soak.rs`,
 //! full sizes).
 //!
@@ -29,7 +29,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The sizes issue #7 asks for: 1,000,000 requests through the harness, 200,000 through Envoy.
+    /// The full sizes: 1,000,000 requests through the harness, 200,000 through Envoy.
     pub const FULL: Sizes = Sizes {
         harness_requests: 1_000_000,
         envoy_requests: 200_000,
