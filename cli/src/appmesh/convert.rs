@@ -1064,35 +1064,11 @@ fn route_match(route: &GatewayRoute) -> (Y, String) {
     }
     let mut headers = Vec::new();
     if let Some(host) = &m.hostname_exact {
-        headers.push(map([
-            ("name", s(":authority")),
-            (
-                "string_match",
-                map([(
-                    "safe_regex",
-                    map([(
-                        "regex",
-                        s(format!("(?i)^{}(:[0-9]+)?$", regex_escape(host))),
-                    )]),
-                )]),
-            ),
-        ]));
+        headers.push(authority_matching(&format!("^{}", regex_escape(host))));
         described.push(format!("host {host}"));
     }
     if let Some(suffix) = &m.hostname_suffix {
-        headers.push(map([
-            ("name", s(":authority")),
-            (
-                "string_match",
-                map([(
-                    "safe_regex",
-                    map([(
-                        "regex",
-                        s(format!("(?i)^.+{}(:[0-9]+)?$", regex_escape(suffix))),
-                    )]),
-                )]),
-            ),
-        ]));
+        headers.push(authority_matching(&format!("^.+{}", regex_escape(suffix))));
         described.push(format!("host ending {suffix}"));
     }
     if let Some(method) = &m.method {
@@ -1168,4 +1144,19 @@ fn regex_escape(text: &str) -> String {
                 .chain(std::iter::once(c))
         })
         .collect()
+}
+
+/// An Envoy header matcher on `:authority` by `host_pattern` (a regex anchored at the start), any
+/// case, with or without a port: App Mesh matches hostnames without regard to either.
+fn authority_matching(host_pattern: &str) -> Y {
+    map([
+        ("name", s(":authority")),
+        (
+            "string_match",
+            map([(
+                "safe_regex",
+                map([("regex", s(format!("(?i){host_pattern}(:[0-9]+)?$")))]),
+            )]),
+        ),
+    ])
 }
