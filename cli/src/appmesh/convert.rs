@@ -408,28 +408,16 @@ impl<'a> Converter<'a> {
             ("connect_timeout", s("2s")),
             (
                 "load_assignment",
-                map([
-                    ("cluster_name", s(cluster)),
-                    (
-                        "endpoints",
-                        Y::List(vec![map([(
-                            "lb_endpoints",
-                            Y::List(vec![map([(
-                                "endpoint",
-                                map([(
-                                    "address",
-                                    map([(
-                                        "socket_address",
-                                        map([
-                                            ("address", s(service)),
-                                            ("port_value", Y::Int(i64::from(port))),
-                                        ]),
-                                    )]),
-                                )]),
-                            )])]),
-                        )])]),
-                    ),
-                ]),
+                load_assignment(
+                    cluster,
+                    map([(
+                        "socket_address",
+                        map([
+                            ("address", s(service)),
+                            ("port_value", Y::Int(i64::from(port))),
+                        ]),
+                    )]),
+                ),
             ),
         ]);
         if http2 {
@@ -630,22 +618,10 @@ impl<'a> Converter<'a> {
                 ("typed_extension_protocol_options", http2_options()),
                 (
                     "load_assignment",
-                    map([
-                        ("cluster_name", s("sds-grpc")),
-                        (
-                            "endpoints",
-                            Y::List(vec![map([(
-                                "lb_endpoints",
-                                Y::List(vec![map([(
-                                    "endpoint",
-                                    map([(
-                                        "address",
-                                        map([("pipe", map([("path", s(SPIRE_SOCKET))]))]),
-                                    )]),
-                                )])]),
-                            )])]),
-                        ),
-                    ]),
+                    load_assignment(
+                        "sds-grpc",
+                        map([("pipe", map([("path", s(SPIRE_SOCKET))]))]),
+                    ),
                 ),
             ]));
         }
@@ -833,28 +809,16 @@ pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -
         ("connect_timeout", s("2s")),
         (
             "load_assignment",
-            map([
-                ("cluster_name", s("local_app")),
-                (
-                    "endpoints",
-                    Y::List(vec![map([(
-                        "lb_endpoints",
-                        Y::List(vec![map([(
-                            "endpoint",
-                            map([(
-                                "address",
-                                map([(
-                                    "socket_address",
-                                    map([
-                                        ("address", s("127.0.0.1")),
-                                        ("port_value", Y::Var("UPSTREAM_PORT")),
-                                    ]),
-                                )]),
-                            )]),
-                        )])]),
-                    )])]),
-                ),
-            ]),
+            load_assignment(
+                "local_app",
+                map([(
+                    "socket_address",
+                    map([
+                        ("address", s("127.0.0.1")),
+                        ("port_value", Y::Var("UPSTREAM_PORT")),
+                    ]),
+                )]),
+            ),
         ),
     ]);
     if local_http2 {
@@ -1157,6 +1121,20 @@ fn authority_matching(host_pattern: &str) -> Y {
                 "safe_regex",
                 map([("regex", s(format!("(?i){host_pattern}(:[0-9]+)?$")))]),
             )]),
+        ),
+    ])
+}
+
+/// A cluster's `load_assignment`: one endpoint at `address` (a `socket_address` or a `pipe`).
+fn load_assignment(cluster: &str, address: Y) -> Y {
+    map([
+        ("cluster_name", s(cluster)),
+        (
+            "endpoints",
+            Y::List(vec![map([(
+                "lb_endpoints",
+                Y::List(vec![map([("endpoint", map([("address", address)]))])]),
+            )])]),
         ),
     ])
 }
