@@ -217,6 +217,51 @@ impl Reader {
             .map(|(name, value)| (join(path, name), value))
     }
 
+    /// The name a `virtualService` reference gives a backend: `virtualServiceName`, a Kubernetes
+    /// `virtualServiceRef` (noted: the operator checks it is the service's DNS name) or the last
+    /// segment of `virtualServiceARN`.
+    fn virtual_service_name(&mut self, service: &Node, vs_path: &str) -> Result<String> {
+        let name = if let Some(name) = self.opt_string(service, vs_path, "virtualServiceName")? {
+            name
+        } else if let Some((ref_path, reference)) =
+            self.child(service, vs_path, "virtualServiceRef")
+        {
+            let name = self.req_string(reference, &ref_path, "name")?;
+            let namespace = self.opt_string(reference, &ref_path, "namespace")?;
+            self.note(reference, &ref_path, NoteKind::NeedsOperator, format!(
+                "Kubernetes VirtualService `{name}`{}: the backend cluster dials the name `{name}`; set it to the service's DNS name (its App Mesh awsName) if that differs",
+                namespace.map(|ns| format!(" in namespace `{ns}`")).unwrap_or_default()));
+            name
+        } else if let Some(arn) = self.opt_string(service, vs_path, "virtualServiceARN")? {
+            let name = arn.rsplit('/').next().unwrap_or(&arn).to_string();
+            self.note(
+                service,
+                vs_path,
+                NoteKind::Became,
+                format!("virtual service ARN {arn}: backend `{name}`"),
+            );
+            name
+        } else {
+            return Err(self.error(
+                service,
+                &join(vs_path, "virtualServiceName"),
+                "required field is missing",
+            ));
+        };
+        Ok(name)
+    }
+
+    /// [`Self::child`] that must be there: its absence is an error naming its path.
+    fn required_child<'n>(
+        &self,
+        node: &'n Node,
+        path: &str,
+        key: &str,
+    ) -> Result<(String, &'n Node)> {
+        self.child(node, path, key)
+            .ok_or_else(|| self.error(node, &join(path, key), "required field is missing"))
+    }
+
     /// A string; an intrinsic becomes its placeholder and a note.
     fn string(&mut self, node: &Node, path: &str) -> Result<String> {
         if let Some(function) = intrinsic(node) {
@@ -510,13 +555,7 @@ impl Reader {
         root: &str,
         contents: &mut FileContents,
     ) -> Result<()> {
-        let Some((resources_path, resources)) = self.child(document, root, "Resources") else {
-            return Err(self.error(
-                document,
-                &join(root, "Resources"),
-                "required field is missing",
-            ));
-        };
+        let (resources_path, resources) = self.required_child(document, root, "Resources")?;
         let Some(entries) = resources.entries() else {
             return Err(self.error(
                 resources,
@@ -632,13 +671,7 @@ impl Reader {
                     );
                 }
             }
-            let Some((spec_path, spec)) = self.child(properties, &properties_path, "Spec") else {
-                return Err(self.error(
-                    properties,
-                    &join(&properties_path, "Spec"),
-                    "required field is missing",
-                ));
-            };
+            let (spec_path, spec) = self.required_child(properties, &properties_path, "Spec")?;
             let spec = self.spec(spec, &spec_path, kind, gateway)?;
             contents.resources.push(Resource {
                 name,
@@ -809,13 +842,7 @@ impl Reader {
         let mut backends = Vec::new();
         for (item_path, item) in self.list(spec, path, "backends")? {
             self.fields(item, &item_path, &["virtualService"], &[])?;
-            let Some((vs_path, service)) = self.child(item, &item_path, "virtualService") else {
-                return Err(self.error(
-                    item,
-                    &join(&item_path, "virtualService"),
-                    "required field is missing",
-                ));
-            };
+            let (vs_path, service) = self.required_child(item, &item_path, "virtualService")?;
             self.fields(
                 service,
                 &vs_path,
@@ -827,35 +854,7 @@ impl Reader {
                 ],
                 &[],
             )?;
-            let name = if let Some(name) =
-                self.opt_string(service, &vs_path, "virtualServiceName")?
-            {
-                name
-            } else if let Some((ref_path, reference)) =
-                self.child(service, &vs_path, "virtualServiceRef")
-            {
-                let name = self.req_string(reference, &ref_path, "name")?;
-                let namespace = self.opt_string(reference, &ref_path, "namespace")?;
-                self.note(reference, &ref_path, NoteKind::NeedsOperator, format!(
-                    "Kubernetes VirtualService `{name}`{}: the backend cluster dials the name `{name}`; set it to the service's DNS name (its App Mesh awsName) if that differs",
-                    namespace.map(|ns| format!(" in namespace `{ns}`")).unwrap_or_default()));
-                name
-            } else if let Some(arn) = self.opt_string(service, &vs_path, "virtualServiceARN")? {
-                let name = arn.rsplit('/').next().unwrap_or(&arn).to_string();
-                self.note(
-                    service,
-                    &vs_path,
-                    NoteKind::Became,
-                    format!("virtual service ARN {arn}: backend `{name}`"),
-                );
-                name
-            } else {
-                return Err(self.error(
-                    service,
-                    &join(&vs_path, "virtualServiceName"),
-                    "required field is missing",
-                ));
-            };
+            let name = self.virtual_service_name(service, &vs_path)?;
             let tls = match self.child(service, &vs_path, "clientPolicy") {
                 Some((policy_path, policy)) => self.client_policy(policy, &policy_path)?,
                 None => None,
@@ -951,13 +950,7 @@ impl Reader {
                     ("outlierDetection", "outlier detection is not imported"),
                 ],
             )?;
-            let Some((pm_path, mapping)) = self.child(item, &item_path, "portMapping") else {
-                return Err(self.error(
-                    item,
-                    &join(&item_path, "portMapping"),
-                    "required field is missing",
-                ));
-            };
+            let (pm_path, mapping) = self.required_child(item, &item_path, "portMapping")?;
             let port = self.opt_port(mapping, &pm_path, "port")?;
             let protocol = self
                 .opt_string(mapping, &pm_path, "protocol")?
@@ -1221,42 +1214,18 @@ impl Reader {
             }
         };
         self.fields(route, &route_path, &["match", "action"], &[])?;
-        let Some((match_path, matcher)) = self.child(route, &route_path, "match") else {
-            return Err(self.error(
-                route,
-                &join(&route_path, "match"),
-                "required field is missing",
-            ));
-        };
+        let (match_path, matcher) = self.required_child(route, &route_path, "match")?;
         let matcher = if protocol == "grpcRoute" {
             self.grpc_match(matcher, &match_path)?
         } else {
             self.http_match(matcher, &match_path)?
         };
-        let Some((action_path, action)) = self.child(route, &route_path, "action") else {
-            return Err(self.error(
-                route,
-                &join(&route_path, "action"),
-                "required field is missing",
-            ));
-        };
+        let (action_path, action) = self.required_child(route, &route_path, "action")?;
         self.fields(action, &action_path, &["target", "rewrite"], &[])?;
-        let Some((target_path, target)) = self.child(action, &action_path, "target") else {
-            return Err(self.error(
-                action,
-                &join(&action_path, "target"),
-                "required field is missing",
-            ));
-        };
+        let (target_path, target) = self.required_child(action, &action_path, "target")?;
         self.fields(target, &target_path, &["virtualService", "port"], &[])?;
         let target_port = self.opt_port(target, &target_path, "port")?;
-        let Some((vs_path, service)) = self.child(target, &target_path, "virtualService") else {
-            return Err(self.error(
-                target,
-                &join(&target_path, "virtualService"),
-                "required field is missing",
-            ));
-        };
+        let (vs_path, service) = self.required_child(target, &target_path, "virtualService")?;
         self.fields(
             service,
             &vs_path,
@@ -1267,22 +1236,7 @@ impl Reader {
             ],
             &[],
         )?;
-        let service_name =
-            if let Some(name) = self.opt_string(service, &vs_path, "virtualServiceName")? {
-                name
-            } else if let Some((ref_path, reference)) =
-                self.child(service, &vs_path, "virtualServiceRef")
-            {
-                self.req_string(reference, &ref_path, "name")?
-            } else if let Some(arn) = self.opt_string(service, &vs_path, "virtualServiceARN")? {
-                arn.rsplit('/').next().unwrap_or(&arn).to_string()
-            } else {
-                return Err(self.error(
-                    service,
-                    &join(&vs_path, "virtualServiceName"),
-                    "required field is missing",
-                ));
-            };
+        let service_name = self.virtual_service_name(service, &vs_path)?;
         let mut rewrite_host = true;
         let mut prefix_rewrite = matcher.prefix.as_ref().map(|_| "/".to_string());
         let mut path_rewrite = None;
