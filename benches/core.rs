@@ -7,16 +7,16 @@
 //! Run with `cargo bench --bench core`. The policies are built by `support/policies.rs`, the same shapes the
 //! Envoy load bench uses.
 
-use certgate::core::config;
-use certgate::core::forwarding::RenderedIdentity;
-use certgate::core::identity::PeerIdentity;
-use certgate::core::metrics::{Added, MetricCounts};
-use certgate::core::pairs;
-use certgate::core::policy::{Peer, Policy};
-use certgate::core::request::{self, ConnectionFacts};
-use certgate::core::rewrite::Application;
-use certgate::core::route::RequestFacts;
-use certgate::core::telemetry::RecordLevel;
+use certgate::config;
+use certgate::decide::policy::{Peer, Policy};
+use certgate::decide::route::RequestFacts;
+use certgate::evaluate::{self, ConnectionFacts};
+use certgate::facts::pairs;
+use certgate::identity::PeerIdentity;
+use certgate::record::metrics::{Added, MetricCounts};
+use certgate::record::telemetry::RecordLevel;
+use certgate::rewrite::forwarding::RenderedIdentity;
+use certgate::rewrite::Application;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 
@@ -145,7 +145,7 @@ fn whole_request(c: &mut Criterion) {
             authority: pairs::first_value(&headers, ":authority").unwrap_or_default(),
             method: pairs::first_value(&headers, ":method").unwrap_or_default(),
         };
-        let evaluation = request::evaluate(&policy, &facts, &headers, &connection, now);
+        let evaluation = evaluate::evaluate(&policy, &facts, &headers, &connection, now);
         let mut counted = 0;
         for (metric, value) in evaluation.metrics(&policy, connection.tls_version) {
             if counts.add(&metric, value) == Added::Counted {

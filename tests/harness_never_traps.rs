@@ -13,7 +13,7 @@
 
 mod support;
 
-use certgate::core::rewrite::is_spelling_of;
+use certgate::rewrite::is_spelling_of;
 use host_harness::{
     Certificate, ClientCertDetails, Connection, ForwardClientCert, HttpConnectionManager,
     PluginSettings, Request, RequestOutcome, Tls, TlsVersion,

@@ -6,14 +6,14 @@
 
 mod support;
 
-use certgate::core::config;
-use certgate::core::identity::PeerIdentity;
-use certgate::core::pairs::HeaderPairs;
-use certgate::core::percent;
-use certgate::core::policy::{Peer, Policy};
-use certgate::core::request::{evaluate, ConnectionFacts};
-use certgate::core::rewrite::Application;
-use certgate::core::route::RequestFacts;
+use certgate::config;
+use certgate::decide::policy::{Peer, Policy};
+use certgate::decide::route::RequestFacts;
+use certgate::encoding::percent;
+use certgate::evaluate::{evaluate, ConnectionFacts};
+use certgate::facts::pairs::HeaderPairs;
+use certgate::identity::PeerIdentity;
+use certgate::rewrite::Application;
 use host_harness::{
     ClientCertDetails, Connection, Exchange, ForwardClientCert, HttpConnectionManager,
     PluginSettings, Request, Tls,

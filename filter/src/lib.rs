@@ -1,8 +1,22 @@
 //! certgate: a proxy-wasm filter that enforces peer-certificate identity per route.
 //!
-//! [`core`] decides and knows nothing of proxy-wasm; `glue` (built for wasm only) gathers request
-//! facts from the host with as few hostcalls as it can and applies the core's outcome.
+//! The modules follow a request's data flow: [`facts`] (what the host says) -> [`identity`] (who the
+//! peer is) -> [`decide`] (allow or deny, and why) -> [`rewrite`] (the forwarding headers) ->
+//! [`record`] (metrics and the access record), with [`evaluate`] running one request through them
+//! and [`config`] compiling the plugin configuration into the [`decide`]/[`rewrite`]/[`record`]
+//! settings. [`names`], [`encoding`] and [`collections`] are the vocabulary every stage shares. None
+//! of it knows proxy-wasm: `glue` (built for wasm only) gathers the facts from the host with as few
+//! hostcalls as it can and applies the outcome. `docs/architecture.md` walks through the layout.
 
-pub mod core;
+pub mod collections;
+pub mod config;
+pub mod decide;
+pub mod encoding;
+pub mod evaluate;
+pub mod facts;
 #[cfg(target_arch = "wasm32")]
 mod glue;
+pub mod identity;
+pub mod names;
+pub mod record;
+pub mod rewrite;

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-use certgate::core::config;
+use certgate::config;
 
 fn errors(json: &str) -> Vec<String> {
     match config::compile(json.as_bytes()) {
@@ -325,7 +325,7 @@ fn each_error_is_one_log_line_whatever_the_configuration_quotes() {
 
 #[test]
 fn session_resumption_options_are_checked() {
-    use certgate::core::resumption::{Resumption, ResumptionMode};
+    use certgate::identity::resumption::{Resumption, ResumptionMode};
     assert_error(
         r#"{"session_resumption": {"mode": "trust"}}"#,
         "session_resumption.mode: unknown variant `trust`, expected `trust_validated_on_listener` or `refuse`",

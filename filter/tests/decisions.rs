@@ -10,11 +10,11 @@
 
 mod support;
 
-use certgate::core::config;
-use certgate::core::decision::{Reason, RuleList, Verdict};
-use certgate::core::identity::PeerIdentity;
-use certgate::core::policy::{Peer, Policy};
-use certgate::core::route::RequestFacts;
+use certgate::config;
+use certgate::decide::decision::{Reason, RuleList, Verdict};
+use certgate::decide::policy::{Peer, Policy};
+use certgate::decide::route::RequestFacts;
+use certgate::identity::PeerIdentity;
 use support::San::{Dns, Email, Ip, Uri};
 
 const POLICY: &str = r#"{

@@ -11,17 +11,17 @@
 
 mod support;
 
-use certgate::core::address::PeerAddress;
-use certgate::core::config;
-use certgate::core::decision::{Reason, Verdict};
-use certgate::core::forwarding::RenderedIdentity;
-use certgate::core::identity::PeerIdentity;
-use certgate::core::percent;
-use certgate::core::policy::{IdentitySource, Peer, Policy};
-use certgate::core::request::{evaluate, ConnectionFacts, Evaluation};
-use certgate::core::rewrite::Application;
-use certgate::core::route::RequestFacts;
-use certgate::core::telemetry::{Metric, RecordFields};
+use certgate::config;
+use certgate::decide::decision::{Reason, Verdict};
+use certgate::decide::policy::{IdentitySource, Peer, Policy};
+use certgate::decide::route::RequestFacts;
+use certgate::encoding::percent;
+use certgate::evaluate::{evaluate, ConnectionFacts, Evaluation};
+use certgate::facts::address::PeerAddress;
+use certgate::identity::PeerIdentity;
+use certgate::record::telemetry::{Metric, RecordFields};
+use certgate::rewrite::forwarding::RenderedIdentity;
+use certgate::rewrite::Application;
 use prost_types::value::Kind;
 use rcgen::{date_time_ymd, CertificateParams, DnType, KeyPair, SanType};
 use support::San::{Dns, Email, Ip, Uri};

@@ -11,13 +11,13 @@
 
 mod support;
 
-use certgate::core::alb;
-use certgate::core::forwarded;
-use certgate::core::identity::PeerIdentity;
-use certgate::core::pairs;
-use certgate::core::percent;
-use certgate::core::rewrite::{is_spelling_of, Application, HeaderEdit, HeaderRewrite};
-use certgate::core::xfcc::{self, XfccAction, XfccDetail, XfccMode};
+use certgate::encoding::percent;
+use certgate::facts::pairs;
+use certgate::identity::alb;
+use certgate::identity::xfcc::{self, XfccAction, XfccDetail, XfccMode};
+use certgate::identity::PeerIdentity;
+use certgate::rewrite::forwarded;
+use certgate::rewrite::{is_spelling_of, Application, HeaderEdit, HeaderRewrite};
 use std::net::IpAddr;
 use support::San::{Dns, Email, Ip, Uri};
 
@@ -181,7 +181,7 @@ fn xfcc_modes_follow_envoy() {
 #[test]
 fn forwarded_nodes_are_quoted_and_bracketed_as_rfc_7239_requires() {
     let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-    let socket = |text: &str| certgate::core::address::SocketAddress::parse(text).unwrap();
+    let socket = |text: &str| certgate::facts::address::SocketAddress::parse(text).unwrap();
     for (client, expected) in [
         ("192.0.2.43", "for=192.0.2.43;proto=http"),
         (
@@ -234,10 +234,10 @@ fn forwarded_nodes_are_quoted_and_bracketed_as_rfc_7239_requires() {
 fn ipv4_text_matches_display_for_every_octet() {
     for octet in 0..=255u8 {
         let address = IpAddr::from([octet, 255 - octet, octet / 2, 100 + octet % 10]);
-        assert_eq!(certgate::core::ip::ip_text(address), address.to_string());
+        assert_eq!(certgate::names::ip::ip_text(address), address.to_string());
     }
     let v6: IpAddr = "2001:db8::ff00:42:8329".parse().unwrap();
-    assert_eq!(certgate::core::ip::ip_text(v6), v6.to_string());
+    assert_eq!(certgate::names::ip::ip_text(v6), v6.to_string());
 }
 
 #[test]

@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-use certgate::core::json::{parse, Json, MAX_DEPTH};
+use certgate::config::json::{parse, Json, MAX_DEPTH};
 
 fn string(text: &str) -> Json {
     Json::String(text.to_owned())

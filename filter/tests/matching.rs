@@ -10,7 +10,7 @@
 
 mod support;
 
-use certgate::core::matcher::{Matcher, MatcherKind, MatcherSet};
+use certgate::decide::matcher::{Matcher, MatcherKind, MatcherSet};
 use support::San::{self, Dns, Email, Ip, Uri};
 
 use MatcherKind::{

@@ -15,21 +15,21 @@
 
 mod support;
 
-use certgate::core::config;
-use certgate::core::decision::{Reason, RuleHit, RuleList, Verdict};
-use certgate::core::dns::{canonical_name, DnsPattern};
-use certgate::core::forwarding::{RenderedIdentity, CLIENT_CERT, CLIENT_CERT_CHAIN, XFCC};
-use certgate::core::identity::{canonical_email, PeerIdentity};
-use certgate::core::ip::{canonical_ip, IpNet};
-use certgate::core::matcher::{Matcher, MatcherKind};
-use certgate::core::pairs;
-use certgate::core::percent;
-use certgate::core::policy::{json_string, Peer, Policy};
-use certgate::core::request::{evaluate, ConnectionFacts, Evaluation};
-use certgate::core::rewrite::{is_spelling_of, Application, HeaderEdit};
-use certgate::core::route::RequestFacts;
-use certgate::core::uri::{SpiffeId, UriPattern};
-use certgate::core::xfcc::{self, XfccDetail, XfccMode};
+use certgate::config;
+use certgate::decide::decision::{Reason, RuleHit, RuleList, Verdict};
+use certgate::decide::matcher::{Matcher, MatcherKind};
+use certgate::decide::policy::{json_string, Peer, Policy};
+use certgate::decide::route::RequestFacts;
+use certgate::encoding::percent;
+use certgate::evaluate::{evaluate, ConnectionFacts, Evaluation};
+use certgate::facts::pairs;
+use certgate::identity::xfcc::{self, XfccDetail, XfccMode};
+use certgate::identity::{canonical_email, PeerIdentity};
+use certgate::names::dns::{canonical_name, DnsPattern};
+use certgate::names::ip::{canonical_ip, IpNet};
+use certgate::names::uri::{SpiffeId, UriPattern};
+use certgate::rewrite::forwarding::{RenderedIdentity, CLIENT_CERT, CLIENT_CERT_CHAIN, XFCC};
+use certgate::rewrite::{is_spelling_of, Application, HeaderEdit};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{json, Value};
@@ -153,7 +153,7 @@ fn matchers(size: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<
 }
 
 /// Whether one matcher hits the identity, judged on its own with the per-pattern primitives, not
-/// through the indexed [`certgate::core::matcher::MatcherSet`].
+/// through the indexed [`certgate::decide::matcher::MatcherSet`].
 fn hits_alone(spec: MatcherSpec, identity: &PeerIdentity, wildcard_certs: bool) -> bool {
     let kind = match spec.0 {
         "dns" => MatcherKind::Dns,
@@ -1044,7 +1044,7 @@ fn certificate_der() -> &'static [u8] {
             .lines()
             .filter(|line| !line.starts_with("-----"))
             .collect();
-        certgate::core::pem::decode_base64(&body).unwrap()
+        certgate::encoding::pem::decode_base64(&body).unwrap()
     })
 }
 

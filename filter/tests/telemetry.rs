@@ -9,16 +9,16 @@
     clippy::indexing_slicing
 )]
 
-use certgate::core::config;
-use certgate::core::decision::{Reason, Verdict};
-use certgate::core::forwarded::ForwardedMode;
-use certgate::core::forwarding::{IdentityField, IdentityHeader, Xff};
-use certgate::core::policy::{IdentitySource, SniHostMismatch};
-use certgate::core::telemetry::{
+use certgate::config;
+use certgate::decide::decision::{Reason, Verdict};
+use certgate::decide::policy::{IdentitySource, SniHostMismatch};
+use certgate::identity::xfcc::{XfccDetail, XfccMode};
+use certgate::record::telemetry::{
     days_to_expiry, label_value, tls_version_label, Metric, MetricKind, Recent, RecordFields,
     RecordLevel,
 };
-use certgate::core::xfcc::{XfccDetail, XfccMode};
+use certgate::rewrite::forwarded::ForwardedMode;
+use certgate::rewrite::forwarding::{IdentityField, IdentityHeader, Xff};
 
 #[test]
 fn every_metric_name() {

@@ -9,9 +9,9 @@
     clippy::indexing_slicing
 )]
 
-use certgate::core::dns::canonical_name;
-use certgate::core::identity::{canonical_email, hex, CertificateError, PeerIdentity};
-use certgate::core::ip::canonical_ip;
+use certgate::identity::{canonical_email, hex, CertificateError, PeerIdentity};
+use certgate::names::dns::canonical_name;
+use certgate::names::ip::canonical_ip;
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
 use rcgen::{
     CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue, KeyPair,

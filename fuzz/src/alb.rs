@@ -5,9 +5,9 @@
 //! `+`, `=`, `/` bare) and certgate's own, for any bytes; and when the input is a readable PEM
 //! certificate, the header the ALB would send for it gives exactly that certificate's identity.
 
-use certgate::core::alb;
-use certgate::core::identity::PeerIdentity;
-use certgate::core::percent;
+use certgate::encoding::percent;
+use certgate::identity::alb;
+use certgate::identity::PeerIdentity;
 
 pub fn run(data: &[u8]) {
     if let Ok(identity) = alb::leaf_identity(data) {

@@ -8,9 +8,9 @@
 
 use super::seed::{self, Mutation};
 use arbitrary::{Arbitrary, Unstructured};
-use certgate::core::dns::canonical_name;
-use certgate::core::identity::{canonical_email, PeerIdentity};
-use certgate::core::ip::canonical_ip;
+use certgate::identity::{canonical_email, PeerIdentity};
+use certgate::names::dns::canonical_name;
+use certgate::names::ip::canonical_ip;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};

@@ -7,12 +7,12 @@
 
 use super::seed;
 use super::NOW_SECONDS;
-use certgate::core::config;
-use certgate::core::identity::PeerIdentity;
-use certgate::core::percent;
-use certgate::core::policy::{Peer, Policy};
-use certgate::core::request::{evaluate, ConnectionFacts};
-use certgate::core::route::RequestFacts;
+use certgate::config;
+use certgate::decide::policy::{Peer, Policy};
+use certgate::decide::route::RequestFacts;
+use certgate::encoding::percent;
+use certgate::evaluate::{evaluate, ConnectionFacts};
+use certgate::identity::PeerIdentity;
 
 pub fn run(data: &[u8]) {
     match config::compile(data) {

@@ -7,9 +7,9 @@
 //! `host` with their control characters dropped. Socket addresses also survive their own text form.
 
 use arbitrary::{Arbitrary, Unstructured};
-use certgate::core::address::SocketAddress;
-use certgate::core::forwarded;
-use certgate::core::ip::canonical_ip;
+use certgate::facts::address::SocketAddress;
+use certgate::names::ip::canonical_ip;
+use certgate::rewrite::forwarded;
 use std::net::IpAddr;
 
 #[derive(Arbitrary, Debug)]

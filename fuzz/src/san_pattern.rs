@@ -9,11 +9,11 @@
 //! prints as text that compiles back to itself; the indexed [`MatcherSet`] reports exactly the
 //! first matcher that a plain scan of the documented rules finds.
 
-use certgate::core::dns::{self, canonical_name, DnsPattern};
-use certgate::core::identity::{canonical_email, PeerIdentity};
-use certgate::core::ip::canonical_ip;
-use certgate::core::matcher::{Matcher, MatcherKind, MatcherSet};
-use certgate::core::uri::{SpiffeId, UriPattern};
+use certgate::decide::matcher::{Matcher, MatcherKind, MatcherSet};
+use certgate::identity::{canonical_email, PeerIdentity};
+use certgate::names::dns::{self, canonical_name, DnsPattern};
+use certgate::names::ip::canonical_ip;
+use certgate::names::uri::{SpiffeId, UriPattern};
 use std::net::IpAddr;
 
 pub fn run(data: &[u8]) {

@@ -14,7 +14,7 @@
 use super::seed::{self, Mutation};
 use super::NOW_SECONDS;
 use arbitrary::{Arbitrary, Unstructured};
-use certgate::core::percent;
+use certgate::encoding::percent;
 use host_harness::{
     Certificate, ClientCertDetails, Connection, Exchange, ForwardClientCert, GuestModule,
     HttpConnectionManager, Plugin, PluginSettings, Request, RequestOutcome, Tls, TlsVersion,

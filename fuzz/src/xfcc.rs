@@ -9,11 +9,11 @@
 
 use super::seed;
 use arbitrary::{Arbitrary, Unstructured};
-use certgate::core::dns::canonical_name;
-use certgate::core::identity::{canonical_email, PeerIdentity};
-use certgate::core::ip::canonical_ip;
-use certgate::core::percent::escape_controls;
-use certgate::core::xfcc::{self, XfccDetail};
+use certgate::encoding::percent::escape_controls;
+use certgate::identity::xfcc::{self, XfccDetail};
+use certgate::identity::{canonical_email, PeerIdentity};
+use certgate::names::dns::canonical_name;
+use certgate::names::ip::canonical_ip;
 use std::net::IpAddr;
 
 /// A generated element: the identity to describe and the details to write.

@@ -606,7 +606,7 @@ mod tests {
     fn the_demo_policies_compile() {
         for stage in stages().unwrap() {
             let policy = stage.policy.to_string();
-            if let Err(errors) = certgate::core::config::compile(policy.as_bytes()) {
+            if let Err(errors) = certgate::config::compile(policy.as_bytes()) {
                 panic!("the {} policy is refused: {errors:?}", stage.name);
             }
         }

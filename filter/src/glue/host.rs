@@ -4,8 +4,8 @@
 //! trapping the VM, on any status it did not expect, and a refused write must cost a log line, not
 //! the request.
 
-use crate::core::rewrite::HeaderEdit;
-use crate::core::telemetry::MetricKind;
+use crate::record::telemetry::MetricKind;
+use crate::rewrite::HeaderEdit;
 use proxy_wasm::types::{MapType, MetricType, Status};
 
 #[link(wasm_import_module = "env")]

@@ -3,23 +3,23 @@
 
 mod host;
 
-use crate::core::address::PeerAddress;
-use crate::core::cache::LruCache;
-use crate::core::config;
-use crate::core::decision::Decision;
-use crate::core::forwarded::ForwardedMode;
-use crate::core::forwarding::RenderedIdentity;
-use crate::core::identity::PeerIdentity;
-use crate::core::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
-use crate::core::pairs::{self, HeaderPairs};
-use crate::core::policy::{is_grpc, Peer, Policy};
-use crate::core::request::{self, ConnectionFacts, Evaluation};
-use crate::core::resumption::{Ledger, Scope, SharedStore, Validation};
-use crate::core::rewrite::Application;
-use crate::core::route::RequestFacts;
-use crate::core::telemetry::{
+use crate::collections::cache::LruCache;
+use crate::config;
+use crate::decide::decision::Decision;
+use crate::decide::policy::{is_grpc, Peer, Policy};
+use crate::decide::route::RequestFacts;
+use crate::evaluate::{self, ConnectionFacts, Evaluation};
+use crate::facts::address::PeerAddress;
+use crate::facts::pairs::{self, HeaderPairs};
+use crate::identity::resumption::{Ledger, Scope, SharedStore, Validation};
+use crate::identity::PeerIdentity;
+use crate::record::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
+use crate::record::telemetry::{
     self, Metric, MetricKind, Recent, RecordLevel, SeenCertificates, FILTER_STATE_KEY,
 };
+use crate::rewrite::forwarded::ForwardedMode;
+use crate::rewrite::forwarding::RenderedIdentity;
+use crate::rewrite::Application;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::{Cell, RefCell};
@@ -229,7 +229,7 @@ impl HttpContext for CertgateHttp {
             rendered: known.rendered.as_ref(),
         };
         let now = self.shared.now.get();
-        let evaluation = request::evaluate(&policy, &request, &headers, &connection, now);
+        let evaluation = evaluate::evaluate(&policy, &request, &headers, &connection, now);
         log_decision(&policy, &evaluation);
         self.warn(&evaluation, &connection, connection_id.unwrap_or_default());
         self.count_metrics(&policy, &evaluation, connection.tls_version);

@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-use certgate::core::identity::PeerIdentity;
+use certgate::identity::PeerIdentity;
 use rcgen::{CertificateParams, DnType, KeyPair, SanType};
 use std::net::IpAddr;
 use std::sync::OnceLock;

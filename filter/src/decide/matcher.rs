@@ -5,11 +5,11 @@
 //! their parent; URI prefixes and IP blocks are hashed per distinct length. Only SPIFFE patterns with
 //! inner `*` segments are scanned.
 
-use super::dns::{self, DnsPattern};
-use super::hash::FxHashMap;
-use super::identity::{canonical_email, PeerIdentity};
-use super::ip::{IpNet, IpNetIndex};
-use super::uri::{is_trust_domain, SpiffeId, UriPattern};
+use crate::collections::hash::FxHashMap;
+use crate::identity::{canonical_email, PeerIdentity};
+use crate::names::dns::{self, DnsPattern};
+use crate::names::ip::{IpNet, IpNetIndex};
+use crate::names::uri::{is_trust_domain, SpiffeId, UriPattern};
 use std::fmt;
 
 /// One entry of an `allow` or `deny` list.

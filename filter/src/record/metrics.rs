@@ -8,8 +8,8 @@
 //! dropped between flushes except past the series capacity; a scrape sees counts at most one flush
 //! interval late.
 
-use super::hash::FxHashMap;
-use super::telemetry::{Metric, MetricKind};
+use crate::collections::hash::FxHashMap;
+use crate::record::telemetry::{Metric, MetricKind};
 
 /// How many distinct series (label combinations) certgate counts at most.
 pub const METRIC_CAPACITY: usize = 2048;
@@ -235,7 +235,7 @@ fn flush_series(series: &mut Series, sink: &mut impl MetricSink, flushed: &mut F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::decision::{Reason, Verdict};
+    use crate::decide::decision::{Reason, Verdict};
 
     /// A host that keeps what it was handed, in order.
     #[derive(Default)]

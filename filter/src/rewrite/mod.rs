@@ -5,7 +5,10 @@
 //! twice takes a remove and an add. Any rewrite of two or more operations is therefore sent as one
 //! whole map (`proxy_set_header_map_pairs`, one hostcall) instead.
 
-use super::pairs::HeaderPairs;
+pub mod forwarded;
+pub mod forwarding;
+
+use crate::facts::pairs::HeaderPairs;
 
 /// The headers to remove (every value, every spelling) and the values to set (lowercase names).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

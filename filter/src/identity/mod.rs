@@ -1,13 +1,19 @@
 //! The peer's identity: everything certgate matches on, read from an X.509 certificate (or, on Envoys
 //! too old to hand over the certificate, from the few attributes they do expose).
 
-use super::dns::canonical_name;
-use super::ip::canonical_ip;
-use super::pem;
-use super::x509::{self, AttributeValue, GeneralName, Name};
+pub mod alb;
+pub mod resumption;
+pub mod sources;
+pub mod x509;
+pub mod xfcc;
+
+use crate::encoding::pem;
+use crate::names::dns::canonical_name;
+use crate::names::ip::canonical_ip;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use x509::{AttributeValue, GeneralName, Name};
 
 /// A certificate's identity, normalised for matching.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,8 +2,10 @@
 //! subject and subjectAltName. The other fields are skipped once their framing is checked, and
 //! signatures are not verified: the TLS stack did that before the filter sees the certificate.
 
-use super::der::{self, DerError, Element, Reader};
-use super::identity::CertificateError;
+pub mod der;
+
+use crate::identity::CertificateError;
+use der::{DerError, Element, Reader};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,15 +1,15 @@
 //! One request from facts to outcome: peer trust, identity (from its sources), decision, header
 //! rewrite, and what telemetry records. The glue gathers the facts and applies the outcome.
 
-use super::address::PeerAddress;
-use super::decision::Decision;
-use super::dns::{authority_host, canonical_name};
-use super::forwarding::{self, RenderedIdentity, Rewrite, RewriteFacts};
-use super::pairs::{self, HeaderPairs};
-use super::policy::{is_grpc, IdentitySource, Peer, Policy, SniHostMismatch};
-use super::route::RequestFacts;
-use super::sources::{self, PeerState};
-use super::telemetry::{self, Metric, Record};
+use crate::decide::decision::Decision;
+use crate::decide::policy::{is_grpc, IdentitySource, Peer, Policy, SniHostMismatch};
+use crate::decide::route::RequestFacts;
+use crate::facts::address::PeerAddress;
+use crate::facts::pairs::{self, HeaderPairs};
+use crate::identity::sources::{self, PeerState};
+use crate::names::dns::{authority_host, canonical_name};
+use crate::record::telemetry::{self, Metric, Record};
+use crate::rewrite::forwarding::{self, RenderedIdentity, Rewrite, RewriteFacts};
 use std::net::IpAddr;
 
 /// What the host says about the connection.
@@ -98,7 +98,7 @@ pub fn evaluate<'a>(
     );
     let local = connection
         .local_address
-        .and_then(super::address::SocketAddress::parse);
+        .and_then(crate::facts::address::SocketAddress::parse);
     let connection_identity = match connection.certificate {
         Peer::Identified(identity) => Some(identity),
         _ => None,
@@ -150,7 +150,7 @@ impl Evaluation<'_> {
     }
 
     /// The counter increments of this request. (The expiry histogram is observed once per
-    /// certificate, not per request: see [`super::telemetry::SeenCertificates`].)
+    /// certificate, not per request: see [`crate::record::telemetry::SeenCertificates`].)
     pub fn metrics<'m>(
         &'m self,
         policy: &'m Policy,

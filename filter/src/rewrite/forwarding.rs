@@ -5,17 +5,17 @@
 //! only a trusted peer's entries are believed (`trusted_hops`), and only a trusted peer's
 //! X-Forwarded-Proto/Host survive. A removal of a header an untrusted peer sent is a spoof.
 
-use super::address::SocketAddress;
-use super::alb;
-use super::decision::Verdict;
-use super::forwarded::{self, ForwardedMode};
-use super::identity::PeerIdentity;
-use super::ip::{canonical_ip, ip_text};
-use super::pairs::HeaderPairs;
-use super::percent;
-use super::policy::IdentitySource;
-use super::rewrite::{is_spelling_of, HeaderRewrite};
-use super::xfcc::{self, XfccAction, XfccDetail, XfccMode};
+use crate::decide::decision::Verdict;
+use crate::decide::policy::IdentitySource;
+use crate::encoding::percent;
+use crate::facts::address::SocketAddress;
+use crate::facts::pairs::HeaderPairs;
+use crate::identity::alb;
+use crate::identity::xfcc::{self, XfccAction, XfccDetail, XfccMode};
+use crate::identity::PeerIdentity;
+use crate::names::ip::{canonical_ip, ip_text};
+use crate::rewrite::forwarded::{self, ForwardedMode};
+use crate::rewrite::{is_spelling_of, HeaderRewrite};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 

@@ -1,13 +1,13 @@
 //! The compiled policy and the decision it makes for a request and its peer.
 
-use super::decision::{Decision, Reason, RuleHit, RuleList, Verdict, GRPC_UNAUTHENTICATED};
-use super::forwarding::Forwarding;
-use super::identity::PeerIdentity;
-use super::ip::IpNet;
-use super::matcher::MatcherSet;
-use super::resumption::Resumption;
-use super::route::{RequestFacts, RouteMatch};
-use super::telemetry::Telemetry;
+use crate::decide::decision::{Decision, Reason, RuleHit, RuleList, Verdict, GRPC_UNAUTHENTICATED};
+use crate::decide::matcher::MatcherSet;
+use crate::decide::route::{RequestFacts, RouteMatch};
+use crate::identity::resumption::Resumption;
+use crate::identity::PeerIdentity;
+use crate::names::ip::IpNet;
+use crate::record::telemetry::Telemetry;
+use crate::rewrite::forwarding::Forwarding;
 use std::fmt::Write as _;
 
 /// `enforce` denies; `audit` records what it would have denied and lets it through.
@@ -380,7 +380,7 @@ mod tests {
             let expected = if unauthenticated.contains(&reason) {
                 GRPC_UNAUTHENTICATED
             } else {
-                super::super::decision::GRPC_PERMISSION_DENIED
+                crate::decide::decision::GRPC_PERMISSION_DENIED
             };
             assert_eq!(reason.grpc_status(), expected, "{reason}");
         }

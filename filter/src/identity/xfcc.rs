@@ -7,10 +7,10 @@
 //! certgate quotes any value that holds them (backslash-escaping `"` and `\`) and percent-encodes
 //! control characters, so no value can end a pair, an element or the header line.
 
-use super::dns::canonical_name;
-use super::identity::{canonical_email, PeerIdentity};
-use super::ip::{canonical_ip, ip_text};
-use super::percent;
+use crate::encoding::percent;
+use crate::identity::{canonical_email, PeerIdentity};
+use crate::names::dns::canonical_name;
+use crate::names::ip::{canonical_ip, ip_text};
 use std::net::IpAddr;
 
 /// Envoy's `forward_client_cert_details` modes, with Envoy's semantics.

@@ -3,13 +3,13 @@
 //! socket address or its own verified certificate); from anyone else they are a spoofing attempt,
 //! never an identity. Certificates taken from headers are checked for their validity period.
 
-use super::address::SocketAddress;
-use super::alb;
-use super::forwarding::XFCC;
-use super::identity::PeerIdentity;
-use super::pairs::HeaderPairs;
-use super::policy::{IdentitySource, Peer, TrustedProxies};
-use super::xfcc;
+use crate::decide::policy::{IdentitySource, Peer, TrustedProxies};
+use crate::facts::address::SocketAddress;
+use crate::facts::pairs::HeaderPairs;
+use crate::identity::alb;
+use crate::identity::xfcc;
+use crate::identity::PeerIdentity;
+use crate::rewrite::forwarding::XFCC;
 use std::borrow::Cow;
 
 /// The peer as the chosen source shows it, owning what it parsed from headers.

@@ -1,8 +1,8 @@
 //! RFC 7239 `Forwarded`: the element certgate writes (`for=`, `by=`, `proto=`, `host=`), with IPv6
 //! nodes bracketed and any value that is not a token (a port, brackets, a colon) quoted.
 
-use super::address::SocketAddress;
-use super::ip::push_ip;
+use crate::facts::address::SocketAddress;
+use crate::names::ip::push_ip;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 

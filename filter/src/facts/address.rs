@@ -6,7 +6,7 @@
 //! while a TCP peer always has one: port 0 therefore means "not the socket peer", and certgate never
 //! trusts it.
 
-use super::ip::canonical_ip;
+use crate::names::ip::canonical_ip;
 use std::fmt;
 use std::net::IpAddr;
 

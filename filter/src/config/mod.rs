@@ -1,23 +1,25 @@
 //! The plugin configuration: its JSON schema (the public contract) and its compilation into a ready
 //! [`Policy`], reporting every problem with the path of the field that has it.
 
-use super::alb;
-use super::dns::DnsPattern;
-use super::forwarded::ForwardedMode;
-use super::forwarding::{
-    Forwarding, IdentityField, IdentityHeader, XfccForwarding, Xff, RESERVED_HEADERS,
-};
-use super::ip::IpNet;
-use super::json::{self, Json};
-use super::matcher::{Matcher, MatcherKind, MatcherSet};
-use super::policy::{
+pub mod json;
+
+use crate::decide::matcher::{Matcher, MatcherKind, MatcherSet};
+use crate::decide::policy::{
     DefaultAction, DenyResponse, IdentitySource, Mode, Policy, Route, SniHostMismatch,
     TrustedProxies,
 };
-use super::resumption::{Resumption, ResumptionMode, MAX_VALIDITY_SECS};
-use super::route::RouteMatch;
-use super::telemetry::{RecordFields, RecordLevel, Telemetry, NO_ROUTE};
-use super::xfcc::{XfccDetail, XfccMode};
+use crate::decide::route::RouteMatch;
+use crate::identity::alb;
+use crate::identity::resumption::{Resumption, ResumptionMode, MAX_VALIDITY_SECS};
+use crate::identity::xfcc::{XfccDetail, XfccMode};
+use crate::names::dns::DnsPattern;
+use crate::names::ip::IpNet;
+use crate::record::telemetry::{RecordFields, RecordLevel, Telemetry, NO_ROUTE};
+use crate::rewrite::forwarded::ForwardedMode;
+use crate::rewrite::forwarding::{
+    Forwarding, IdentityField, IdentityHeader, XfccForwarding, Xff, RESERVED_HEADERS,
+};
+use json::Json;
 use std::collections::HashSet;
 use std::fmt;
 

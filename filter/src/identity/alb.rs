@@ -2,8 +2,8 @@
 //! passes the leaf to its targets as URL-encoded PEM in `X-Amzn-Mtls-Clientcert-Leaf`, leaving `+`,
 //! `=` and `/` unescaped (so `+` is base64, never a space).
 
-use super::identity::PeerIdentity;
-use super::percent;
+use crate::encoding::percent;
+use crate::identity::PeerIdentity;
 
 /// The header that carries the leaf certificate.
 pub const LEAF_HEADER: &str = "x-amzn-mtls-clientcert-leaf";

@@ -1,6 +1,6 @@
 //! Which route a request belongs to: the `match` block of a route and the request facts it reads.
 
-use super::dns::{authority_host, DnsPattern};
+use crate::names::dns::{authority_host, DnsPattern};
 
 /// What the host tells certgate about the request, borrowed from the host's header map.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

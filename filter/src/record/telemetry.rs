@@ -12,12 +12,12 @@
 //! - `certgate_sni_host_mismatch_total`
 //! - `certgate_peer_cert_days_to_expiry` (histogram)
 
-use super::cache::LruCache;
-use super::decision::{Reason, Verdict};
-use super::hash::FxHasher;
-use super::identity::PeerIdentity;
-use super::ip::ip_text;
-use super::policy::{push_json_string, IdentitySource};
+use crate::collections::cache::LruCache;
+use crate::collections::hash::FxHasher;
+use crate::decide::decision::{Reason, Verdict};
+use crate::decide::policy::{push_json_string, IdentitySource};
+use crate::identity::PeerIdentity;
+use crate::names::ip::ip_text;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::hash::Hasher as _;
@@ -161,7 +161,7 @@ impl Metric<'_> {
         name
     }
 
-    /// Appends the name to `out` (what [`super::metrics::MetricCounts`] does per request, without allocating).
+    /// Appends the name to `out` (what [`crate::record::metrics::MetricCounts`] does per request, without allocating).
     pub fn write_name(&self, out: &mut String) {
         match self {
             Metric::Requests {
