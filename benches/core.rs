@@ -8,10 +8,11 @@
 //! Envoy load bench uses.
 
 use certgate::config;
-use certgate::decide::policy::{Peer, Policy};
+use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::evaluate::{self, ConnectionFacts};
 use certgate::facts::pairs;
+use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
 use certgate::record::metrics::{Added, MetricCounts};
 use certgate::record::telemetry::RecordLevel;

@@ -2,10 +2,13 @@
 //! rewrite, and what telemetry records. The glue gathers the facts and applies the outcome.
 
 use crate::decide::decision::Decision;
-use crate::decide::policy::{is_grpc, IdentitySource, Peer, Policy, SniHostMismatch};
+use crate::decide::policy::{is_grpc, Policy, SniHostMismatch};
 use crate::decide::route::RequestFacts;
+use crate::decide::trust;
 use crate::facts::address::PeerAddress;
 use crate::facts::pairs::{self, HeaderPairs};
+use crate::identity::peer::Peer;
+use crate::identity::sources::IdentitySource;
 use crate::identity::sources::{self, PeerState};
 use crate::names::dns::{authority_host, canonical_name};
 use crate::record::telemetry::{self, Metric, Record};
@@ -61,7 +64,7 @@ pub fn evaluate<'a>(
 ) -> Evaluation<'a> {
     let peer_address = PeerAddress::from_source_address(connection.source_address);
     let socket_peer = peer_address.socket();
-    let peer_trusted = sources::peer_trusted(
+    let peer_trusted = trust::peer_trusted(
         &policy.trusted_proxies,
         policy.wildcard_certs,
         socket_peer,

@@ -12,8 +12,9 @@ mod support;
 
 use certgate::config;
 use certgate::decide::decision::{Reason, RuleList, Verdict};
-use certgate::decide::policy::{Peer, Policy};
+use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
+use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
 use support::San::{Dns, Email, Ip, Uri};
 

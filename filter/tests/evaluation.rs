@@ -13,11 +13,13 @@ mod support;
 
 use certgate::config;
 use certgate::decide::decision::{Reason, Verdict};
-use certgate::decide::policy::{IdentitySource, Peer, Policy};
+use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::encoding::percent;
 use certgate::evaluate::{evaluate, ConnectionFacts, Evaluation};
 use certgate::facts::address::PeerAddress;
+use certgate::identity::peer::Peer;
+use certgate::identity::sources::IdentitySource;
 use certgate::identity::PeerIdentity;
 use certgate::record::telemetry::{Metric, RecordFields};
 use certgate::rewrite::forwarding::RenderedIdentity;

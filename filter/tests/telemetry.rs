@@ -11,7 +11,8 @@
 
 use certgate::config;
 use certgate::decide::decision::{Reason, Verdict};
-use certgate::decide::policy::{IdentitySource, SniHostMismatch};
+use certgate::decide::policy::SniHostMismatch;
+use certgate::identity::sources::IdentitySource;
 use certgate::identity::xfcc::{XfccDetail, XfccMode};
 use certgate::record::telemetry::{
     days_to_expiry, label_value, tls_version_label, Metric, MetricKind, Recent, RecordFields,

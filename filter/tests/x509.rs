@@ -9,7 +9,9 @@
     clippy::indexing_slicing
 )]
 
-use certgate::identity::{canonical_email, hex, CertificateError, PeerIdentity};
+use certgate::identity::{canonical_email, hex, PeerIdentity};
+
+use certgate::identity::x509::CertificateError;
 use certgate::names::dns::canonical_name;
 use certgate::names::ip::canonical_ip;
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};

@@ -8,10 +8,11 @@
 use super::seed;
 use super::NOW_SECONDS;
 use certgate::config;
-use certgate::decide::policy::{Peer, Policy};
+use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::encoding::percent;
 use certgate::evaluate::{evaluate, ConnectionFacts};
+use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
 
 pub fn run(data: &[u8]) {

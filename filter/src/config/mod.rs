@@ -4,13 +4,12 @@
 pub mod json;
 
 use crate::decide::matcher::{Matcher, MatcherKind, MatcherSet};
-use crate::decide::policy::{
-    DefaultAction, DenyResponse, IdentitySource, Mode, Policy, Route, SniHostMismatch,
-    TrustedProxies,
-};
+use crate::decide::policy::{DefaultAction, DenyResponse, Mode, Policy, Route, SniHostMismatch};
 use crate::decide::route::RouteMatch;
+use crate::decide::trust::TrustedProxies;
 use crate::identity::alb;
 use crate::identity::resumption::{Resumption, ResumptionMode, MAX_VALIDITY_SECS};
+use crate::identity::sources::IdentitySource;
 use crate::identity::xfcc::{XfccDetail, XfccMode};
 use crate::names::dns::DnsPattern;
 use crate::names::ip::IpNet;

@@ -5,3 +5,4 @@ pub mod decision;
 pub mod matcher;
 pub mod policy;
 pub mod route;
+pub mod trust;

@@ -3,12 +3,14 @@
 use crate::decide::decision::{Decision, Reason, RuleHit, RuleList, Verdict, GRPC_UNAUTHENTICATED};
 use crate::decide::matcher::MatcherSet;
 use crate::decide::route::{RequestFacts, RouteMatch};
+use crate::decide::trust::TrustedProxies;
+use crate::encoding::json::json_string;
+use crate::identity::peer::Peer;
 use crate::identity::resumption::Resumption;
+use crate::identity::sources::IdentitySource;
 use crate::identity::PeerIdentity;
-use crate::names::ip::IpNet;
 use crate::record::telemetry::Telemetry;
 use crate::rewrite::forwarding::Forwarding;
-use std::fmt::Write as _;
 
 /// `enforce` denies; `audit` records what it would have denied and lets it through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,38 +40,6 @@ impl DefaultAction {
         ("allow", DefaultAction::Allow),
         ("deny", DefaultAction::Deny),
     ];
-}
-
-/// Where a peer's identity may come from, tried in the configured order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IdentitySource {
-    /// The certificate of the TLS connection Envoy terminated.
-    Connection,
-    /// The right-most XFCC element, set by a trusted proxy.
-    Xfcc,
-    /// The leaf certificate a trusted AWS ALB (mTLS verify mode) passes in a header.
-    Alb,
-}
-
-impl IdentitySource {
-    /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
-        ("connection", IdentitySource::Connection),
-        ("xfcc", IdentitySource::Xfcc),
-        ("alb", IdentitySource::Alb),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, source)| *source == self)
-            .map_or("", |(name, _)| name)
-    }
-
-    /// Whether the source reads request headers, believed only from a trusted peer.
-    pub fn reads_headers(self) -> bool {
-        self != IdentitySource::Connection
-    }
 }
 
 /// What a request whose SNI names another host than its `:authority` gets.
@@ -158,13 +128,6 @@ pub fn is_grpc(content_type: Option<&str>) -> bool {
     })
 }
 
-/// Peers whose forwarding headers and forwarded identities certgate believes.
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies {
-    pub cidrs: Vec<IpNet>,
-    pub identities: MatcherSet,
-}
-
 /// One route of the policy, compiled.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -175,21 +138,6 @@ pub struct Route {
     pub allow: Option<MatcherSet>,
     pub deny: MatcherSet,
     pub mode: Mode,
-}
-
-/// What certgate knows of the peer's certificate when it decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer<'a> {
-    NoCertificate,
-    /// Presented, but Envoy did not validate its chain.
-    NotValidated,
-    /// Presented and validated, but not readable as a certificate.
-    Unreadable,
-    /// From a header, and past its validity period.
-    Expired(&'a PeerIdentity),
-    /// From a header, and before its validity period.
-    NotYetValid(&'a PeerIdentity),
-    Identified(&'a PeerIdentity),
 }
 
 /// The whole compiled configuration.
@@ -307,40 +255,6 @@ fn decision(
         route,
         rule,
     }
-}
-
-/// A JSON string literal (quotes included) for any text.
-pub fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    push_json_string(&mut out, text);
-    out
-}
-
-/// Appends `text` as a JSON string literal (quotes included).
-pub fn push_json_string(out: &mut String, text: &str) {
-    out.push('"');
-    let mut plain_from = 0;
-    // Only ASCII needs escaping: copy the runs between escapes whole.
-    for (index, byte) in text.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(text.get(plain_from..index).unwrap_or_default());
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escape);
-        }
-        plain_from = index + 1;
-    }
-    out.push_str(text.get(plain_from..).unwrap_or_default());
-    out.push('"');
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Byte encodings certificates travel in: PEM (base64) and percent-encoding.
+//! Text encodings certgate reads and writes: PEM (base64) and percent-encoding, in which certificates
+//! travel, and JSON string literals, in which it records.
 
+pub mod json;
 pub mod pem;
 pub mod percent;

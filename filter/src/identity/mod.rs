@@ -2,6 +2,7 @@
 //! too old to hand over the certificate, from the few attributes they do expose).
 
 pub mod alb;
+pub mod peer;
 pub mod resumption;
 pub mod sources;
 pub mod x509;
@@ -13,7 +14,7 @@ use crate::names::ip::canonical_ip;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use x509::{AttributeValue, GeneralName, Name};
+use x509::{AttributeValue, CertificateError, GeneralName, Name};
 
 /// A certificate's identity, normalised for matching.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,16 +41,6 @@ pub struct PeerIdentity {
     pub pem: Option<String>,
     /// True when built from Envoy's first-SAN attributes instead of the certificate.
     pub degraded: bool,
-}
-
-/// Why a certificate could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateError(pub String);
-
-impl std::fmt::Display for CertificateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 impl PeerIdentity {

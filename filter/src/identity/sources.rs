@@ -3,14 +3,44 @@
 //! socket address or its own verified certificate); from anyone else they are a spoofing attempt,
 //! never an identity. Certificates taken from headers are checked for their validity period.
 
-use crate::decide::policy::{IdentitySource, Peer, TrustedProxies};
-use crate::facts::address::SocketAddress;
 use crate::facts::pairs::HeaderPairs;
 use crate::identity::alb;
+use crate::identity::peer::Peer;
 use crate::identity::xfcc;
 use crate::identity::PeerIdentity;
-use crate::rewrite::forwarding::XFCC;
 use std::borrow::Cow;
+
+/// Where a peer's identity may come from, tried in the configured order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentitySource {
+    /// The certificate of the TLS connection Envoy terminated.
+    Connection,
+    /// The right-most XFCC element, set by a trusted proxy.
+    Xfcc,
+    /// The leaf certificate a trusted AWS ALB (mTLS verify mode) passes in a header.
+    Alb,
+}
+
+impl IdentitySource {
+    /// The configuration names, the one source of truth for reading and writing them.
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("connection", IdentitySource::Connection),
+        ("xfcc", IdentitySource::Xfcc),
+        ("alb", IdentitySource::Alb),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, source)| *source == self)
+            .map_or("", |(name, _)| name)
+    }
+
+    /// Whether the source reads request headers, believed only from a trusted peer.
+    pub fn reads_headers(self) -> bool {
+        self != IdentitySource::Connection
+    }
+}
 
 /// The peer as the chosen source shows it, owning what it parsed from headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,26 +85,6 @@ impl PeerState<'_> {
     }
 }
 
-/// Whether the peer is a trusted proxy: by its socket address, or by its connection's own verified
-/// certificate.
-pub fn peer_trusted(
-    trusted: &TrustedProxies,
-    wildcard_certs: bool,
-    peer: Option<SocketAddress>,
-    connection: Peer<'_>,
-) -> bool {
-    let by_address =
-        peer.is_some_and(|peer| trusted.cidrs.iter().any(|cidr| cidr.contains(peer.ip)));
-    let by_certificate = match connection {
-        Peer::Identified(identity) => trusted
-            .identities
-            .first_hit(identity, wildcard_certs)
-            .is_some(),
-        _ => false,
-    };
-    by_address || by_certificate
-}
-
 /// The first source, in order, that says anything about a certificate; `None` when none does.
 pub fn resolve<'a>(
     sources: &[IdentitySource],
@@ -112,7 +122,7 @@ fn from_connection(connection: Peer<'_>) -> Option<PeerState<'_>> {
 fn from_xfcc<'a>(headers: &HeaderPairs<'_>, now: i64) -> Option<PeerState<'a>> {
     let values: Vec<&[u8]> = headers
         .iter()
-        .filter(|(key, _)| key.eq_ignore_ascii_case(XFCC.as_bytes()))
+        .filter(|(key, _)| key.eq_ignore_ascii_case(xfcc::HEADER.as_bytes()))
         .map(|(_, value)| *value)
         .collect();
     if values.is_empty() {

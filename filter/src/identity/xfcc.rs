@@ -13,6 +13,9 @@ use crate::names::dns::canonical_name;
 use crate::names::ip::{canonical_ip, ip_text};
 use std::net::IpAddr;
 
+/// The header's name, as certgate matches it (lowercase).
+pub const HEADER: &str = "x-forwarded-client-cert";
+
 /// Envoy's `forward_client_cert_details` modes, with Envoy's semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XfccMode {

@@ -15,7 +15,8 @@
 use crate::collections::cache::LruCache;
 use crate::collections::hash::FxHasher;
 use crate::decide::decision::{Reason, Verdict};
-use crate::decide::policy::{push_json_string, IdentitySource};
+use crate::encoding::json::push_json_string;
+use crate::identity::sources::IdentitySource;
 use crate::identity::PeerIdentity;
 use crate::names::ip::ip_text;
 use std::borrow::Cow;

@@ -6,11 +6,11 @@
 //! X-Forwarded-Proto/Host survive. A removal of a header an untrusted peer sent is a spoof.
 
 use crate::decide::decision::Verdict;
-use crate::decide::policy::IdentitySource;
 use crate::encoding::percent;
 use crate::facts::address::SocketAddress;
 use crate::facts::pairs::HeaderPairs;
 use crate::identity::alb;
+use crate::identity::sources::IdentitySource;
 use crate::identity::xfcc::{self, XfccAction, XfccDetail, XfccMode};
 use crate::identity::PeerIdentity;
 use crate::names::ip::{canonical_ip, ip_text};
@@ -24,7 +24,6 @@ pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
 pub const X_FORWARDED_PORT: &str = "x-forwarded-port";
 pub const FORWARDED: &str = "forwarded";
-pub const XFCC: &str = "x-forwarded-client-cert";
 pub const CLIENT_CERT: &str = "client-cert";
 pub const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
 
@@ -35,7 +34,7 @@ pub const RESERVED_HEADERS: [&str; 8] = [
     X_FORWARDED_HOST,
     X_FORWARDED_PORT,
     FORWARDED,
-    XFCC,
+    xfcc::HEADER,
     CLIENT_CERT,
     CLIENT_CERT_CHAIN,
 ];
@@ -203,7 +202,7 @@ pub fn rewrite<'h>(
     // Identity headers the peer may not send: a spoofing attempt whatever the forwarding options.
     if !facts.peer_trusted {
         if sources.contains(&IdentitySource::Xfcc) {
-            builder.drop(XFCC);
+            builder.drop(xfcc::HEADER);
         }
         if sources.contains(&IdentitySource::Alb) {
             for name in alb::HEADERS {
@@ -270,9 +269,13 @@ pub fn rewrite<'h>(
             .filter(|element| !element.is_empty());
         match (config.mode.action(facts.mtls), element) {
             (XfccAction::Keep, _) => {}
-            (XfccAction::Append, Some(element)) => builder.extend(XFCC, element.into_bytes()),
-            (XfccAction::Set, Some(element)) => builder.replace(XFCC, element.into_bytes()),
-            (XfccAction::Remove | XfccAction::Append | XfccAction::Set, _) => builder.drop(XFCC),
+            (XfccAction::Append, Some(element)) => {
+                builder.extend(xfcc::HEADER, element.into_bytes())
+            }
+            (XfccAction::Set, Some(element)) => builder.replace(xfcc::HEADER, element.into_bytes()),
+            (XfccAction::Remove | XfccAction::Append | XfccAction::Set, _) => {
+                builder.drop(xfcc::HEADER)
+            }
         }
     }
     if forwarding.client_cert {

@@ -4,7 +4,6 @@
 
 pub mod der;
 
-use crate::identity::CertificateError;
 use der::{DerError, Element, Reader};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -12,6 +11,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const COMMON_NAME: &str = "2.5.4.3";
 /// 2.5.29.17, as encoded.
 const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+
+/// Why a certificate could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateError(pub String);
+
+impl std::fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// The parts of a certificate certgate uses, borrowing from its DER.
 #[derive(Debug, Clone, PartialEq, Eq)]

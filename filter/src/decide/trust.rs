@@ -1,0 +1,34 @@
+//! Which peers are trusted proxies, whose forwarding headers and forwarded identities certgate
+//! believes: by their socket address, or by their connection's own verified certificate.
+
+use crate::decide::matcher::MatcherSet;
+use crate::facts::address::SocketAddress;
+use crate::identity::peer::Peer;
+use crate::names::ip::IpNet;
+
+/// Peers whose forwarding headers and forwarded identities certgate believes.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    pub cidrs: Vec<IpNet>,
+    pub identities: MatcherSet,
+}
+
+/// Whether the peer is a trusted proxy: by its socket address, or by its connection's own verified
+/// certificate.
+pub fn peer_trusted(
+    trusted: &TrustedProxies,
+    wildcard_certs: bool,
+    peer: Option<SocketAddress>,
+    connection: Peer<'_>,
+) -> bool {
+    let by_address =
+        peer.is_some_and(|peer| trusted.cidrs.iter().any(|cidr| cidr.contains(peer.ip)));
+    let by_certificate = match connection {
+        Peer::Identified(identity) => trusted
+            .identities
+            .first_hit(identity, wildcard_certs)
+            .is_some(),
+        _ => false,
+    };
+    by_address || by_certificate
+}
