@@ -8,12 +8,12 @@
 //! Envoy load bench uses.
 
 use certgate::config;
-use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::evaluate::{self, ConnectionFacts};
 use certgate::facts::pairs;
 use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
+use certgate::policy::Policy;
 use certgate::record::metrics::{Added, MetricCounts};
 use certgate::record::telemetry::RecordLevel;
 use certgate::rewrite::forwarding::RenderedIdentity;
@@ -52,15 +52,21 @@ fn decide(c: &mut Criterion) {
             authority: "api:8443",
             method: "GET",
         };
-        let decision = policy.decide(policy.select_route(&facts), Peer::Identified(&peer));
+        let decision = policy
+            .access
+            .decide(policy.access.select_route(&facts), Peer::Identified(&peer));
         assert!(
             !decision.is_denied(),
             "the benchmark identity must be allowed: {decision:?}"
         );
         group.bench_function(BenchmarkId::from_parameter(label), |b| {
             b.iter(|| {
-                let route = policy.select_route(black_box(&facts));
-                black_box(policy.decide(route, Peer::Identified(black_box(&peer))))
+                let route = policy.access.select_route(black_box(&facts));
+                black_box(
+                    policy
+                        .access
+                        .decide(route, Peer::Identified(black_box(&peer))),
+                )
             })
         });
     }
@@ -81,8 +87,8 @@ fn scaling(c: &mut Criterion) {
         };
         group.bench_function(BenchmarkId::from_parameter(per_route), |b| {
             b.iter(|| {
-                black_box(policy.decide(
-                    policy.select_route(&facts),
+                black_box(policy.access.decide(
+                    policy.access.select_route(&facts),
                     Peer::Identified(black_box(&peer)),
                 ))
             })

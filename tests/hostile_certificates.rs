@@ -7,13 +7,13 @@
 mod support;
 
 use certgate::config;
-use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::encoding::percent;
 use certgate::evaluate::{evaluate, ConnectionFacts};
 use certgate::facts::pairs::HeaderPairs;
 use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
+use certgate::policy::Policy;
 use certgate::rewrite::Application;
 use host_harness::{
     ClientCertDetails, Connection, Exchange, ForwardClientCert, HttpConnectionManager,

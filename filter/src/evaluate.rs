@@ -1,8 +1,8 @@
 //! One request from facts to outcome: peer trust, identity (from its sources), decision, header
 //! rewrite, and what telemetry records. The glue gathers the facts and applies the outcome.
 
+use crate::decide::access::{is_grpc, SniHostMismatch};
 use crate::decide::decision::Decision;
-use crate::decide::policy::{is_grpc, Policy, SniHostMismatch};
 use crate::decide::route::RequestFacts;
 use crate::decide::trust;
 use crate::facts::address::PeerAddress;
@@ -11,6 +11,7 @@ use crate::identity::peer::Peer;
 use crate::identity::sources::IdentitySource;
 use crate::identity::sources::{self, PeerState};
 use crate::names::dns::{authority_host, canonical_name};
+use crate::policy::Policy;
 use crate::record::telemetry::{self, Metric, Record};
 use crate::rewrite::forwarding::{self, RenderedIdentity, Rewrite, RewriteFacts};
 use std::net::IpAddr;
@@ -66,7 +67,7 @@ pub fn evaluate<'a>(
     let socket_peer = peer_address.socket();
     let peer_trusted = trust::peer_trusted(
         &policy.trusted_proxies,
-        policy.wildcard_certs,
+        policy.access.wildcard_certs,
         socket_peer,
         connection.certificate,
     );
@@ -77,15 +78,15 @@ pub fn evaluate<'a>(
         peer_trusted,
         now,
     );
-    let route = policy.select_route(request);
+    let route = policy.access.select_route(request);
     let sni_mismatch = connection
         .sni
         .filter(|sni| !sni.is_empty())
         .is_some_and(|sni| authority_host(request.authority) != canonical_name(sni));
     let decision = if sni_mismatch && policy.sni_host_mismatch == SniHostMismatch::Deny {
-        policy.deny_sni_host_mismatch(route)
+        policy.access.deny_sni_host_mismatch(route)
     } else {
-        policy.decide(route, peer.as_peer())
+        policy.access.decide(route, peer.as_peer())
     };
     let days_to_expiry = peer
         .identity()
@@ -142,7 +143,7 @@ pub fn evaluate<'a>(
 
 fn route_name(policy: &Policy, route: Option<usize>) -> Option<&str> {
     route
-        .and_then(|index| policy.routes.get(index))
+        .and_then(|index| policy.access.routes.get(index))
         .map(|route| route.name.as_str())
 }
 

@@ -18,5 +18,6 @@ pub mod facts;
 mod glue;
 pub mod identity;
 pub mod names;
+pub mod policy;
 pub mod record;
 pub mod rewrite;

@@ -12,10 +12,10 @@ mod support;
 
 use certgate::config;
 use certgate::decide::decision::{Reason, RuleList, Verdict};
-use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
+use certgate::policy::Policy;
 use support::San::{Dns, Email, Ip, Uri};
 
 const POLICY: &str = r#"{
@@ -211,13 +211,15 @@ fn decision_table() {
     ];
     let policy = policy(POLICY);
     for (index, row) in rows.iter().enumerate() {
-        let route = policy.select_route(&row.request);
+        let route = policy.access.select_route(&row.request);
         let peer = row
             .cert
             .as_ref()
             .map_or(Peer::NoCertificate, Peer::Identified);
-        let decision = policy.decide(route, peer);
-        let route_name = decision.route.map(|i| policy.routes[i].name.as_str());
+        let decision = policy.access.decide(route, peer);
+        let route_name = decision
+            .route
+            .map(|i| policy.access.routes[i].name.as_str());
         assert_eq!(
             (decision.verdict, decision.reason, route_name),
             (row.verdict, row.reason, row.route),
@@ -232,17 +234,17 @@ fn decision_table() {
 fn unvalidated_and_unreadable_certificates_are_denied_even_on_open_routes() {
     let policy = policy(POLICY);
     for path in ["/health", "/admin"] {
-        let route = policy.select_route(&request("admin", path, "h"));
+        let route = policy.access.select_route(&request("admin", path, "h"));
         assert_eq!(
-            policy.decide(route, Peer::NotValidated).reason,
+            policy.access.decide(route, Peer::NotValidated).reason,
             Reason::CertNotValidated
         );
         assert_eq!(
-            policy.decide(route, Peer::Unreadable).reason,
+            policy.access.decide(route, Peer::Unreadable).reason,
             Reason::CertUnreadable
         );
         assert_eq!(
-            policy.decide(route, Peer::NotValidated).verdict,
+            policy.access.decide(route, Peer::NotValidated).verdict,
             Verdict::Deny
         );
     }
@@ -261,7 +263,10 @@ fn wildcard_certificates_cover_allowlist_names_only_when_enabled() {
     let facts = request("r", "/", "h");
     let off = policy(&json(false));
     let on = policy(&json(true));
-    let decide = |p: &Policy, id| p.decide(p.select_route(&facts), Peer::Identified(id));
+    let decide = |p: &Policy, id| {
+        p.access
+            .decide(p.access.select_route(&facts), Peer::Identified(id))
+    };
     assert_eq!(decide(&off, &shared).reason, Reason::NotInAllowlist);
     assert_eq!(decide(&on, &shared).reason, Reason::AllowlistMatch);
     // a wildcard certificate that covers a denied name is denied once wildcard certificates count
@@ -278,8 +283,8 @@ fn audit_policy_mode_is_inherited_and_overridable() {
     );
     let other = support::identity(&[Dns("y.example")], None);
     let decide = |path| {
-        p.decide(
-            p.select_route(&request("-", path, "h")),
+        p.access.decide(
+            p.access.select_route(&request("-", path, "h")),
             Peer::Identified(&other),
         )
     };
@@ -295,7 +300,10 @@ fn audit_policy_mode_is_inherited_and_overridable() {
 #[test]
 fn default_action_allow_admits_unrouted_requests() {
     let p = policy(r#"{"default_action": "allow", "routes": []}"#);
-    let decision = p.decide(p.select_route(&request("x", "/", "h")), Peer::NoCertificate);
+    let decision = p.access.decide(
+        p.access.select_route(&request("x", "/", "h")),
+        Peer::NoCertificate,
+    );
     assert_eq!(
         (decision.verdict, decision.reason),
         (Verdict::Allow, Reason::NoRoute)
@@ -306,16 +314,17 @@ fn default_action_allow_admits_unrouted_requests() {
 fn the_deciding_rule_is_reported() {
     let p = policy(POLICY);
     let legacy = support::identity(&[Dns("legacy.yelb.svc.cluster.local")], None);
-    let decision = p.decide(
-        p.select_route(&request("admin", "/", "h")),
+    let decision = p.access.decide(
+        p.access.select_route(&request("admin", "/", "h")),
         Peer::Identified(&legacy),
     );
     let rule = decision.rule.expect("a rule decided");
     assert_eq!((rule.list, rule.index), (RuleList::Deny, 0));
     let ip = support::identity(&[Ip("10.1.0.9")], None);
     let rule = p
+        .access
         .decide(
-            p.select_route(&request("admin", "/", "h")),
+            p.access.select_route(&request("admin", "/", "h")),
             Peer::Identified(&ip),
         )
         .rule
@@ -338,7 +347,9 @@ fn routes_match_on_every_condition() {
             authority: host,
             method,
         };
-        p.select_route(&facts).map(|i| p.routes[i].name.as_str())
+        p.access
+            .select_route(&facts)
+            .map(|i| p.access.routes[i].name.as_str())
     };
     assert_eq!(
         name("POST", "/v1/items?page=2", "api.example.com:443"),

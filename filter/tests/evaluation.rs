@@ -13,7 +13,6 @@ mod support;
 
 use certgate::config;
 use certgate::decide::decision::{Reason, Verdict};
-use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::encoding::percent;
 use certgate::evaluate::{evaluate, ConnectionFacts, Evaluation};
@@ -21,6 +20,7 @@ use certgate::facts::address::PeerAddress;
 use certgate::identity::peer::Peer;
 use certgate::identity::sources::IdentitySource;
 use certgate::identity::PeerIdentity;
+use certgate::policy::Policy;
 use certgate::record::telemetry::{Metric, RecordFields};
 use certgate::rewrite::forwarding::RenderedIdentity;
 use certgate::rewrite::Application;

@@ -18,7 +18,6 @@ mod support;
 use certgate::config;
 use certgate::decide::decision::{Reason, RuleHit, RuleList, Verdict};
 use certgate::decide::matcher::{Matcher, MatcherKind};
-use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::encoding::json::json_string;
 use certgate::encoding::percent;
@@ -31,6 +30,7 @@ use certgate::identity::{canonical_email, PeerIdentity};
 use certgate::names::dns::{canonical_name, DnsPattern};
 use certgate::names::ip::{canonical_ip, IpNet};
 use certgate::names::uri::{SpiffeId, UriPattern};
+use certgate::policy::Policy;
 use certgate::rewrite::forwarding::{RenderedIdentity, CLIENT_CERT, CLIENT_CERT_CHAIN};
 use certgate::rewrite::{is_spelling_of, Application, HeaderEdit};
 use proptest::prelude::*;
@@ -226,7 +226,7 @@ proptest! {
             route["allow"] = matcher_json(allow);
         }
         let policy = policy(&json!({"wildcard_certs": wildcard_certs, "routes": [route]}));
-        let decision = policy.decide(Some(0), Peer::Identified(&identity));
+        let decision = policy.access.decide(Some(0), Peer::Identified(&identity));
         let hit = |list, index| Some(RuleHit { list, index });
         let expected = match (first_hit(&deny, &identity, wildcard_certs), &allow) {
             (Some(index), _) => (Verdict::Deny, Reason::DeniedByRule, hit(RuleList::Deny, index)),
@@ -256,7 +256,7 @@ proptest! {
         let policy = policy(&json!({"routes": [
             {"name": "r", "allow": matcher_json(&allow), "deny": matcher_json(&deny)}
         ]}));
-        let decision = policy.decide(Some(0), Peer::Identified(&identity));
+        let decision = policy.access.decide(Some(0), Peer::Identified(&identity));
         prop_assert_eq!((decision.verdict, decision.reason), (Verdict::Deny, Reason::DeniedByRule));
         prop_assert_eq!(decision.rule.map(|rule| rule.list), Some(RuleList::Deny));
     }
@@ -502,7 +502,7 @@ proptest! {
         prop_assert_eq!(pattern.matches_name(&name), expected, "{} against *.{}", name, parent);
         let identity = PeerIdentity { dns: vec![name.clone()], ..PeerIdentity::default() };
         let set_policy = policy(&json!({"routes": [{"name": "r", "allow": [{"dns": format!("*.{parent}")}]}]}));
-        let allowed = set_policy.decide(Some(0), Peer::Identified(&identity)).verdict == Verdict::Allow;
+        let allowed = set_policy.access.decide(Some(0), Peer::Identified(&identity)).verdict == Verdict::Allow;
         // A certificate's own wildcard SAN hits only the identical pattern.
         prop_assert_eq!(allowed, expected || name == format!("*.{parent}"));
         let host_policy = policy(&json!({"default_action": "deny", "routes": [
@@ -510,7 +510,7 @@ proptest! {
         ]}));
         let authority = format!("{}:8443", name.to_ascii_uppercase());
         let request = RequestFacts { authority: &authority, path: "/", method: "GET", route_name: None };
-        prop_assert_eq!(host_policy.select_route(&request).is_some(), expected);
+        prop_assert_eq!(host_policy.access.select_route(&request).is_some(), expected);
     }
 
     /// IPv4 blocks agree with `u32` prefix arithmetic, IPv6 blocks with `u128`, an IPv4-mapped IPv6

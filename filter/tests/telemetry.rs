@@ -10,8 +10,8 @@
 )]
 
 use certgate::config;
+use certgate::decide::access::SniHostMismatch;
 use certgate::decide::decision::{Reason, Verdict};
-use certgate::decide::policy::SniHostMismatch;
 use certgate::identity::sources::IdentitySource;
 use certgate::identity::xfcc::{XfccDetail, XfccMode};
 use certgate::record::telemetry::{

@@ -8,12 +8,12 @@
 use super::seed;
 use super::NOW_SECONDS;
 use certgate::config;
-use certgate::decide::policy::Policy;
 use certgate::decide::route::RequestFacts;
 use certgate::encoding::percent;
 use certgate::evaluate::{evaluate, ConnectionFacts};
 use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
+use certgate::policy::Policy;
 
 pub fn run(data: &[u8]) {
     match config::compile(data) {

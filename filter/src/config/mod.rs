@@ -3,8 +3,10 @@
 
 pub mod json;
 
+use crate::decide::access::{
+    AccessPolicy, DefaultAction, DenyResponse, Mode, Route, SniHostMismatch,
+};
 use crate::decide::matcher::{Matcher, MatcherKind, MatcherSet};
-use crate::decide::policy::{DefaultAction, DenyResponse, Mode, Policy, Route, SniHostMismatch};
 use crate::decide::route::RouteMatch;
 use crate::decide::trust::TrustedProxies;
 use crate::identity::alb;
@@ -13,6 +15,7 @@ use crate::identity::sources::IdentitySource;
 use crate::identity::xfcc::{XfccDetail, XfccMode};
 use crate::names::dns::DnsPattern;
 use crate::names::ip::IpNet;
+use crate::policy::Policy;
 use crate::record::telemetry::{RecordFields, RecordLevel, Telemetry, NO_ROUTE};
 use crate::rewrite::forwarded::ForwardedMode;
 use crate::rewrite::forwarding::{
@@ -856,10 +859,12 @@ impl RawConfig {
         Policy {
             uses_route_names,
             reads_header_certificates,
-            mode: self.mode,
-            default_action: self.default_action,
-            routes,
-            wildcard_certs: self.wildcard_certs,
+            access: AccessPolicy {
+                mode: self.mode,
+                default_action: self.default_action,
+                routes,
+                wildcard_certs: self.wildcard_certs,
+            },
             deny_response: self.deny_response.compile(problems),
             trusted_proxies,
             identity_sources: self.identity_sources,

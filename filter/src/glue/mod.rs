@@ -5,8 +5,8 @@ mod host;
 
 use crate::collections::cache::LruCache;
 use crate::config;
+use crate::decide::access::is_grpc;
 use crate::decide::decision::Decision;
-use crate::decide::policy::{is_grpc, Policy};
 use crate::decide::route::RequestFacts;
 use crate::evaluate::{self, ConnectionFacts, Evaluation};
 use crate::facts::address::PeerAddress;
@@ -14,6 +14,7 @@ use crate::facts::pairs::{self, HeaderPairs};
 use crate::identity::peer::Peer;
 use crate::identity::resumption::{Ledger, Scope, SharedStore, Validation};
 use crate::identity::PeerIdentity;
+use crate::policy::Policy;
 use crate::record::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
 use crate::record::telemetry::{
     self, Metric, MetricKind, Recent, RecordLevel, SeenCertificates, FILTER_STATE_KEY,
@@ -122,7 +123,10 @@ impl RootContext for CertgateRoot {
         drop(configuration);
         match document.and_then(config::compile_document) {
             Ok(policy) => {
-                log::info!("certgate: configured with {} routes", policy.routes.len());
+                log::info!(
+                    "certgate: configured with {} routes",
+                    policy.access.routes.len()
+                );
                 // Each root context declares the record's type (a second declaration on the same
                 // root is refused, harmlessly): without it Envoy would keep opaque bytes.
                 if !policy.telemetry.filter_state.is_empty()

@@ -1,16 +1,12 @@
-//! The compiled policy and the decision it makes for a request and its peer.
+//! The access rules, compiled, and the decision they make for a request and its peer; what a denial
+//! answers.
 
 use crate::decide::decision::{Decision, Reason, RuleHit, RuleList, Verdict, GRPC_UNAUTHENTICATED};
 use crate::decide::matcher::MatcherSet;
 use crate::decide::route::{RequestFacts, RouteMatch};
-use crate::decide::trust::TrustedProxies;
 use crate::encoding::json::json_string;
 use crate::identity::peer::Peer;
-use crate::identity::resumption::Resumption;
-use crate::identity::sources::IdentitySource;
 use crate::identity::PeerIdentity;
-use crate::record::telemetry::Telemetry;
-use crate::rewrite::forwarding::Forwarding;
 
 /// `enforce` denies; `audit` records what it would have denied and lets it through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,33 +136,17 @@ pub struct Route {
     pub mode: Mode,
 }
 
-/// The whole compiled configuration.
+/// The access rules: the routes in order, what a request no route matches gets, and how a route's
+/// rules read a certificate.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub struct AccessPolicy {
     pub mode: Mode,
     pub default_action: DefaultAction,
     pub routes: Vec<Route>,
     pub wildcard_certs: bool,
-    pub deny_response: DenyResponse,
-    pub trusted_proxies: TrustedProxies,
-    pub identity_sources: Vec<IdentitySource>,
-    /// On Envoys before 1.39 (no `connection.peer_certificate_valid`), treat a presented certificate
-    /// as validated. Sound only when the listener requires and verifies client certificates.
-    pub assume_presented_certs_validated: bool,
-    /// What a certificate Envoy reports not validated on a resumed TLS session gets.
-    pub resumption: Resumption,
-    pub forwarding: Forwarding,
-    pub telemetry: Telemetry,
-    pub sni_host_mismatch: SniHostMismatch,
-    /// Whether any route matches on Envoy's route name, so the glue must fetch `xds.route_name`;
-    /// worked out once at configure time, read on every request.
-    pub uses_route_names: bool,
-    /// Whether an identity source reads certificates from headers (so the clock matters even on a
-    /// connection without a certificate); worked out once at configure time.
-    pub reads_header_certificates: bool,
 }
 
-impl Policy {
+impl AccessPolicy {
     /// The index of the first route whose `match` fits the request.
     pub fn select_route(&self, request: &RequestFacts<'_>) -> Option<usize> {
         self.routes
@@ -174,7 +154,7 @@ impl Policy {
             .position(|route| route.route_match.matches(request))
     }
 
-    /// Decides for a request on a route (from [`Policy::select_route`]) with what is known of its peer.
+    /// Decides for a request on a route (from [`AccessPolicy::select_route`]) with what is known of its peer.
     pub fn decide(&self, route: Option<usize>, peer: Peer<'_>) -> Decision {
         let Some(selected) = route.and_then(|index| self.routes.get(index)) else {
             let allowed = self.default_action == DefaultAction::Allow;
