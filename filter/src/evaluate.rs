@@ -8,11 +8,12 @@ use crate::decide::trust;
 use crate::facts::address::PeerAddress;
 use crate::facts::pairs::{self, HeaderPairs};
 use crate::identity::peer::Peer;
-use crate::identity::sources::IdentitySource;
-use crate::identity::sources::{self, PeerState};
+use crate::identity::sources::{self, IdentitySource, PeerState};
 use crate::names::dns::{authority_host, canonical_name};
 use crate::policy::Policy;
-use crate::record::telemetry::{self, Metric, Record};
+use crate::record::access::Record;
+use crate::record::series;
+use crate::record::series::Metric;
 use crate::rewrite::forwarding::{self, RenderedIdentity, Rewrite, RewriteFacts};
 use std::net::IpAddr;
 
@@ -91,7 +92,7 @@ pub fn evaluate<'a>(
     let days_to_expiry = peer
         .identity()
         .and_then(|identity| identity.not_after)
-        .map(|end| telemetry::days_to_expiry(end, now));
+        .map(|end| series::days_to_expiry(end, now));
     let expiring =
         days_to_expiry.is_some_and(|days| days < i64::from(policy.telemetry.expiry_warning_days));
     let client_address = forwarding::client_address(
@@ -154,7 +155,7 @@ impl Evaluation<'_> {
     }
 
     /// The counter increments of this request. (The expiry histogram is observed once per
-    /// certificate, not per request: see [`crate::record::telemetry::SeenCertificates`].)
+    /// certificate, not per request: see [`crate::record::warnings::SeenCertificates`].)
     pub fn metrics<'m>(
         &'m self,
         policy: &'m Policy,
@@ -171,7 +172,7 @@ impl Evaluation<'_> {
                 1,
             ),
             (
-                Metric::TlsVersion(telemetry::tls_version_label(tls_version)),
+                Metric::TlsVersion(series::tls_version_label(tls_version)),
                 1,
             ),
             (Metric::IdentitySource(self.source), 1),

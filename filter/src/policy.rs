@@ -6,7 +6,7 @@ use crate::decide::access::{AccessPolicy, DenyResponse, SniHostMismatch};
 use crate::decide::trust::TrustedProxies;
 use crate::identity::resumption::Resumption;
 use crate::identity::sources::IdentitySource;
-use crate::record::telemetry::Telemetry;
+use crate::record::Telemetry;
 use crate::rewrite::forwarding::Forwarding;
 
 /// The whole compiled configuration.

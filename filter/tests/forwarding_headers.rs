@@ -13,11 +13,9 @@ mod support;
 
 use certgate::encoding::percent;
 use certgate::facts::pairs;
-use certgate::identity::alb;
 use certgate::identity::xfcc::{self, XfccAction, XfccDetail, XfccMode};
-use certgate::identity::PeerIdentity;
-use certgate::rewrite::forwarded;
-use certgate::rewrite::{is_spelling_of, Application, HeaderEdit, HeaderRewrite};
+use certgate::identity::{alb, PeerIdentity};
+use certgate::rewrite::{forwarded, is_spelling_of, Application, HeaderEdit, HeaderRewrite};
 use std::net::IpAddr;
 use support::San::{Dns, Email, Ip, Uri};
 

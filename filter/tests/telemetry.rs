@@ -14,10 +14,11 @@ use certgate::decide::access::SniHostMismatch;
 use certgate::decide::decision::{Reason, Verdict};
 use certgate::identity::sources::IdentitySource;
 use certgate::identity::xfcc::{XfccDetail, XfccMode};
-use certgate::record::telemetry::{
-    days_to_expiry, label_value, tls_version_label, Metric, MetricKind, Recent, RecordFields,
-    RecordLevel,
+use certgate::record::access::{RecordFields, RecordLevel};
+use certgate::record::series::{
+    days_to_expiry, label_value, tls_version_label, Metric, MetricKind,
 };
+use certgate::record::warnings::Recent;
 use certgate::rewrite::forwarded::ForwardedMode;
 use certgate::rewrite::forwarding::{IdentityField, IdentityHeader, Xff};
 

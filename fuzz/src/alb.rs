@@ -6,8 +6,7 @@
 //! certificate, the header the ALB would send for it gives exactly that certificate's identity.
 
 use certgate::encoding::percent;
-use certgate::identity::alb;
-use certgate::identity::PeerIdentity;
+use certgate::identity::{alb, PeerIdentity};
 
 pub fn run(data: &[u8]) {
     if let Ok(identity) = alb::leaf_identity(data) {

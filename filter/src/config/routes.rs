@@ -6,7 +6,7 @@ use super::read::*;
 use crate::decide::access::{Mode, Route};
 use crate::decide::route::RouteMatch;
 use crate::names::dns::DnsPattern;
-use crate::record::telemetry::NO_ROUTE;
+use crate::record::series::NO_ROUTE;
 
 pub(super) struct RawRoute {
     pub(super) name: String,

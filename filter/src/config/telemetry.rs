@@ -3,7 +3,8 @@
 
 use super::json::Json;
 use super::read::*;
-use crate::record::telemetry::{RecordFields, RecordLevel, Telemetry};
+use crate::record::access::{RecordFields, RecordLevel};
+use crate::record::Telemetry;
 
 pub(super) struct RawTelemetry {
     pub(super) expiry_warning_days: u32,

@@ -4,7 +4,7 @@
 //! trapping the VM, on any status it did not expect, and a refused write must cost a log line, not
 //! the request.
 
-use crate::record::telemetry::MetricKind;
+use crate::record::series::MetricKind;
 use crate::rewrite::HeaderEdit;
 use proxy_wasm::types::{MapType, MetricType, Status};
 

@@ -15,10 +15,11 @@ use crate::identity::peer::Peer;
 use crate::identity::resumption::{Ledger, Scope, SharedStore, Validation};
 use crate::identity::PeerIdentity;
 use crate::policy::Policy;
+use crate::record::access;
+use crate::record::access::{RecordLevel, FILTER_STATE_KEY};
 use crate::record::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
-use crate::record::telemetry::{
-    self, Metric, MetricKind, Recent, RecordLevel, SeenCertificates, FILTER_STATE_KEY,
-};
+use crate::record::series::{Metric, MetricKind};
+use crate::record::warnings::{Recent, SeenCertificates};
 use crate::rewrite::forwarded::ForwardedMode;
 use crate::rewrite::forwarding::RenderedIdentity;
 use crate::rewrite::Application;
@@ -132,7 +133,7 @@ impl RootContext for CertgateRoot {
                 if !policy.telemetry.filter_state.is_empty()
                     && !host::call_foreign_function(
                         "declare_property",
-                        &telemetry::filter_state_declaration(),
+                        &access::filter_state_declaration(),
                     )
                 {
                     log::debug!("certgate: the host refused to declare {FILTER_STATE_KEY}");

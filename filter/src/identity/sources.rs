@@ -4,10 +4,8 @@
 //! never an identity. Certificates taken from headers are checked for their validity period.
 
 use crate::facts::pairs::HeaderPairs;
-use crate::identity::alb;
 use crate::identity::peer::Peer;
-use crate::identity::xfcc;
-use crate::identity::PeerIdentity;
+use crate::identity::{alb, xfcc, PeerIdentity};
 use std::borrow::Cow;
 
 /// Where a peer's identity may come from, tried in the configured order.

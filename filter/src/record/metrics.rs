@@ -9,7 +9,7 @@
 //! interval late.
 
 use crate::collections::hash::FxHashMap;
-use crate::record::telemetry::{Metric, MetricKind};
+use crate::record::series::{Metric, MetricKind};
 
 /// How many distinct series (label combinations) certgate counts at most.
 pub const METRIC_CAPACITY: usize = 2048;
