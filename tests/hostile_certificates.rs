@@ -299,7 +299,7 @@ fn natively_each_hostile_certificate_gets_its_decision() {
         assert_eq!(
             (
                 evaluation.decision.verdict.as_str(),
-                evaluation.decision.reason.as_str()
+                evaluation.decision.reason().as_str()
             ),
             (verdict, reason),
             "{case}"

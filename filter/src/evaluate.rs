@@ -167,7 +167,6 @@ impl Evaluation<'_> {
                 Metric::Requests {
                     route,
                     verdict: self.decision.verdict,
-                    reason: self.decision.reason,
                 },
                 1,
             ),
@@ -205,8 +204,7 @@ impl Evaluation<'_> {
         let identity = self.peer.identity();
         Record {
             route: self.route_name(policy),
-            decision: Some(self.decision.verdict),
-            reason: Some(self.decision.reason),
+            verdict: Some(self.decision.verdict),
             identity: identity.and_then(|identity| identity.principal()),
             san_count: identity.map(|identity| identity.san_count()),
             tls_version: connection.tls_version.filter(|v| !v.is_empty()),
@@ -215,9 +213,11 @@ impl Evaluation<'_> {
             identity_source: self.source,
             client_address: self.client_address,
             request_id: pairs::first_value(headers, "x-request-id"),
-            grpc_status: (self.decision.is_denied()
-                && is_grpc(pairs::first_value(headers, "content-type")))
-            .then(|| policy.deny_response.grpc_status_for(self.decision.reason)),
+            grpc_status: self
+                .decision
+                .denied()
+                .filter(|_| is_grpc(pairs::first_value(headers, "content-type")))
+                .map(|reason| policy.deny_response.grpc_status_for(reason)),
         }
     }
 }

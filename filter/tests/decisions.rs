@@ -11,7 +11,7 @@
 mod support;
 
 use certgate::config;
-use certgate::decide::decision::{Reason, RuleList, Verdict};
+use certgate::decide::decision::{AllowReason, DenyReason, Reason, Verdict};
 use certgate::decide::route::RequestFacts;
 use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
@@ -45,11 +45,12 @@ fn request<'a>(route_name: &'a str, path: &'a str, host: &'a str) -> RequestFact
     }
 }
 
-/// A row: certificate (None: none presented), request, expected verdict, reason and route name.
+/// A row: certificate (None: none presented), request, expected verdict (its name), reason and
+/// route name.
 struct Row {
     cert: Option<PeerIdentity>,
     request: RequestFacts<'static>,
-    verdict: Verdict,
+    verdict: &'static str,
     reason: Reason,
     route: Option<&'static str>,
 }
@@ -57,7 +58,7 @@ struct Row {
 fn row(
     cert: Option<PeerIdentity>,
     request: RequestFacts<'static>,
-    verdict: Verdict,
+    verdict: &'static str,
     reason: Reason,
     route: Option<&'static str>,
 ) -> Row {
@@ -73,7 +74,7 @@ fn row(
 #[test]
 fn decision_table() {
     use Reason::*;
-    use Verdict::*;
+    let (allow, deny, audit_deny) = ("allow", "deny", "audit_deny");
     let id = |sans: &[support::San<'_>], cn| Some(support::identity(sans, cn));
     let admin = request("admin", "/admin/users?x=1", "admin.example");
     let shadow = request("other", "/shadow/x", "h");
@@ -90,49 +91,49 @@ fn decision_table() {
         row(
             id(&[Uri("spiffe://mesh.local/ns/ops/sa/admin")], None),
             admin,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("admin"),
         ),
         row(
             id(&[Dns("ui.yelb.svc.cluster.local")], None),
             admin,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("admin"),
         ),
         row(
             id(&[Uri("spiffe://partner.example/x")], None),
             admin,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("admin"),
         ),
         row(
             id(&[Ip("10.1.4.4")], None),
             admin,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("admin"),
         ),
         row(
             id(&[Email("ops@example.com")], None),
             admin,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("admin"),
         ),
         row(
             id(&[], Some("orders")),
             admin,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("admin"),
         ),
         row(
             id(&[Dns("legacy.yelb.svc.cluster.local")], None),
             admin,
-            Deny,
+            deny,
             DeniedByRule,
             Some("admin"),
         ),
@@ -146,55 +147,55 @@ fn decision_table() {
                 None,
             ),
             admin,
-            Deny,
+            deny,
             DeniedByRule,
             Some("admin"),
         ),
         row(
             id(&[Uri("spiffe://mesh.local/ns/dev/sa/admin")], None),
             admin,
-            Deny,
+            deny,
             NotInAllowlist,
             Some("admin"),
         ),
-        row(id(&[], None), admin, Deny, NotInAllowlist, Some("admin")),
+        row(id(&[], None), admin, deny, NotInAllowlist, Some("admin")),
         row(
             id(&[Dns("*.yelb.svc.cluster.local")], None),
             admin,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("admin"),
         ),
         row(
             id(&many_sans, Some("big")),
             admin,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("admin"),
         ),
-        row(None, admin, Deny, NoClientCert, Some("admin")),
+        row(None, admin, deny, NoClientCert, Some("admin")),
         // audit: would-be denials pass and are recorded
         row(
             id(&[Dns("db.yelb.svc.cluster.local")], None),
             shadow,
-            AuditDeny,
+            audit_deny,
             NotInAllowlist,
             Some("shadow"),
         ),
-        row(None, shadow, AuditDeny, NoClientCert, Some("shadow")),
+        row(None, shadow, audit_deny, NoClientCert, Some("shadow")),
         row(
             id(&[Dns("ui.yelb.svc.cluster.local")], None),
             shadow,
-            Allow,
+            allow,
             AllowlistMatch,
             Some("shadow"),
         ),
         // optional client certificate; a presented one is still checked
-        row(None, health, Allow, ClientCertOptional, Some("public")),
+        row(None, health, allow, ClientCertOptional, Some("public")),
         row(
             id(&[Dns("anything.example")], None),
             health,
-            Allow,
+            allow,
             ValidatedCert,
             Some("public"),
         ),
@@ -202,12 +203,12 @@ fn decision_table() {
         row(
             id(&[Dns("x.example")], None),
             internal,
-            Allow,
+            allow,
             ValidatedCert,
             Some("any-cert"),
         ),
-        row(id(&[Dns("x.example")], None), nowhere, Deny, NoRoute, None),
-        row(None, nowhere, Deny, NoRoute, None),
+        row(id(&[Dns("x.example")], None), nowhere, deny, NoRoute, None),
+        row(None, nowhere, deny, NoRoute, None),
     ];
     let policy = policy(POLICY);
     for (index, row) in rows.iter().enumerate() {
@@ -221,7 +222,7 @@ fn decision_table() {
             .route
             .map(|i| policy.access.routes[i].name.as_str());
         assert_eq!(
-            (decision.verdict, decision.reason, route_name),
+            (decision.verdict.as_str(), decision.reason(), route_name),
             (row.verdict, row.reason, row.route),
             "row {index}: {:?} on {:?}",
             row.cert.as_ref().map(|c| (&c.dns, &c.uris, &c.subject_cns)),
@@ -236,16 +237,12 @@ fn unvalidated_and_unreadable_certificates_are_denied_even_on_open_routes() {
     for path in ["/health", "/admin"] {
         let route = policy.access.select_route(&request("admin", path, "h"));
         assert_eq!(
-            policy.access.decide(route, Peer::NotValidated).reason,
-            Reason::CertNotValidated
-        );
-        assert_eq!(
-            policy.access.decide(route, Peer::Unreadable).reason,
-            Reason::CertUnreadable
-        );
-        assert_eq!(
             policy.access.decide(route, Peer::NotValidated).verdict,
-            Verdict::Deny
+            Verdict::Deny(DenyReason::CertNotValidated)
+        );
+        assert_eq!(
+            policy.access.decide(route, Peer::Unreadable).verdict,
+            Verdict::Deny(DenyReason::CertUnreadable)
         );
     }
 }
@@ -267,10 +264,10 @@ fn wildcard_certificates_cover_allowlist_names_only_when_enabled() {
         p.access
             .decide(p.access.select_route(&facts), Peer::Identified(id))
     };
-    assert_eq!(decide(&off, &shared).reason, Reason::NotInAllowlist);
-    assert_eq!(decide(&on, &shared).reason, Reason::AllowlistMatch);
+    assert_eq!(decide(&off, &shared).reason(), Reason::NotInAllowlist);
+    assert_eq!(decide(&on, &shared).reason(), Reason::AllowlistMatch);
     // a wildcard certificate that covers a denied name is denied once wildcard certificates count
-    assert_eq!(decide(&on, &secure).reason, Reason::DeniedByRule);
+    assert_eq!(decide(&on, &secure).reason(), Reason::DeniedByRule);
 }
 
 #[test]
@@ -288,11 +285,17 @@ fn audit_policy_mode_is_inherited_and_overridable() {
             Peer::Identified(&other),
         )
     };
-    assert_eq!(decide("/a").verdict, Verdict::AuditDeny);
-    assert_eq!(decide("/e").verdict, Verdict::Deny);
+    assert_eq!(
+        decide("/a").verdict,
+        Verdict::AuditDeny(DenyReason::NotInAllowlist)
+    );
+    assert_eq!(
+        decide("/e").verdict,
+        Verdict::Deny(DenyReason::NotInAllowlist)
+    );
     assert_eq!(
         decide("/none").verdict,
-        Verdict::AuditDeny,
+        Verdict::AuditDeny(DenyReason::NoRoute),
         "default action deny, audited"
     );
 }
@@ -304,10 +307,7 @@ fn default_action_allow_admits_unrouted_requests() {
         p.access.select_route(&request("x", "/", "h")),
         Peer::NoCertificate,
     );
-    assert_eq!(
-        (decision.verdict, decision.reason),
-        (Verdict::Allow, Reason::NoRoute)
-    );
+    assert_eq!(decision.verdict, Verdict::Allow(AllowReason::NoRoute));
 }
 
 #[test]
@@ -318,18 +318,19 @@ fn the_deciding_rule_is_reported() {
         p.access.select_route(&request("admin", "/", "h")),
         Peer::Identified(&legacy),
     );
-    let rule = decision.rule.expect("a rule decided");
-    assert_eq!((rule.list, rule.index), (RuleList::Deny, 0));
+    assert_eq!(
+        decision.verdict,
+        Verdict::Deny(DenyReason::DeniedByRule { rule: 0 })
+    );
     let ip = support::identity(&[Ip("10.1.0.9")], None);
-    let rule = p
-        .access
-        .decide(
-            p.access.select_route(&request("admin", "/", "h")),
-            Peer::Identified(&ip),
-        )
-        .rule
-        .unwrap();
-    assert_eq!((rule.list, rule.index), (RuleList::Allow, 3));
+    let decision = p.access.decide(
+        p.access.select_route(&request("admin", "/", "h")),
+        Peer::Identified(&ip),
+    );
+    assert_eq!(
+        decision.verdict,
+        Verdict::Allow(AllowReason::AllowlistMatch { rule: 3 })
+    );
 }
 
 #[test]
@@ -367,7 +368,7 @@ fn deny_response_body_exposes_the_reason_only_when_asked() {
     let hidden = policy(r#"{"routes": []}"#);
     let body = hidden
         .deny_response
-        .body(Reason::NotInAllowlist, "req-\"1\"");
+        .body(DenyReason::NotInAllowlist, "req-\"1\"");
     let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         parsed,
@@ -383,12 +384,15 @@ fn deny_response_body_exposes_the_reason_only_when_asked() {
 
     let exposed = policy(r#"{"deny_response": {"status": 401, "expose_reason": true}}"#);
     let parsed: serde_json::Value =
-        serde_json::from_str(&exposed.deny_response.body(Reason::NoClientCert, "r")).unwrap();
+        serde_json::from_str(&exposed.deny_response.body(DenyReason::NoClientCert, "r")).unwrap();
     assert_eq!(parsed["reason"], "no_client_cert");
     assert_eq!(exposed.deny_response.status, 401);
 
     let fixed = policy(r#"{"deny_response": {"body": "go away"}}"#);
-    assert_eq!(fixed.deny_response.body(Reason::NoRoute, "r"), "go away");
+    assert_eq!(
+        fixed.deny_response.body(DenyReason::NoRoute, "r"),
+        "go away"
+    );
     assert_eq!(fixed.deny_response.content_type, "text/plain");
 }
 

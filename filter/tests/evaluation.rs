@@ -12,7 +12,7 @@
 mod support;
 
 use certgate::config;
-use certgate::decide::decision::{Reason, Verdict};
+use certgate::decide::decision::Reason;
 use certgate::decide::route::RequestFacts;
 use certgate::encoding::percent;
 use certgate::evaluate::{evaluate, ConnectionFacts, Evaluation};
@@ -153,8 +153,11 @@ fn an_untrusted_peer_gets_every_owned_header_replaced_and_counted() {
     // the forged XFCC and ALB headers are never an identity: the connection's certificate is
     assert_eq!(evaluation.source, Some(IdentitySource::Connection));
     assert_eq!(
-        (evaluation.decision.verdict, evaluation.decision.reason),
-        (Verdict::Allow, Reason::AllowlistMatch)
+        (
+            evaluation.decision.verdict.as_str(),
+            evaluation.decision.reason()
+        ),
+        ("allow", Reason::AllowlistMatch)
     );
     let mut spoofed = evaluation.rewrite.spoofed.clone();
     spoofed.sort();
@@ -237,7 +240,7 @@ fn a_trusted_gateway_vouches_for_the_client_through_xfcc() {
         evaluation.peer.identity().unwrap().uris,
         ["spiffe://mesh.local/ns/web/sa/ui"]
     );
-    assert_eq!(evaluation.decision.reason, Reason::AllowlistMatch);
+    assert_eq!(evaluation.decision.reason(), Reason::AllowlistMatch);
     assert!(evaluation.rewrite.spoofed.is_empty());
     // one trusted hop: the entry the gateway appended is the client
     assert_eq!(
@@ -387,7 +390,7 @@ fn certificates_from_headers_are_checked_for_their_validity_period() {
         let incoming = headers(&[("x-amzn-mtls-clientcert-leaf", encoded)]);
         let facts = connection(Peer::NoCertificate, "10.0.0.1:1234");
         let evaluation = evaluate(&policy, &REQUEST, &incoming, &facts, NOW);
-        assert_eq!(evaluation.decision.reason, reason, "{from:?}..{to:?}");
+        assert_eq!(evaluation.decision.reason(), reason, "{from:?}..{to:?}");
     }
     // two leaf headers are ambiguous
     let incoming = headers(&[
@@ -398,7 +401,7 @@ fn certificates_from_headers_are_checked_for_their_validity_period() {
     assert_eq!(
         evaluate(&policy, &REQUEST, &incoming, &facts, NOW)
             .decision
-            .reason,
+            .reason(),
         Reason::CertUnreadable
     );
 }
@@ -449,7 +452,7 @@ fn sni_host_mismatch_is_counted_and_denied_when_asked() {
         let no_headers = Vec::new();
         let evaluation = evaluate(&policy, &request, &no_headers, &facts, NOW);
         assert_eq!(
-            (evaluation.sni_mismatch, evaluation.decision.reason),
+            (evaluation.sni_mismatch, evaluation.decision.reason()),
             (mismatch, reason),
             "{mode} {sni} {authority}"
         );

@@ -16,7 +16,7 @@
 mod support;
 
 use certgate::config;
-use certgate::decide::decision::{Reason, RuleHit, RuleList, Verdict};
+use certgate::decide::decision::{AllowReason, DenyReason, Verdict};
 use certgate::decide::matcher::{Matcher, MatcherKind};
 use certgate::decide::route::RequestFacts;
 use certgate::encoding::json::json_string;
@@ -226,16 +226,15 @@ proptest! {
         }
         let policy = policy(&json!({"wildcard_certs": wildcard_certs, "routes": [route]}));
         let decision = policy.access.decide(Some(0), Peer::Identified(&identity));
-        let hit = |list, index| Some(RuleHit { list, index });
         let expected = match (first_hit(&deny, &identity, wildcard_certs), &allow) {
-            (Some(index), _) => (Verdict::Deny, Reason::DeniedByRule, hit(RuleList::Deny, index)),
-            (None, None) => (Verdict::Allow, Reason::ValidatedCert, None),
+            (Some(rule), _) => Verdict::Deny(DenyReason::DeniedByRule { rule }),
+            (None, None) => Verdict::Allow(AllowReason::ValidatedCert),
             (None, Some(allow)) => match first_hit(allow, &identity, wildcard_certs) {
-                Some(index) => (Verdict::Allow, Reason::AllowlistMatch, hit(RuleList::Allow, index)),
-                None => (Verdict::Deny, Reason::NotInAllowlist, None),
+                Some(rule) => Verdict::Allow(AllowReason::AllowlistMatch { rule }),
+                None => Verdict::Deny(DenyReason::NotInAllowlist),
             },
         };
-        prop_assert_eq!((decision.verdict, decision.reason, decision.rule), expected);
+        prop_assert_eq!(decision.verdict, expected);
     }
 
     /// A deny matcher that hits denies, whatever the allow list holds (even a matcher that hits).
@@ -256,8 +255,7 @@ proptest! {
             {"name": "r", "allow": matcher_json(&allow), "deny": matcher_json(&deny)}
         ]}));
         let decision = policy.access.decide(Some(0), Peer::Identified(&identity));
-        prop_assert_eq!((decision.verdict, decision.reason), (Verdict::Deny, Reason::DeniedByRule));
-        prop_assert_eq!(decision.rule.map(|rule| rule.list), Some(RuleList::Deny));
+        prop_assert!(matches!(decision.verdict, Verdict::Deny(DenyReason::DeniedByRule { .. })), "{:?}", decision);
     }
 }
 
@@ -433,13 +431,13 @@ proptest! {
         let enforce = routed_policy("enforce", restated.then_some("enforce"), &routes, default_allow, sni_deny);
         let audited = facts.evaluate(&audit).decision;
         let enforced = facts.evaluate(&enforce).decision;
-        prop_assert_ne!(audited.verdict, Verdict::Deny);
+        prop_assert!(!audited.is_denied(), "{:?}", audited);
         let expected = match enforced.verdict {
-            Verdict::Deny => Verdict::AuditDeny,
+            Verdict::Deny(reason) => Verdict::AuditDeny(reason),
             verdict => verdict,
         };
         prop_assert_eq!(audited.verdict, expected);
-        prop_assert_eq!((audited.reason, audited.route, audited.rule), (enforced.reason, enforced.route, enforced.rule));
+        prop_assert_eq!(audited.route, enforced.route);
     }
 
     /// One more matcher in an existing allow list, anywhere in it, never turns an allow into a deny.
@@ -461,11 +459,11 @@ proptest! {
         }
         let after = routed_policy(mode, None, &widened, false, false);
         let (before, after) = (facts.evaluate(&before).decision, facts.evaluate(&after).decision);
-        if before.verdict == Verdict::Allow {
-            prop_assert_eq!(after.verdict, Verdict::Allow, "{:?} then {:?}", before, after);
+        if matches!(before.verdict, Verdict::Allow(_)) {
+            prop_assert!(matches!(after.verdict, Verdict::Allow(_)), "{:?} then {:?}", before, after);
         }
         if mode == "audit" {
-            prop_assert_ne!(after.verdict, Verdict::Deny);
+            prop_assert!(!after.is_denied(), "{:?}", after);
         }
     }
 }
@@ -501,7 +499,7 @@ proptest! {
         prop_assert_eq!(pattern.matches_name(&name), expected, "{} against *.{}", name, parent);
         let identity = PeerIdentity { dns: vec![name.clone()], ..PeerIdentity::default() };
         let set_policy = policy(&json!({"routes": [{"name": "r", "allow": [{"dns": format!("*.{parent}")}]}]}));
-        let allowed = set_policy.access.decide(Some(0), Peer::Identified(&identity)).verdict == Verdict::Allow;
+        let allowed = matches!(set_policy.access.decide(Some(0), Peer::Identified(&identity)).verdict, Verdict::Allow(_));
         // A certificate's own wildcard SAN hits only the identical pattern.
         prop_assert_eq!(allowed, expected || name == format!("*.{parent}"));
         let host_policy = policy(&json!({"default_action": "deny", "routes": [

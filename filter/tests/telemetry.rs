@@ -11,7 +11,7 @@
 
 use certgate::config;
 use certgate::decide::access::SniHostMismatch;
-use certgate::decide::decision::{Reason, Verdict};
+use certgate::decide::decision::{AllowReason, DenyReason, Reason, Verdict};
 use certgate::identity::sources::IdentitySource;
 use certgate::identity::xfcc::{XfccDetail, XfccMode};
 use certgate::record::access::{RecordFields, RecordLevel};
@@ -28,16 +28,14 @@ fn every_metric_name() {
         (
             Metric::Requests {
                 route: Some("admin"),
-                verdict: Verdict::AuditDeny,
-                reason: Reason::NotInAllowlist,
+                verdict: Verdict::AuditDeny(DenyReason::NotInAllowlist),
             },
             "certgate_requests_total.route.admin.decision.audit_deny.reason.not_in_allowlist",
         ),
         (
             Metric::Requests {
                 route: None,
-                verdict: Verdict::Deny,
-                reason: Reason::NoRoute,
+                verdict: Verdict::Deny(DenyReason::NoRoute),
             },
             "certgate_requests_total.route._none.decision.deny.reason.no_route",
         ),
@@ -100,12 +98,38 @@ fn every_metric_name() {
     assert_eq!(Metric::PeerCertDaysToExpiry.kind(), MetricKind::Histogram);
     assert_eq!(Metric::SniHostMismatch.kind(), MetricKind::Counter);
     // every reason and decision is a valid label
-    for reason in Reason::ALL {
-        for verdict in [Verdict::Allow, Verdict::Deny, Verdict::AuditDeny] {
+    let allow = [
+        AllowReason::AllowlistMatch { rule: 0 },
+        AllowReason::ValidatedCert,
+        AllowReason::ClientCertOptional,
+        AllowReason::NoRoute,
+    ];
+    let deny = [
+        DenyReason::NoRoute,
+        DenyReason::NoClientCert,
+        DenyReason::CertNotValidated,
+        DenyReason::CertUnreadable,
+        DenyReason::DeniedByRule { rule: 0 },
+        DenyReason::NotInAllowlist,
+        DenyReason::SniHostMismatch,
+        DenyReason::CertExpired,
+        DenyReason::CertNotYetValid,
+    ];
+    let verdicts: Vec<Verdict> = allow
+        .into_iter()
+        .map(Verdict::Allow)
+        .chain(deny.into_iter().map(Verdict::Deny))
+        .chain(deny.into_iter().map(Verdict::AuditDeny))
+        .collect();
+    let reasons: std::collections::HashSet<Reason> =
+        verdicts.iter().map(|verdict| verdict.reason()).collect();
+    assert_eq!(reasons.len(), Reason::ALL.len(), "every reason is given");
+    for verdict in verdicts {
+        let reason = verdict.reason();
+        {
             let name = Metric::Requests {
                 route: Some("r"),
                 verdict,
-                reason,
             }
             .name();
             assert!(name.ends_with(&format!(".reason.{reason}")));

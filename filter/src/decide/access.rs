@@ -1,7 +1,7 @@
 //! The access rules, compiled, and the decision they make for a request and its peer; what a denial
 //! answers.
 
-use crate::decide::decision::{Decision, Reason, RuleHit, RuleList, Verdict, GRPC_UNAUTHENTICATED};
+use crate::decide::decision::{AllowReason, Decision, DenyReason, Verdict, GRPC_UNAUTHENTICATED};
 use crate::decide::matcher::MatcherSet;
 use crate::decide::route::{RequestFacts, RouteMatch};
 use crate::encoding::json::json_string;
@@ -73,7 +73,7 @@ pub struct DenyResponse {
 impl DenyResponse {
     /// The body to send: the configured one, or `{"error":"forbidden","request_id":…}` with the
     /// reason added when `expose_reason` is set.
-    pub fn body(&self, reason: Reason, request_id: &str) -> String {
+    pub fn body(&self, reason: DenyReason, request_id: &str) -> String {
         if let Some(body) = &self.body {
             return body.clone();
         }
@@ -86,14 +86,14 @@ impl DenyResponse {
     }
 
     /// The gRPC status a denial for `reason` answers a gRPC caller with.
-    pub fn grpc_status_for(&self, reason: Reason) -> u32 {
+    pub fn grpc_status_for(&self, reason: DenyReason) -> u32 {
         self.grpc_status.unwrap_or_else(|| reason.grpc_status())
     }
 
     /// What a gRPC caller is answered: the gRPC status (configured, or per reason) and the
     /// `grpc-message` (configured, or the status's name, the reason when `expose_reason` is set,
     /// and the request id).
-    pub fn grpc(&self, reason: Reason, request_id: &str) -> (u32, String) {
+    pub fn grpc(&self, reason: DenyReason, request_id: &str) -> (u32, String) {
         let status = self.grpc_status_for(reason);
         if let Some(message) = &self.grpc_message {
             return (status, message.clone());
@@ -157,21 +157,22 @@ impl AccessPolicy {
     /// Decides for a request on a route (from [`AccessPolicy::select_route`]) with what is known of its peer.
     pub fn decide(&self, route: Option<usize>, peer: Peer<'_>) -> Decision {
         let Some(selected) = route.and_then(|index| self.routes.get(index)) else {
-            let allowed = self.default_action == DefaultAction::Allow;
-            return decision(allowed, self.mode, Reason::NoRoute, None, None);
+            let judgement = match self.default_action {
+                DefaultAction::Allow => Ok(AllowReason::NoRoute),
+                DefaultAction::Deny => Err(DenyReason::NoRoute),
+            };
+            return decision(judgement, self.mode, None);
         };
-        let (allowed, reason, rule) = match peer {
-            Peer::NoCertificate if selected.require_client_cert => {
-                (false, Reason::NoClientCert, None)
-            }
-            Peer::NoCertificate => (true, Reason::ClientCertOptional, None),
-            Peer::NotValidated => (false, Reason::CertNotValidated, None),
-            Peer::Unreadable => (false, Reason::CertUnreadable, None),
-            Peer::Expired(_) => (false, Reason::CertExpired, None),
-            Peer::NotYetValid(_) => (false, Reason::CertNotYetValid, None),
+        let judgement = match peer {
+            Peer::NoCertificate if selected.require_client_cert => Err(DenyReason::NoClientCert),
+            Peer::NoCertificate => Ok(AllowReason::ClientCertOptional),
+            Peer::NotValidated => Err(DenyReason::CertNotValidated),
+            Peer::Unreadable => Err(DenyReason::CertUnreadable),
+            Peer::Expired(_) => Err(DenyReason::CertExpired),
+            Peer::NotYetValid(_) => Err(DenyReason::CertNotYetValid),
             Peer::Identified(identity) => selected.judge(identity, self.wildcard_certs),
         };
-        decision(allowed, selected.mode, reason, route, rule)
+        decision(judgement, selected.mode, route)
     }
 
     /// The denial of a request whose SNI does not cover its `:authority` (audited in audit mode).
@@ -179,7 +180,7 @@ impl AccessPolicy {
         let mode = route
             .and_then(|index| self.routes.get(index))
             .map_or(self.mode, |route| route.mode);
-        decision(false, mode, Reason::SniHostMismatch, route, None)
+        decision(Err(DenyReason::SniHostMismatch), mode, route)
     }
 }
 
@@ -189,52 +190,32 @@ impl Route {
         &self,
         identity: &PeerIdentity,
         wildcard_certs: bool,
-    ) -> (bool, Reason, Option<RuleHit>) {
-        if let Some(index) = self.deny.first_hit(identity, wildcard_certs) {
-            return (
-                false,
-                Reason::DeniedByRule,
-                Some(RuleHit {
-                    list: RuleList::Deny,
-                    index,
-                }),
-            );
+    ) -> Result<AllowReason, DenyReason> {
+        if let Some(rule) = self.deny.first_hit(identity, wildcard_certs) {
+            return Err(DenyReason::DeniedByRule { rule });
         }
         match &self.allow {
-            None => (true, Reason::ValidatedCert, None),
+            None => Ok(AllowReason::ValidatedCert),
             Some(allow) => match allow.first_hit(identity, wildcard_certs) {
-                Some(index) => (
-                    true,
-                    Reason::AllowlistMatch,
-                    Some(RuleHit {
-                        list: RuleList::Allow,
-                        index,
-                    }),
-                ),
-                None => (false, Reason::NotInAllowlist, None),
+                Some(rule) => Ok(AllowReason::AllowlistMatch { rule }),
+                None => Err(DenyReason::NotInAllowlist),
             },
         }
     }
 }
 
+/// The decision for a judgement on a route (or the policy) in `mode`.
 fn decision(
-    allowed: bool,
+    judgement: Result<AllowReason, DenyReason>,
     mode: Mode,
-    reason: Reason,
     route: Option<usize>,
-    rule: Option<RuleHit>,
 ) -> Decision {
-    let verdict = match (allowed, mode) {
-        (true, _) => Verdict::Allow,
-        (false, Mode::Enforce) => Verdict::Deny,
-        (false, Mode::Audit) => Verdict::AuditDeny,
+    let verdict = match (judgement, mode) {
+        (Ok(reason), _) => Verdict::Allow(reason),
+        (Err(reason), Mode::Enforce) => Verdict::Deny(reason),
+        (Err(reason), Mode::Audit) => Verdict::AuditDeny(reason),
     };
-    Decision {
-        verdict,
-        reason,
-        route,
-        rule,
-    }
+    Decision { verdict, route }
 }
 
 #[cfg(test)]
@@ -263,20 +244,20 @@ mod tests {
 
     #[test]
     fn grpc_status_per_reason() {
-        let unauthenticated = [
-            Reason::NoClientCert,
-            Reason::CertNotValidated,
-            Reason::CertUnreadable,
-            Reason::CertExpired,
-            Reason::CertNotYetValid,
+        use crate::decide::decision::GRPC_PERMISSION_DENIED;
+        let expected = [
+            (DenyReason::NoClientCert, GRPC_UNAUTHENTICATED),
+            (DenyReason::CertNotValidated, GRPC_UNAUTHENTICATED),
+            (DenyReason::CertUnreadable, GRPC_UNAUTHENTICATED),
+            (DenyReason::CertExpired, GRPC_UNAUTHENTICATED),
+            (DenyReason::CertNotYetValid, GRPC_UNAUTHENTICATED),
+            (DenyReason::NoRoute, GRPC_PERMISSION_DENIED),
+            (DenyReason::DeniedByRule { rule: 0 }, GRPC_PERMISSION_DENIED),
+            (DenyReason::NotInAllowlist, GRPC_PERMISSION_DENIED),
+            (DenyReason::SniHostMismatch, GRPC_PERMISSION_DENIED),
         ];
-        for reason in Reason::ALL {
-            let expected = if unauthenticated.contains(&reason) {
-                GRPC_UNAUTHENTICATED
-            } else {
-                crate::decide::decision::GRPC_PERMISSION_DENIED
-            };
-            assert_eq!(reason.grpc_status(), expected, "{reason}");
+        for (reason, status) in expected {
+            assert_eq!(reason.grpc_status(), status, "{reason}");
         }
     }
 }

@@ -1,48 +1,87 @@
-//! What certgate decided for a request, and why: the verdict, its reason, the route, the rule.
+//! What certgate decided for a request, and why: allowed for an [`AllowReason`], or denied (or, in
+//! audit mode, let through as it would have been denied) for a [`DenyReason`], and on which route.
+//! A reason belongs to one side only, and a rule index exists only with the reasons a rule gave,
+//! so no decision can say "allowed, not in the allow list".
 
 use std::fmt;
 
-/// The outcome for the request.
+/// Why a request is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Allow,
-    Deny,
-    /// Would have been denied, but the route (or the policy) is in audit mode: forwarded and recorded.
-    AuditDeny,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allow => "allow",
-            Verdict::Deny => "deny",
-            Verdict::AuditDeny => "audit_deny",
-        }
-    }
-}
-
-/// Why the verdict is what it is. The names are the public vocabulary of metrics, logs and headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// An allow matcher hit.
-    AllowlistMatch,
+pub enum AllowReason {
+    /// The allow matcher at `rule` (its index in the route's `allow` list) hit.
+    AllowlistMatch { rule: usize },
     /// The route has no allow list and the certificate was validated.
     ValidatedCert,
     /// No certificate, and the route does not require one.
     ClientCertOptional,
-    /// No route matched; `default_action` decided.
+    /// No route matched and `default_action` is `allow`.
+    NoRoute,
+}
+
+/// Why a request is denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// No route matched and `default_action` is `deny`.
     NoRoute,
     NoClientCert,
     CertNotValidated,
     /// A certificate was presented and validated but could not be read.
     CertUnreadable,
-    DeniedByRule,
+    /// The deny matcher at `rule` (its index in the route's `deny` list) hit.
+    DeniedByRule {
+        rule: usize,
+    },
     NotInAllowlist,
     /// SNI named another host than `:authority`, and `sni_host_mismatch` is `deny`.
     SniHostMismatch,
     /// A certificate taken from a header is past its `notAfter`.
     CertExpired,
     /// A certificate taken from a header is before its `notBefore`.
+    CertNotYetValid,
+}
+
+/// The outcome for the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow(AllowReason),
+    Deny(DenyReason),
+    /// Would have been denied, but the route (or the policy) is in audit mode: forwarded and recorded.
+    AuditDeny(DenyReason),
+}
+
+impl Verdict {
+    /// The verdict's name in metrics, records and headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow(_) => "allow",
+            Verdict::Deny(_) => "deny",
+            Verdict::AuditDeny(_) => "audit_deny",
+        }
+    }
+
+    /// The reason, in the vocabulary metrics, records and replies use.
+    pub fn reason(self) -> Reason {
+        match self {
+            Verdict::Allow(reason) => reason.into(),
+            Verdict::Deny(reason) | Verdict::AuditDeny(reason) => reason.into(),
+        }
+    }
+}
+
+/// Why the verdict is what it is, as one vocabulary: the names metrics, logs and headers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    AllowlistMatch,
+    ValidatedCert,
+    ClientCertOptional,
+    NoRoute,
+    NoClientCert,
+    CertNotValidated,
+    CertUnreadable,
+    DeniedByRule,
+    NotInAllowlist,
+    SniHostMismatch,
+    CertExpired,
     CertNotYetValid,
 }
 
@@ -80,29 +119,57 @@ impl Reason {
     }
 }
 
+impl From<AllowReason> for Reason {
+    fn from(reason: AllowReason) -> Self {
+        match reason {
+            AllowReason::AllowlistMatch { .. } => Reason::AllowlistMatch,
+            AllowReason::ValidatedCert => Reason::ValidatedCert,
+            AllowReason::ClientCertOptional => Reason::ClientCertOptional,
+            AllowReason::NoRoute => Reason::NoRoute,
+        }
+    }
+}
+
+impl From<DenyReason> for Reason {
+    fn from(reason: DenyReason) -> Self {
+        match reason {
+            DenyReason::NoRoute => Reason::NoRoute,
+            DenyReason::NoClientCert => Reason::NoClientCert,
+            DenyReason::CertNotValidated => Reason::CertNotValidated,
+            DenyReason::CertUnreadable => Reason::CertUnreadable,
+            DenyReason::DeniedByRule { .. } => Reason::DeniedByRule,
+            DenyReason::NotInAllowlist => Reason::NotInAllowlist,
+            DenyReason::SniHostMismatch => Reason::SniHostMismatch,
+            DenyReason::CertExpired => Reason::CertExpired,
+            DenyReason::CertNotYetValid => Reason::CertNotYetValid,
+        }
+    }
+}
+
 /// gRPC's `UNAUTHENTICATED`: the caller has no valid credentials.
 pub const GRPC_UNAUTHENTICATED: u32 = 16;
 /// gRPC's `PERMISSION_DENIED`: the caller's identity may not make this call.
 pub const GRPC_PERMISSION_DENIED: u32 = 7;
 
-impl Reason {
+impl DenyReason {
     /// The gRPC status a denial for this reason answers a gRPC caller with: `UNAUTHENTICATED` when
     /// no usable certificate was presented, `PERMISSION_DENIED` when the identity was refused.
     pub fn grpc_status(self) -> u32 {
         match self {
-            Reason::NoClientCert
-            | Reason::CertNotValidated
-            | Reason::CertUnreadable
-            | Reason::CertExpired
-            | Reason::CertNotYetValid => GRPC_UNAUTHENTICATED,
-            Reason::AllowlistMatch
-            | Reason::ValidatedCert
-            | Reason::ClientCertOptional
-            | Reason::NoRoute
-            | Reason::DeniedByRule
-            | Reason::NotInAllowlist
-            | Reason::SniHostMismatch => GRPC_PERMISSION_DENIED,
+            DenyReason::NoClientCert
+            | DenyReason::CertNotValidated
+            | DenyReason::CertUnreadable
+            | DenyReason::CertExpired
+            | DenyReason::CertNotYetValid => GRPC_UNAUTHENTICATED,
+            DenyReason::NoRoute
+            | DenyReason::DeniedByRule { .. }
+            | DenyReason::NotInAllowlist
+            | DenyReason::SniHostMismatch => GRPC_PERMISSION_DENIED,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Reason::from(self).as_str()
     }
 }
 
@@ -112,31 +179,34 @@ impl fmt::Display for Reason {
     }
 }
 
-/// Which list a matcher that decided belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleList {
-    Allow,
-    Deny,
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
-/// The matcher that decided: its list and its index there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RuleHit {
-    pub list: RuleList,
-    pub index: usize,
-}
-
-/// A decision: verdict, reason, the route that matched (its index in the policy), the rule that hit.
+/// A decision: the verdict and the route that matched (its index in the policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
-    pub reason: Reason,
     pub route: Option<usize>,
-    pub rule: Option<RuleHit>,
 }
 
 impl Decision {
+    /// Why the verdict is what it is.
+    pub fn reason(&self) -> Reason {
+        self.verdict.reason()
+    }
+
+    /// The reason of an enforced denial: `None` when the request goes on (allowed, or audited).
+    pub fn denied(&self) -> Option<DenyReason> {
+        match self.verdict {
+            Verdict::Deny(reason) => Some(reason),
+            Verdict::Allow(_) | Verdict::AuditDeny(_) => None,
+        }
+    }
+
     pub fn is_denied(&self) -> bool {
-        self.verdict == Verdict::Deny
+        self.denied().is_some()
     }
 }

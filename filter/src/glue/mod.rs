@@ -6,7 +6,7 @@ mod host;
 use crate::collections::cache::LruCache;
 use crate::config;
 use crate::decide::access::is_grpc;
-use crate::decide::decision::Decision;
+use crate::decide::decision::DenyReason;
 use crate::decide::route::RequestFacts;
 use crate::evaluate::{self, ConnectionFacts, Evaluation};
 use crate::facts::address::PeerAddress;
@@ -249,8 +249,8 @@ impl HttpContext for CertgateHttp {
         if policy.telemetry.access_record != RecordLevel::Off {
             self.access_record = Some((policy.telemetry.access_record, record.json()));
         }
-        if evaluation.decision.is_denied() {
-            self.deny(&policy, &evaluation.decision, &headers);
+        if let Some(reason) = evaluation.decision.denied() {
+            self.deny(&policy, reason, &headers);
             return Action::Pause;
         }
         apply_rewrite(&evaluation, &headers);
@@ -538,15 +538,15 @@ impl CertgateHttp {
         }
     }
 
-    fn deny(&self, policy: &Policy, decision: &Decision, headers: &HeaderPairs<'_>) {
+    fn deny(&self, policy: &Policy, reason: DenyReason, headers: &HeaderPairs<'_>) {
         let response = &policy.deny_response;
         let request_id = pairs::first_value(headers, "x-request-id").unwrap_or_default();
         if is_grpc(pairs::first_value(headers, "content-type")) {
             // Envoy turns this into a trailers-only gRPC answer: the status as `grpc-status`,
             // the body as `grpc-message`.
-            let (grpc_status, message) = response.grpc(decision.reason, request_id);
+            let (grpc_status, message) = response.grpc(reason, request_id);
             let reply_headers: &[(&str, &str)] = if response.expose_reason {
-                &[("x-certgate-reason", decision.reason.as_str())]
+                &[("x-certgate-reason", reason.as_str())]
             } else {
                 &[]
             };
@@ -558,10 +558,10 @@ impl CertgateHttp {
             );
             return;
         }
-        let body = response.body(decision.reason, request_id);
+        let body = response.body(reason, request_id);
         let mut reply_headers = vec![("content-type", response.content_type.as_str())];
         if response.expose_reason {
-            reply_headers.push(("x-certgate-reason", decision.reason.as_str()));
+            reply_headers.push(("x-certgate-reason", reason.as_str()));
         }
         // The test build says which module refused, so a module swap is observable per response.
         #[cfg(feature = "fault-injection")]
@@ -586,7 +586,7 @@ fn log_decision(policy: &Policy, evaluation: &Evaluation<'_>) {
             "certgate: {} route={} reason={} identity={principal}",
             evaluation.decision.verdict.as_str(),
             evaluation.route_name(policy).unwrap_or("-"),
-            evaluation.decision.reason
+            evaluation.decision.reason()
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The per-request access record: one JSON log line (at the configured level) and the same fields
 //! as Envoy filter state (a `google.protobuf.Struct`), for Envoy's own access log to print.
 
-use crate::decide::decision::{Reason, Verdict};
+use crate::decide::decision::Verdict;
 use crate::encoding::json::push_json_string;
 use crate::identity::sources::IdentitySource;
 use crate::names::ip::ip_text;
@@ -77,8 +77,8 @@ impl RecordFields {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record<'a> {
     pub route: Option<&'a str>,
-    pub decision: Option<Verdict>,
-    pub reason: Option<Reason>,
+    /// The verdict, recorded as two fields: `decision` and `reason`.
+    pub verdict: Option<Verdict>,
     /// First URI SAN, else first DNS SAN, else subject CN.
     pub identity: Option<&'a str>,
     pub san_count: Option<usize>,
@@ -104,8 +104,8 @@ impl<'a> Record<'a> {
         let text = |value: Option<&'a str>| value.map(|v| Value::Text(Cow::Borrowed(v)));
         let values = [
             text(self.route),
-            text(self.decision.map(Verdict::as_str)),
-            text(self.reason.map(Reason::as_str)),
+            text(self.verdict.map(Verdict::as_str)),
+            text(self.verdict.map(|verdict| verdict.reason().as_str())),
             text(self.identity),
             self.san_count
                 .map(|n| Value::Number(i64::try_from(n).unwrap_or(i64::MAX))),

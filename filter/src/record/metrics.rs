@@ -235,7 +235,7 @@ fn flush_series(series: &mut Series, sink: &mut impl MetricSink, flushed: &mut F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::decision::{Reason, Verdict};
+    use crate::decide::decision::{AllowReason, Verdict};
 
     /// A host that keeps what it was handed, in order.
     #[derive(Default)]
@@ -268,8 +268,7 @@ mod tests {
 
     const ALLOW: Metric<'static> = Metric::Requests {
         route: Some("admin"),
-        verdict: Verdict::Allow,
-        reason: Reason::AllowlistMatch,
+        verdict: Verdict::Allow(AllowReason::AllowlistMatch { rule: 0 }),
     };
 
     #[test]

@@ -11,7 +11,7 @@
 //! Every label value comes from a bounded set (route names, reasons, header names, versions), so
 //! the number of series stays bounded too.
 
-use crate::decide::decision::{Reason, Verdict};
+use crate::decide::decision::Verdict;
 use crate::identity::sources::IdentitySource;
 use std::borrow::Cow;
 
@@ -30,7 +30,6 @@ pub enum Metric<'a> {
     Requests {
         route: Option<&'a str>,
         verdict: Verdict,
-        reason: Reason,
     },
     /// A label from [`tls_version_label`].
     TlsVersion(&'static str),
@@ -61,17 +60,13 @@ impl Metric<'_> {
     /// Appends the name to `out` (what [`crate::record::metrics::MetricCounts`] does per request, without allocating).
     pub fn write_name(&self, out: &mut String) {
         match self {
-            Metric::Requests {
-                route,
-                verdict,
-                reason,
-            } => {
+            Metric::Requests { route, verdict } => {
                 out.push_str("certgate_requests_total.route.");
                 out.push_str(&route_label(*route));
                 out.push_str(".decision.");
                 out.push_str(verdict.as_str());
                 out.push_str(".reason.");
-                out.push_str(reason.as_str());
+                out.push_str(verdict.reason().as_str());
             }
             Metric::TlsVersion(version) => {
                 out.push_str("certgate_tls_version_total.version.");
