@@ -21,3 +21,4 @@ pub mod names;
 pub mod policy;
 pub mod record;
 pub mod rewrite;
+pub mod session;

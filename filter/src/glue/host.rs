@@ -115,23 +115,6 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// A one-byte boolean property.
-pub fn property_bool(path: &[&str]) -> Option<bool> {
-    property(path).map(|value| value.first().is_some_and(|byte| *byte != 0))
-}
-
-/// An integer property (8 bytes, little-endian), such as `connection.id`.
-pub fn property_u64(path: &[&str]) -> Option<u64> {
-    property(path)
-        .and_then(|value| value.get(..8).and_then(|bytes| bytes.try_into().ok()))
-        .map(u64::from_le_bytes)
-}
-
-/// A string property (lossy for the rare non-UTF-8 byte).
-pub fn property_string(path: &[&str]) -> Option<String> {
-    property(path).map(|value| String::from_utf8_lossy(&value).into_owned())
-}
-
 /// Replaces the whole request header map with a pairs-encoded one, in one hostcall.
 pub fn set_request_header_pairs(encoded: &[u8]) -> bool {
     // SAFETY: the host copies `size` bytes from our buffer, which outlives the call.

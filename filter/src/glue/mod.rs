@@ -3,7 +3,6 @@
 
 mod host;
 
-use crate::collections::cache::LruCache;
 use crate::config;
 use crate::decide::access::is_grpc;
 use crate::decide::decision::DenyReason;
@@ -11,30 +10,21 @@ use crate::decide::route::RequestFacts;
 use crate::evaluate::{self, ConnectionFacts, Evaluation};
 use crate::facts::address::PeerAddress;
 use crate::facts::pairs::{self, HeaderPairs};
-use crate::identity::peer::Peer;
-use crate::identity::resumption::{Ledger, Scope, SharedStore, Validation};
 use crate::identity::PeerIdentity;
 use crate::policy::Policy;
 use crate::record::access;
 use crate::record::access::{RecordLevel, FILTER_STATE_KEY};
 use crate::record::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
 use crate::record::series::{Metric, MetricKind};
-use crate::record::warnings::{Recent, SeenCertificates};
-use crate::rewrite::forwarded::ForwardedMode;
-use crate::rewrite::forwarding::RenderedIdentity;
+use crate::record::warnings::SeenCertificates;
 use crate::rewrite::Application;
+use crate::session::{ConnectionIdentity, Host, Session, Warning};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// How many parsed certificates the root context keeps.
-const IDENTITY_CACHE_SIZE: usize = 512;
-/// How many connections' facts the root context keeps (a worker's busy connections, with room).
-const CONNECTION_CACHE_SIZE: usize = 1024;
-/// How many connections the once-only warnings remember.
-const WARNED_CACHE_SIZE: usize = 256;
 /// How many certificates a worker remembers having observed (expiry histogram, expiry warning).
 const SEEN_CERTIFICATES_SIZE: usize = 4096;
 
@@ -45,37 +35,12 @@ proxy_wasm::main! {{
 
 /// State shared by every HTTP context of one plugin instance.
 struct Shared {
-    identities: RefCell<LruCache<String, Rc<PeerIdentity>>>,
-    connections: RefCell<LruCache<u64, Rc<KnownConnection>>>,
-    /// Whether the "matching is degraded" warning was logged already.
-    degraded_warned: Cell<bool>,
+    /// Connections, certificates, the clock and the warnings given: the logic lives in `session`.
+    session: RefCell<Session>,
     /// What requests counted since the last tick.
     metrics: RefCell<MetricCounts>,
-    /// The host's clock in Unix seconds, read on each tick and for each newly parsed certificate:
-    /// never per request.
-    now: Cell<i64>,
-    /// Connections already warned about (id and [`Warning`] in one key).
-    warned_connections: RefCell<Recent>,
     /// Certificates whose expiry was observed already.
     seen_certificates: RefCell<SeenCertificates>,
-    /// Whether the "source.address comes from a header" warning was logged already.
-    header_address_warned: Cell<bool>,
-    /// The certificates Envoy validated, for resumed sessions (facts about Envoy, kept across
-    /// reconfigurations).
-    ledger: RefCell<Ledger>,
-}
-
-/// What a connection is warned about once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Warning {
-    Spoofing,
-    SniHostMismatch,
-}
-
-impl Warning {
-    fn key(self, connection_id: u64) -> u64 {
-        connection_id << 1 | self as u64
-    }
 }
 
 struct CertgateRoot {
@@ -86,15 +51,9 @@ struct CertgateRoot {
 impl Default for CertgateRoot {
     fn default() -> Self {
         let shared = Shared {
-            identities: RefCell::new(LruCache::new(IDENTITY_CACHE_SIZE)),
-            connections: RefCell::new(LruCache::new(CONNECTION_CACHE_SIZE)),
-            degraded_warned: Cell::new(false),
+            session: RefCell::new(Session::default()),
             metrics: RefCell::new(MetricCounts::new(METRIC_CAPACITY)),
-            now: Cell::new(0),
-            warned_connections: RefCell::new(Recent::new(WARNED_CACHE_SIZE)),
             seen_certificates: RefCell::new(SeenCertificates::new(SEEN_CERTIFICATES_SIZE)),
-            header_address_warned: Cell::new(false),
-            ledger: RefCell::new(Ledger::default()),
         };
         CertgateRoot {
             policy: None,
@@ -140,13 +99,11 @@ impl RootContext for CertgateRoot {
                 }
                 // What the previous policy counted is handed over before it is replaced.
                 self.shared.flush_metrics();
-                self.shared.read_clock();
+                self.shared.session.borrow_mut().read_clock(&HostCalls);
                 self.set_tick_period(Duration::from_millis(u64::from(
                     policy.telemetry.metrics_flush_ms,
                 )));
-                // What the caches hold was derived under the previous policy.
-                *self.shared.connections.borrow_mut() = LruCache::new(CONNECTION_CACHE_SIZE);
-                *self.shared.identities.borrow_mut() = LruCache::new(IDENTITY_CACHE_SIZE);
+                self.shared.session.borrow_mut().reconfigured();
                 self.policy = Some(Rc::new(policy));
                 true
             }
@@ -160,7 +117,7 @@ impl RootContext for CertgateRoot {
     }
 
     fn on_tick(&mut self) {
-        self.shared.read_clock();
+        self.shared.session.borrow_mut().read_clock(&HostCalls);
         self.shared.flush_metrics();
     }
 
@@ -208,7 +165,7 @@ impl HttpContext for CertgateHttp {
         }
         let route_name = policy
             .uses_route_names
-            .then(|| host::property_string(&["xds", "route_name"]))
+            .then(|| HostCalls.property_string(&["xds", "route_name"]))
             .flatten();
         let request = RequestFacts {
             route_name: route_name.as_deref(),
@@ -216,12 +173,16 @@ impl HttpContext for CertgateHttp {
             authority: pairs::first_value(&headers, ":authority").unwrap_or_default(),
             method: pairs::first_value(&headers, ":method").unwrap_or_default(),
         };
-        let connection_id = host::property_u64(&["connection", "id"]);
-        let known = self.known_connection(&policy, connection_id);
+        let connection_id = HostCalls.property_u64(&["connection", "id"]);
+        let known = self
+            .shared
+            .session
+            .borrow_mut()
+            .connection(&HostCalls, &policy, connection_id);
         // Only an unsound HCM (use_remote_address: false) makes the address vary per request.
         let header_address = known
             .address_from_headers
-            .then(|| host::property_string(&["source", "address"]))
+            .then(|| HostCalls.property_string(&["source", "address"]))
             .flatten();
         let connection = ConnectionFacts {
             certificate: known.identity.as_peer(),
@@ -234,7 +195,7 @@ impl HttpContext for CertgateHttp {
             local_address: known.local_address.as_deref(),
             rendered: known.rendered.as_ref(),
         };
-        let now = self.shared.now.get();
+        let now = self.shared.session.borrow().now();
         let evaluation = evaluate::evaluate(&policy, &request, &headers, &connection, now);
         log_decision(&policy, &evaluation);
         self.warn(&evaluation, &connection, connection_id.unwrap_or_default());
@@ -267,201 +228,7 @@ impl HttpContext for CertgateHttp {
     }
 }
 
-/// The peer as the connection shows it, owning what the decision borrows.
-enum ConnectionIdentity {
-    NoCertificate,
-    NotValidated,
-    Unreadable,
-    Identified(Rc<PeerIdentity>),
-}
-
-impl ConnectionIdentity {
-    fn as_peer(&self) -> Peer<'_> {
-        match self {
-            ConnectionIdentity::NoCertificate => Peer::NoCertificate,
-            ConnectionIdentity::NotValidated => Peer::NotValidated,
-            ConnectionIdentity::Unreadable => Peer::Unreadable,
-            ConnectionIdentity::Identified(identity) => Peer::Identified(identity),
-        }
-    }
-}
-
-/// What certgate keeps about a connection between its requests: none of it changes while the
-/// connection lives (Envoy allows no renegotiation downstream), so each is read once.
-struct KnownConnection {
-    /// The policy the facts were derived under (the rendering follows its forwarding options).
-    policy: Rc<Policy>,
-    identity: ConnectionIdentity,
-    tls_version: Option<String>,
-    sni: Option<String>,
-    source_address: Option<String>,
-    /// `source.address` has port 0: Envoy took it from X-Forwarded-For, which changes per request.
-    address_from_headers: bool,
-    local_address: Option<String>,
-    /// The certificate's forwarding-header values.
-    rendered: Option<RenderedIdentity>,
-}
-
 impl CertgateHttp {
-    /// The connection's facts: from the cache when its id was seen before, else read (and kept).
-    /// Without a `connection.id` nothing is kept, as two connections could not be told apart.
-    fn known_connection(
-        &self,
-        policy: &Rc<Policy>,
-        connection_id: Option<u64>,
-    ) -> Rc<KnownConnection> {
-        // A stream opened before a reconfiguration still runs the old policy: facts derived under
-        // the other policy are not its own.
-        if let Some(known) = connection_id
-            .and_then(|id| self.shared.connections.borrow_mut().get(&id))
-            .filter(|known| Rc::ptr_eq(&known.policy, policy))
-        {
-            return known;
-        }
-        let tls_version = host::property_string(&["connection", "tls_version"]);
-        // SNI only exists on TLS connections: no hostcall for it on plaintext.
-        let sni = tls_version
-            .as_ref()
-            .and_then(|_| host::property_string(&["connection", "requested_server_name"]));
-        let source_address = host::property_string(&["source", "address"]);
-        let address_from_headers = matches!(
-            PeerAddress::from_source_address(source_address.as_deref()),
-            PeerAddress::FromHeaders(_)
-        );
-        let mut listener = LazyProperty::new(&["destination", "address"]);
-        let identity = self.connection_identity(policy, &mut listener);
-        let local_address = (policy.forwarding.forwarded != ForwardedMode::Off)
-            .then(|| listener.get().map(str::to_owned))
-            .flatten();
-        let rendered = match &identity {
-            ConnectionIdentity::Identified(identity) => {
-                Some(RenderedIdentity::new(&policy.forwarding, identity))
-            }
-            _ => None,
-        };
-        let known = Rc::new(KnownConnection {
-            policy: Rc::clone(policy),
-            identity,
-            rendered,
-            tls_version,
-            sni,
-            source_address,
-            address_from_headers,
-            local_address,
-        });
-        if let Some(id) = connection_id {
-            self.shared
-                .connections
-                .borrow_mut()
-                .insert(id, Rc::clone(&known));
-        }
-        known
-    }
-
-    /// Reads the TLS peer: presented? validated (on this connection, or recently in its scope for a
-    /// resumed session)? then its identity, parsed once per certificate.
-    fn connection_identity(
-        &self,
-        policy: &Policy,
-        listener: &mut LazyProperty<'_>,
-    ) -> ConnectionIdentity {
-        if host::property_bool(&["connection", "mtls"]) != Some(true) {
-            return ConnectionIdentity::NoCertificate;
-        }
-        let reported = host::property_bool(&["connection", "peer_certificate_valid"]);
-        let mut digest = None;
-        let mut filter_chain = LazyProperty::new(&["xds", "filter_chain_name"]);
-        let validation =
-            policy
-                .resumption
-                .classify(reported, policy.assume_presented_certs_validated, || {
-                    let digest = digest.insert(peer_digest());
-                    let scope = Scope {
-                        local_address: listener.get().unwrap_or_default(),
-                        filter_chain: filter_chain.get().unwrap_or_default(),
-                    };
-                    self.shared.ledger.borrow_mut().knows(
-                        &HostStore,
-                        &scope,
-                        digest,
-                        self.shared.now.get(),
-                        policy.resumption.validity_secs,
-                    )
-                });
-        if !validation.admitted() {
-            return ConnectionIdentity::NotValidated;
-        }
-        let digest = digest.unwrap_or_else(peer_digest);
-        let identity = self.identity(&digest);
-        if let (Validation::Validated, ConnectionIdentity::Identified(identity)) =
-            (validation, &identity)
-        {
-            if policy.resumption.trusts() {
-                let scope = Scope {
-                    local_address: listener.get().unwrap_or_default(),
-                    filter_chain: filter_chain.get().unwrap_or_default(),
-                };
-                let recorded = self.shared.ledger.borrow_mut().record(
-                    &HostStore,
-                    &scope,
-                    &digest,
-                    identity.not_after,
-                    self.shared.now.get(),
-                );
-                if !recorded {
-                    log::debug!("certgate: the host refused shared data for certificate {digest}");
-                }
-            }
-        }
-        if validation == Validation::Resumed {
-            log::debug!("certgate: certificate {digest} admitted on a resumed session: validated in this scope recently");
-        }
-        identity
-    }
-
-    /// The identity of the peer certificate `digest`, parsed once per certificate.
-    fn identity(&self, digest: &str) -> ConnectionIdentity {
-        if let Some(identity) = self.shared.identities.borrow_mut().get(digest) {
-            return ConnectionIdentity::Identified(identity);
-        }
-        // A new certificate: its expiry is judged on a fresh clock.
-        self.shared.read_clock();
-        let identity = match host::property(&["connection", "peer_certificate"]) {
-            Some(pem) => match PeerIdentity::from_pem(&pem) {
-                Ok(identity) => identity,
-                Err(error) => {
-                    log::warn!("certgate: peer certificate {digest} is unreadable: {error}");
-                    return ConnectionIdentity::Unreadable;
-                }
-            },
-            None => self.degraded_identity(digest),
-        };
-        let identity = Rc::new(identity);
-        self.shared
-            .identities
-            .borrow_mut()
-            .insert(digest.to_owned(), Rc::clone(&identity));
-        ConnectionIdentity::Identified(identity)
-    }
-
-    /// Envoy before 1.38 does not hand over the certificate: fall back to its first-SAN attributes.
-    fn degraded_identity(&self, digest: &str) -> PeerIdentity {
-        if !self.shared.degraded_warned.replace(true) {
-            log::warn!(
-                "certgate: this Envoy does not expose connection.peer_certificate (Envoy 1.38+); matching \
-                 is degraded to the first URI and DNS SAN and the subject"
-            );
-        }
-        let attribute =
-            |name: &str| host::property_string(&["connection", name]).unwrap_or_default();
-        PeerIdentity::from_envoy_attributes(
-            &attribute("subject_peer_certificate"),
-            &attribute("uri_san_peer_certificate"),
-            &attribute("dns_san_peer_certificate"),
-            digest,
-        )
-    }
-
     /// The once-only warnings: an unsound `source.address`, spoofed headers and SNI mismatches (once
     /// per connection). Expiring certificates are warned about in [`Self::count_metrics`].
     fn warn(
@@ -471,7 +238,12 @@ impl CertgateHttp {
         connection_id: u64,
     ) {
         if let PeerAddress::FromHeaders(address) = evaluation.peer_address {
-            if !self.shared.header_address_warned.replace(true) {
+            if self
+                .shared
+                .session
+                .borrow_mut()
+                .first_header_address_warning()
+            {
                 log::warn!(
                     "certgate: source.address {address} came from X-Forwarded-For, not the socket: \
                      peers are not trusted by address. Set the HTTP connection manager's \
@@ -482,15 +254,15 @@ impl CertgateHttp {
         let spoofed = !evaluation.rewrite.spoofed.is_empty();
         if spoofed || evaluation.sni_mismatch {
             let peer = connection.source_address.unwrap_or("-");
-            let mut warned = self.shared.warned_connections.borrow_mut();
-            if spoofed && warned.first_time(Warning::Spoofing.key(connection_id)) {
+            let mut session = self.shared.session.borrow_mut();
+            if spoofed && session.first_warning(Warning::Spoofing, connection_id) {
                 log::warn!(
                     "certgate: connection {connection_id} from {peer} (not a trusted proxy) sent headers certgate owns; removed: {}",
                     evaluation.rewrite.spoofed.join(", ")
                 );
             }
             if evaluation.sni_mismatch
-                && warned.first_time(Warning::SniHostMismatch.key(connection_id))
+                && session.first_warning(Warning::SniHostMismatch, connection_id)
             {
                 log::info!(
                     "certgate: connection {connection_id} from {peer}: SNI {:?} does not cover the request's host",
@@ -629,17 +401,6 @@ impl Shared {
             );
         }
     }
-
-    /// Reads the host's clock (Unix seconds) into `now`.
-    fn read_clock(&self) {
-        if let Some(seconds) = proxy_wasm::hostcalls::get_current_time()
-            .ok()
-            .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        {
-            self.now
-                .set(i64::try_from(seconds.as_secs()).unwrap_or(i64::MAX));
-        }
-    }
 }
 
 /// The metric hostcalls.
@@ -659,39 +420,28 @@ impl MetricSink for HostMetrics {
     }
 }
 
-/// Envoy's SHA-256 digest of the peer certificate (lowercase hex), empty when it has none.
-fn peer_digest() -> String {
-    host::property_string(&["connection", "sha256_peer_certificate_digest"]).unwrap_or_default()
-}
+/// The hostcalls the session asks for.
+struct HostCalls;
 
-/// A string property read at most once, and only when first needed.
-struct LazyProperty<'p> {
-    path: &'p [&'p str],
-    value: Option<Option<String>>,
-}
-
-impl<'p> LazyProperty<'p> {
-    fn new(path: &'p [&'p str]) -> Self {
-        LazyProperty { path, value: None }
+impl Host for HostCalls {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        host::property(path)
     }
 
-    fn get(&mut self) -> Option<&str> {
-        let path = self.path;
-        self.value
-            .get_or_insert_with(|| host::property_string(path))
-            .as_deref()
-    }
-}
-
-/// The host's shared data, for the record of validated certificates.
-struct HostStore;
-
-impl SharedStore for HostStore {
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
+    fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
         host::shared_data(key)
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> bool {
+    fn set_shared_data(&self, key: &str, value: &[u8]) -> bool {
         host::set_shared_data(key, value)
+    }
+
+    fn now(&self) -> Option<i64> {
+        let seconds = proxy_wasm::hostcalls::get_current_time()
+            .ok()?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(i64::try_from(seconds).unwrap_or(i64::MAX))
     }
 }
