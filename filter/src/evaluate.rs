@@ -8,7 +8,8 @@ use crate::decide::trust;
 use crate::facts::address::PeerAddress;
 use crate::facts::pairs::{self, HeaderPairs};
 use crate::identity::peer::Peer;
-use crate::identity::sources::{self, IdentitySource, PeerState};
+use crate::identity::sources::{self, IdentitySource, ResolvedPeer};
+use crate::identity::PeerIdentity;
 use crate::names::dns::{authority_host, canonical_name};
 use crate::policy::Policy;
 use crate::record::access::Record;
@@ -21,7 +22,7 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionFacts<'a> {
     /// The connection's own certificate.
-    pub certificate: Peer<'a>,
+    pub certificate: Peer<&'a PeerIdentity>,
     /// The client presented a certificate (`connection.mtls`).
     pub mtls: bool,
     /// `connection.tls_version`; `None` on plaintext.
@@ -42,7 +43,7 @@ pub struct ConnectionFacts<'a> {
 pub struct Evaluation<'a> {
     pub route: Option<usize>,
     pub decision: Decision,
-    pub peer: PeerState<'a>,
+    pub peer: ResolvedPeer<'a>,
     pub source: Option<IdentitySource>,
     pub peer_address: PeerAddress,
     pub peer_trusted: bool,
@@ -87,7 +88,7 @@ pub fn evaluate<'a>(
     let decision = if sni_mismatch && policy.sni_host_mismatch == SniHostMismatch::Deny {
         policy.access.deny_sni_host_mismatch(route)
     } else {
-        policy.access.decide(route, peer.as_peer())
+        policy.access.decide(route, peer.as_ref())
     };
     let days_to_expiry = peer
         .identity()

@@ -56,32 +56,13 @@ pub trait Host {
     }
 }
 
-/// The peer as the connection shows it, owning the identity the decision borrows.
-#[derive(Debug)]
-pub enum ConnectionIdentity {
-    NoCertificate,
-    NotValidated,
-    Unreadable,
-    Identified(Rc<PeerIdentity>),
-}
-
-impl ConnectionIdentity {
-    pub fn as_peer(&self) -> Peer<'_> {
-        match self {
-            ConnectionIdentity::NoCertificate => Peer::NoCertificate,
-            ConnectionIdentity::NotValidated => Peer::NotValidated,
-            ConnectionIdentity::Unreadable => Peer::Unreadable,
-            ConnectionIdentity::Identified(identity) => Peer::Identified(identity),
-        }
-    }
-}
-
 /// What certgate keeps about a connection between its requests, each fact read once.
 #[derive(Debug)]
 pub struct KnownConnection {
     /// The policy the facts were derived under (the rendering follows its forwarding options).
     pub policy: Rc<Policy>,
-    pub identity: ConnectionIdentity,
+    /// The peer's certificate, its identity shared with the certificate cache.
+    pub peer: Peer<Rc<PeerIdentity>>,
     pub tls_version: Option<String>,
     pub sni: Option<String>,
     pub source_address: Option<String>,
@@ -196,19 +177,16 @@ impl Session {
             PeerAddress::FromHeaders(_)
         );
         let mut listener = LazyProperty::new(&["destination", "address"]);
-        let identity = self.connection_identity(host, policy, &mut listener);
+        let peer = self.connection_peer(host, policy, &mut listener);
         let local_address = (policy.forwarding.forwarded != ForwardedMode::Off)
             .then(|| listener.get(host).map(str::to_owned))
             .flatten();
-        let rendered = match &identity {
-            ConnectionIdentity::Identified(identity) => {
-                Some(RenderedIdentity::new(&policy.forwarding, identity))
-            }
-            _ => None,
-        };
+        let rendered = peer
+            .verified()
+            .map(|identity| RenderedIdentity::new(&policy.forwarding, identity));
         let known = Rc::new(KnownConnection {
             policy: Rc::clone(policy),
-            identity,
+            peer,
             rendered,
             tls_version,
             sni,
@@ -224,14 +202,14 @@ impl Session {
 
     /// Reads the TLS peer: presented? validated (on this connection, or recently in its scope for a
     /// resumed session)? then its identity, parsed once per certificate.
-    fn connection_identity<H: Host>(
+    fn connection_peer<H: Host>(
         &mut self,
         host: &H,
         policy: &Policy,
         listener: &mut LazyProperty<'_>,
-    ) -> ConnectionIdentity {
+    ) -> Peer<Rc<PeerIdentity>> {
         if host.property_bool(&["connection", "mtls"]) != Some(true) {
-            return ConnectionIdentity::NoCertificate;
+            return Peer::NoCertificate;
         }
         let reported = host.property_bool(&["connection", "peer_certificate_valid"]);
         let mut digest = None;
@@ -256,13 +234,11 @@ impl Session {
                     )
                 });
         if !validation.admitted() {
-            return ConnectionIdentity::NotValidated;
+            return Peer::NotValidated;
         }
         let digest = digest.unwrap_or_else(|| peer_digest(host));
         let identity = self.identity(host, &digest);
-        if let (Validation::Validated, ConnectionIdentity::Identified(identity)) =
-            (validation, &identity)
-        {
+        if let (Validation::Validated, Peer::Identified(identity)) = (validation, &identity) {
             if policy.resumption.trusts() {
                 let scope = Scope {
                     local_address: listener.get(host).unwrap_or_default(),
@@ -283,9 +259,9 @@ impl Session {
     }
 
     /// The identity of the peer certificate `digest`, parsed once per certificate.
-    fn identity(&mut self, host: &impl Host, digest: &str) -> ConnectionIdentity {
+    fn identity(&mut self, host: &impl Host, digest: &str) -> Peer<Rc<PeerIdentity>> {
         if let Some(identity) = self.identities.get(digest) {
-            return ConnectionIdentity::Identified(identity);
+            return Peer::Identified(identity);
         }
         // A new certificate: its expiry is judged on a fresh clock.
         self.read_clock(host);
@@ -294,7 +270,7 @@ impl Session {
                 Ok(identity) => identity,
                 Err(error) => {
                     log::warn!("certgate: peer certificate {digest} is unreadable: {error}");
-                    return ConnectionIdentity::Unreadable;
+                    return Peer::Unreadable;
                 }
             },
             None => self.degraded_identity(host, digest),
@@ -302,7 +278,7 @@ impl Session {
         let identity = Rc::new(identity);
         self.identities
             .insert(digest.to_owned(), Rc::clone(&identity));
-        ConnectionIdentity::Identified(identity)
+        Peer::Identified(identity)
     }
 
     /// Envoy before 1.38 does not hand over the certificate: fall back to its first-SAN attributes.

@@ -43,7 +43,10 @@ const REQUEST: RequestFacts<'static> = RequestFacts {
     method: "GET",
 };
 
-fn connection<'a>(certificate: Peer<'a>, source_address: &'a str) -> ConnectionFacts<'a> {
+fn connection<'a>(
+    certificate: Peer<&'a PeerIdentity>,
+    source_address: &'a str,
+) -> ConnectionFacts<'a> {
     ConnectionFacts {
         certificate,
         mtls: !matches!(certificate, Peer::NoCertificate),

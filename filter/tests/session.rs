@@ -16,8 +16,9 @@
 mod support;
 
 use certgate::config;
+use certgate::identity::peer::Peer;
 use certgate::policy::Policy;
-use certgate::session::{ConnectionIdentity, Host, KnownConnection, Session, Warning};
+use certgate::session::{Host, KnownConnection, Session, Warning};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -103,8 +104,8 @@ fn client_pem() -> String {
 }
 
 fn uris(known: &KnownConnection) -> Vec<String> {
-    match &known.identity {
-        ConnectionIdentity::Identified(identity) => identity.uris.clone(),
+    match &known.peer {
+        Peer::Identified(identity) => identity.uris.clone(),
         other => panic!("not identified: {other:?}"),
     }
 }
@@ -173,7 +174,7 @@ fn plaintext_and_certificate_less_connections_read_only_what_they_have() {
     let policy = policy();
     let mut session = Session::default();
     let known = session.connection(&host, &policy, Some(1));
-    assert!(matches!(known.identity, ConnectionIdentity::NoCertificate));
+    assert!(matches!(known.peer, Peer::NoCertificate));
     assert_eq!(known.sni, None);
     assert!(!known.address_from_headers);
     assert_eq!(host.reads_of("connection.requested_server_name"), 0);
@@ -200,8 +201,8 @@ fn an_envoy_without_the_certificate_degrades_to_its_first_san_attributes() {
     let policy = policy();
     let mut session = Session::default();
     let known = session.connection(&host, &policy, Some(1));
-    let ConnectionIdentity::Identified(identity) = &known.identity else {
-        panic!("not identified: {:?}", known.identity);
+    let Peer::Identified(identity) = &known.peer else {
+        panic!("not identified: {:?}", known.peer);
     };
     assert!(identity.degraded);
     assert_eq!(identity.uris, ["spiffe://mesh.local/ns/web/sa/ui"]);
@@ -219,12 +220,12 @@ fn unreadable_and_unvalidated_certificates_are_not_identities() {
         Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
     );
     let known = Session::default().connection(&host, &policy(), Some(1));
-    assert!(matches!(known.identity, ConnectionIdentity::Unreadable));
+    assert!(matches!(known.peer, Peer::Unreadable));
     assert!(known.rendered.is_none());
 
     let host = FakeHost::mtls(false, Some(&client_pem()));
     let known = Session::default().connection(&host, &policy(), Some(1));
-    assert!(matches!(known.identity, ConnectionIdentity::NotValidated));
+    assert!(matches!(known.peer, Peer::NotValidated));
     assert_eq!(
         host.reads_of("connection.peer_certificate"),
         0,
@@ -250,7 +251,7 @@ fn a_resumed_session_is_admitted_where_envoy_validated_the_certificate() {
     elsewhere.set("xds.filter_chain_name", "other");
     elsewhere.shared = RefCell::new(validated.shared.borrow().clone());
     let known = session.connection(&elsewhere, &policy, Some(3));
-    assert!(matches!(known.identity, ConnectionIdentity::NotValidated));
+    assert!(matches!(known.peer, Peer::NotValidated));
 }
 
 #[test]

@@ -155,7 +155,7 @@ impl AccessPolicy {
     }
 
     /// Decides for a request on a route (from [`AccessPolicy::select_route`]) with what is known of its peer.
-    pub fn decide(&self, route: Option<usize>, peer: Peer<'_>) -> Decision {
+    pub fn decide(&self, route: Option<usize>, peer: Peer<&PeerIdentity>) -> Decision {
         let Some(selected) = route.and_then(|index| self.routes.get(index)) else {
             let judgement = match self.default_action {
                 DefaultAction::Allow => Ok(AllowReason::NoRoute),

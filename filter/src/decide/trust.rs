@@ -4,6 +4,7 @@
 use crate::decide::matcher::MatcherSet;
 use crate::facts::address::SocketAddress;
 use crate::identity::peer::Peer;
+use crate::identity::PeerIdentity;
 use crate::names::ip::IpNet;
 
 /// Peers whose forwarding headers and forwarded identities certgate believes.
@@ -19,7 +20,7 @@ pub fn peer_trusted(
     trusted: &TrustedProxies,
     wildcard_certs: bool,
     peer: Option<SocketAddress>,
-    connection: Peer<'_>,
+    connection: Peer<&PeerIdentity>,
 ) -> bool {
     let by_address =
         peer.is_some_and(|peer| trusted.cidrs.iter().any(|cidr| cidr.contains(peer.ip)));

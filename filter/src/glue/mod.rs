@@ -10,6 +10,7 @@ use crate::decide::route::RequestFacts;
 use crate::evaluate::{self, ConnectionFacts, Evaluation};
 use crate::facts::address::PeerAddress;
 use crate::facts::pairs::{self, HeaderPairs};
+use crate::identity::peer::Peer;
 use crate::identity::PeerIdentity;
 use crate::policy::Policy;
 use crate::record::access;
@@ -18,7 +19,7 @@ use crate::record::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
 use crate::record::series::{Metric, MetricKind};
 use crate::record::warnings::SeenCertificates;
 use crate::rewrite::Application;
-use crate::session::{ConnectionIdentity, Host, Session, Warning};
+use crate::session::{Host, Session, Warning};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
@@ -185,8 +186,8 @@ impl HttpContext for CertgateHttp {
             .then(|| HostCalls.property_string(&["source", "address"]))
             .flatten();
         let connection = ConnectionFacts {
-            certificate: known.identity.as_peer(),
-            mtls: !matches!(known.identity, ConnectionIdentity::NoCertificate),
+            certificate: known.peer.as_ref(),
+            mtls: !matches!(known.peer, Peer::NoCertificate),
             tls_version: known.tls_version.as_deref(),
             sni: known.sni.as_deref(),
             source_address: header_address

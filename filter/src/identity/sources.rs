@@ -41,56 +41,16 @@ impl IdentitySource {
 }
 
 /// The peer as the chosen source shows it, owning what it parsed from headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerState<'a> {
-    NoCertificate,
-    NotValidated,
-    Unreadable,
-    Expired(Cow<'a, PeerIdentity>),
-    NotYetValid(Cow<'a, PeerIdentity>),
-    Identified(Cow<'a, PeerIdentity>),
-}
-
-impl PeerState<'_> {
-    /// What the decision sees.
-    pub fn as_peer(&self) -> Peer<'_> {
-        match self {
-            PeerState::NoCertificate => Peer::NoCertificate,
-            PeerState::NotValidated => Peer::NotValidated,
-            PeerState::Unreadable => Peer::Unreadable,
-            PeerState::Expired(identity) => Peer::Expired(identity),
-            PeerState::NotYetValid(identity) => Peer::NotYetValid(identity),
-            PeerState::Identified(identity) => Peer::Identified(identity),
-        }
-    }
-
-    /// The certificate's identity, when one was read (valid or not).
-    pub fn identity(&self) -> Option<&PeerIdentity> {
-        match self {
-            PeerState::Expired(identity)
-            | PeerState::NotYetValid(identity)
-            | PeerState::Identified(identity) => Some(identity),
-            _ => None,
-        }
-    }
-
-    /// The identity certgate may vouch for (identified and in its validity period).
-    pub fn verified(&self) -> Option<&PeerIdentity> {
-        match self {
-            PeerState::Identified(identity) => Some(identity),
-            _ => None,
-        }
-    }
-}
+pub type ResolvedPeer<'a> = Peer<Cow<'a, PeerIdentity>>;
 
 /// The first source, in order, that says anything about a certificate; `None` when none does.
 pub fn resolve<'a>(
     sources: &[IdentitySource],
-    connection: Peer<'a>,
+    connection: Peer<&'a PeerIdentity>,
     headers: &HeaderPairs<'_>,
     peer_trusted: bool,
     now: i64,
-) -> (PeerState<'a>, Option<IdentitySource>) {
+) -> (ResolvedPeer<'a>, Option<IdentitySource>) {
     for source in sources {
         let state = match source {
             IdentitySource::Connection => from_connection(connection),
@@ -102,22 +62,18 @@ pub fn resolve<'a>(
             return (state, Some(*source));
         }
     }
-    (PeerState::NoCertificate, None)
+    (Peer::NoCertificate, None)
 }
 
-fn from_connection(connection: Peer<'_>) -> Option<PeerState<'_>> {
-    Some(match connection {
-        Peer::NoCertificate => return None,
-        Peer::NotValidated => PeerState::NotValidated,
-        Peer::Unreadable => PeerState::Unreadable,
-        Peer::Expired(identity) => PeerState::Expired(Cow::Borrowed(identity)),
-        Peer::NotYetValid(identity) => PeerState::NotYetValid(Cow::Borrowed(identity)),
-        Peer::Identified(identity) => PeerState::Identified(Cow::Borrowed(identity)),
-    })
+fn from_connection(connection: Peer<&PeerIdentity>) -> Option<ResolvedPeer<'_>> {
+    match connection {
+        Peer::NoCertificate => None,
+        connection => Some(connection.map(|identity| Cow::Borrowed(*identity))),
+    }
 }
 
 /// The right-most element of XFCC (several headers read as one list), set by the trusted peer.
-fn from_xfcc<'a>(headers: &HeaderPairs<'_>, now: i64) -> Option<PeerState<'a>> {
+fn from_xfcc<'a>(headers: &HeaderPairs<'_>, now: i64) -> Option<ResolvedPeer<'a>> {
     let values: Vec<&[u8]> = headers
         .iter()
         .filter(|(key, _)| key.eq_ignore_ascii_case(xfcc::HEADER.as_bytes()))
@@ -140,27 +96,27 @@ fn from_xfcc<'a>(headers: &HeaderPairs<'_>, now: i64) -> Option<PeerState<'a>> {
 }
 
 /// The ALB's leaf header; two of them are ambiguous, so unreadable.
-fn from_alb<'a>(headers: &HeaderPairs<'_>, now: i64) -> Option<PeerState<'a>> {
+fn from_alb<'a>(headers: &HeaderPairs<'_>, now: i64) -> Option<ResolvedPeer<'a>> {
     let mut leaves = headers
         .iter()
         .filter(|(key, _)| key.eq_ignore_ascii_case(alb::LEAF_HEADER.as_bytes()));
     let (_, leaf) = leaves.next()?;
     if leaves.next().is_some() {
-        return Some(PeerState::Unreadable);
+        return Some(Peer::Unreadable);
     }
     Some(checked(alb::leaf_identity(leaf).ok(), now))
 }
 
 /// A certificate from a header, checked against its validity period (when it states one).
-fn checked<'a>(identity: Option<PeerIdentity>, now: i64) -> PeerState<'a> {
+fn checked<'a>(identity: Option<PeerIdentity>, now: i64) -> ResolvedPeer<'a> {
     match identity {
-        None => PeerState::Unreadable,
+        None => Peer::Unreadable,
         Some(identity) if identity.not_after.is_some_and(|end| end < now) => {
-            PeerState::Expired(Cow::Owned(identity))
+            Peer::Expired(Cow::Owned(identity))
         }
         Some(identity) if identity.not_before.is_some_and(|start| start > now) => {
-            PeerState::NotYetValid(Cow::Owned(identity))
+            Peer::NotYetValid(Cow::Owned(identity))
         }
-        Some(identity) => PeerState::Identified(Cow::Owned(identity)),
+        Some(identity) => Peer::Identified(Cow::Owned(identity)),
     }
 }
