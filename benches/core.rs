@@ -17,7 +17,7 @@ use certgate::policy::Policy;
 use certgate::record::access::RecordLevel;
 use certgate::record::metrics::{Added, MetricCounts};
 use certgate::rewrite::forwarding::RenderedIdentity;
-use certgate::rewrite::Application;
+use certgate::rewrite::RewriteCalls;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 
@@ -162,9 +162,9 @@ fn whole_request(c: &mut Criterion) {
         let record = evaluation.record(&policy, &connection, &headers);
         let state = record.filter_state(policy.telemetry.filter_state).len();
         let json = (policy.telemetry.access_record != RecordLevel::Off).then(|| record.json());
-        let written = match evaluation.rewrite.headers.application(&headers) {
-            Application::WholeMap(map) => pairs::encode(&map).len(),
-            Application::Edit(_) | Application::Nothing => 0,
+        let written = match evaluation.rewrite.headers.calls(&headers) {
+            RewriteCalls::WholeMap(map) => pairs::encode(&map).len(),
+            RewriteCalls::Edit(_) | RewriteCalls::Nothing => 0,
         };
         assert!(
             !evaluation.decision.is_denied(),

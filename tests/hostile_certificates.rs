@@ -14,7 +14,7 @@ use certgate::facts::pairs::HeaderPairs;
 use certgate::identity::peer::Peer;
 use certgate::identity::PeerIdentity;
 use certgate::policy::Policy;
-use certgate::rewrite::Application;
+use certgate::rewrite::RewriteCalls;
 use host_harness::{
     ClientCertDetails, Connection, Exchange, ForwardClientCert, HttpConnectionManager,
     PluginSettings, Request, Tls,
@@ -305,8 +305,8 @@ fn natively_each_hostile_certificate_gets_its_decision() {
             "{case}"
         );
         if verdict == "allow" {
-            let upstream = match evaluation.rewrite.headers.application(&headers) {
-                Application::Nothing => headers.clone(),
+            let upstream = match evaluation.rewrite.headers.calls(&headers) {
+                RewriteCalls::Nothing => headers.clone(),
                 _ => evaluation.rewrite.headers.apply(&headers),
             };
             for (key, value) in &upstream {

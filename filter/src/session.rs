@@ -7,13 +7,13 @@
 //! what was derived under one policy is dropped when another replaces it. On Envoys that do not
 //! hand over the certificate, the identity falls back to Envoy's first-SAN attributes.
 
-use crate::collections::cache::LruCache;
+use crate::collections::cache::TwoGenerationCache;
 use crate::facts::address::PeerAddress;
 use crate::identity::peer::Peer;
 use crate::identity::resumption::{Ledger, Scope, SharedStore, Validation};
 use crate::identity::PeerIdentity;
 use crate::policy::Policy;
-use crate::record::warnings::Recent;
+use crate::record::warnings::WarnOnce;
 use crate::rewrite::forwarded::ForwardedMode;
 use crate::rewrite::forwarding::RenderedIdentity;
 use std::rc::Rc;
@@ -89,10 +89,10 @@ impl Warning {
 /// The memory of one plugin instance, shared by its streams.
 #[derive(Debug)]
 pub struct Session {
-    identities: LruCache<String, Rc<PeerIdentity>>,
-    connections: LruCache<u64, Rc<KnownConnection>>,
+    identities: TwoGenerationCache<String, Rc<PeerIdentity>>,
+    connections: TwoGenerationCache<u64, Rc<KnownConnection>>,
     /// Connections already warned about (id and [`Warning`] in one key).
-    warned_connections: Recent,
+    warned_connections: WarnOnce,
     /// Whether the "matching is degraded" warning was given already.
     degraded_warned: bool,
     /// Whether the "source.address comes from a header" warning was given already.
@@ -108,9 +108,9 @@ pub struct Session {
 impl Default for Session {
     fn default() -> Self {
         Session {
-            identities: LruCache::new(IDENTITY_CACHE_SIZE),
-            connections: LruCache::new(CONNECTION_CACHE_SIZE),
-            warned_connections: Recent::new(WARNED_CACHE_SIZE),
+            identities: TwoGenerationCache::new(IDENTITY_CACHE_SIZE),
+            connections: TwoGenerationCache::new(CONNECTION_CACHE_SIZE),
+            warned_connections: WarnOnce::new(WARNED_CACHE_SIZE),
             degraded_warned: false,
             header_address_warned: false,
             ledger: Ledger::default(),
@@ -122,8 +122,8 @@ impl Default for Session {
 impl Session {
     /// A new policy replaces the old one: what the caches hold was derived under the old one.
     pub fn reconfigured(&mut self) {
-        self.connections = LruCache::new(CONNECTION_CACHE_SIZE);
-        self.identities = LruCache::new(IDENTITY_CACHE_SIZE);
+        self.connections = TwoGenerationCache::new(CONNECTION_CACHE_SIZE);
+        self.identities = TwoGenerationCache::new(IDENTITY_CACHE_SIZE);
     }
 
     /// Reads the host's clock; the last reading stays when the host gives none.

@@ -24,7 +24,7 @@ use certgate::policy::Policy;
 use certgate::record::access::RecordFields;
 use certgate::record::series::Metric;
 use certgate::rewrite::forwarding::RenderedIdentity;
-use certgate::rewrite::Application;
+use certgate::rewrite::RewriteCalls;
 use prost_types::value::Kind;
 use rcgen::{date_time_ymd, CertificateParams, DnType, KeyPair, SanType};
 use support::San::{Dns, Email, Ip, Uri};
@@ -69,10 +69,10 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> Headers {
 
 /// The headers the upstream sees.
 fn upstream(evaluation: &Evaluation<'_>, incoming: &Headers) -> Vec<(String, String)> {
-    let map = match evaluation.rewrite.headers.application(incoming) {
-        Application::Nothing => incoming.clone(),
-        Application::WholeMap(map) => map,
-        Application::Edit(_) => evaluation.rewrite.headers.apply(incoming),
+    let map = match evaluation.rewrite.headers.calls(incoming) {
+        RewriteCalls::Nothing => incoming.clone(),
+        RewriteCalls::WholeMap(map) => map,
+        RewriteCalls::Edit(_) => evaluation.rewrite.headers.apply(incoming),
     };
     map.iter()
         .map(|(k, v)| {

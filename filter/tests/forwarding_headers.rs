@@ -15,7 +15,7 @@ use certgate::encoding::percent;
 use certgate::facts::pairs;
 use certgate::identity::xfcc::{self, XfccAction, XfccDetail, XfccMode};
 use certgate::identity::{alb, PeerIdentity};
-use certgate::rewrite::{forwarded, is_spelling_of, Application, HeaderEdit, HeaderRewrite};
+use certgate::rewrite::{forwarded, is_spelling_of, HeaderEdit, HeaderRewrite, RewriteCalls};
 use std::net::IpAddr;
 use support::San::{Dns, Email, Ip, Uri};
 
@@ -316,13 +316,13 @@ fn a_rewrite_takes_at_most_one_hostcall() {
     let headers: Vec<(&[u8], &[u8])> = headers.to_vec();
 
     let empty = HeaderRewrite::default();
-    assert_eq!(empty.application(&headers), Application::Nothing);
+    assert_eq!(empty.calls(&headers), RewriteCalls::Nothing);
 
     let mut one = HeaderRewrite::default();
     one.remove(b"x-client-dns");
     assert_eq!(
-        one.application(&headers),
-        Application::Edit(HeaderEdit::Remove(b"x-client-dns"))
+        one.calls(&headers),
+        RewriteCalls::Edit(HeaderEdit::Remove(b"x-client-dns"))
     );
 
     // duplicates: Envoy's replace only overwrites the first one, so it takes remove + add...
@@ -338,7 +338,7 @@ fn a_rewrite_takes_at_most_one_hostcall() {
         ]
     );
     // ...so it goes out as one whole map instead
-    let Application::WholeMap(map) = duplicated.application(&headers) else {
+    let RewriteCalls::WholeMap(map) = duplicated.calls(&headers) else {
         panic!("expected the whole map");
     };
     assert_eq!(

@@ -31,7 +31,7 @@ use certgate::names::ip::{canonical_ip, IpNet};
 use certgate::names::uri::{SpiffeId, UriPattern};
 use certgate::policy::Policy;
 use certgate::rewrite::forwarding::{RenderedIdentity, CLIENT_CERT, CLIENT_CERT_CHAIN};
-use certgate::rewrite::{is_spelling_of, Application, HeaderEdit};
+use certgate::rewrite::{is_spelling_of, HeaderEdit, RewriteCalls};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{json, Value};
@@ -859,17 +859,17 @@ fn after_rewrite(evaluation: &Evaluation<'_>, sent: &[(&[u8], &[u8])]) -> Vec<(V
     let sent_map: Vec<(&[u8], &[u8])> = sent.to_vec();
     let mut map: Vec<(Vec<u8>, Vec<u8>)> =
         sent.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-    match evaluation.rewrite.headers.application(&sent_map) {
-        Application::Nothing => map,
-        Application::WholeMap(whole) => whole
+    match evaluation.rewrite.headers.calls(&sent_map) {
+        RewriteCalls::Nothing => map,
+        RewriteCalls::WholeMap(whole) => whole
             .iter()
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect(),
-        Application::Edit(HeaderEdit::Remove(name)) => {
+        RewriteCalls::Edit(HeaderEdit::Remove(name)) => {
             map.retain(|(key, _)| !key.eq_ignore_ascii_case(name));
             map
         }
-        Application::Edit(HeaderEdit::Replace(name, value)) => {
+        RewriteCalls::Edit(HeaderEdit::Replace(name, value)) => {
             match map
                 .iter_mut()
                 .find(|(key, _)| key.eq_ignore_ascii_case(name.as_bytes()))
@@ -879,7 +879,7 @@ fn after_rewrite(evaluation: &Evaluation<'_>, sent: &[(&[u8], &[u8])]) -> Vec<(V
             }
             map
         }
-        Application::Edit(HeaderEdit::Add(name, value)) => {
+        RewriteCalls::Edit(HeaderEdit::Add(name, value)) => {
             map.push((name.as_bytes().to_vec(), value.to_vec()));
             map
         }

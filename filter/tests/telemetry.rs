@@ -18,7 +18,7 @@ use certgate::record::access::{RecordFields, RecordLevel};
 use certgate::record::series::{
     days_to_expiry, label_value, tls_version_label, Metric, MetricKind,
 };
-use certgate::record::warnings::Recent;
+use certgate::record::warnings::WarnOnce;
 use certgate::rewrite::forwarded::ForwardedMode;
 use certgate::rewrite::forwarding::{IdentityField, IdentityHeader, Xff};
 
@@ -184,7 +184,7 @@ fn days_to_expiry_rounds_down() {
 
 #[test]
 fn warnings_repeat_only_after_capacity_newer_keys() {
-    let mut recent = Recent::new(3);
+    let mut recent = WarnOnce::new(3);
     assert!(recent.first_time(1));
     assert!(!recent.first_time(1));
     assert!(recent.first_time(2));

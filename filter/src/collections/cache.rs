@@ -10,15 +10,15 @@ use std::hash::Hash;
 /// used again within half the capacity of other insertions survives, and every operation is
 /// constant time: a stream of new keys (a new connection per request) never scans the cache.
 #[derive(Debug)]
-pub struct LruCache<K, V> {
+pub struct TwoGenerationCache<K, V> {
     generation: usize,
     recent: HashMap<K, V>,
     older: HashMap<K, V>,
 }
 
-impl<K: Eq + Hash, V: Clone> LruCache<K, V> {
+impl<K: Eq + Hash, V: Clone> TwoGenerationCache<K, V> {
     pub fn new(capacity: usize) -> Self {
-        LruCache {
+        TwoGenerationCache {
             generation: (capacity / 2).max(1),
             recent: HashMap::new(),
             older: HashMap::new(),
@@ -61,11 +61,11 @@ impl<K: Eq + Hash, V: Clone> LruCache<K, V> {
 
 #[cfg(test)]
 mod tests {
-    use super::LruCache;
+    use super::TwoGenerationCache;
 
     #[test]
     fn entries_used_again_survive_and_stale_ones_go() {
-        let mut cache = LruCache::new(8);
+        let mut cache = TwoGenerationCache::new(8);
         for key in 0..5 {
             cache.insert(key, key * 10);
         }
@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn a_stream_of_new_keys_never_exceeds_the_capacity() {
-        let mut cache = LruCache::new(1024);
+        let mut cache = TwoGenerationCache::new(1024);
         for key in 0..100_000u64 {
             cache.insert(key, ());
             assert!(cache.len() <= 1024);
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn replacing_a_key_keeps_one_entry_with_the_new_value() {
-        let mut cache = LruCache::new(4);
+        let mut cache = TwoGenerationCache::new(4);
         cache.insert("a", 1);
         cache.insert("b", 2);
         cache.insert("c", 3);

@@ -18,7 +18,7 @@ use crate::record::access::{RecordLevel, FILTER_STATE_KEY};
 use crate::record::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
 use crate::record::series::{Metric, MetricKind};
 use crate::record::warnings::SeenCertificates;
-use crate::rewrite::Application;
+use crate::rewrite::RewriteCalls;
 use crate::session::{Host, Session, Warning};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -366,10 +366,10 @@ fn log_decision(policy: &Policy, evaluation: &Evaluation<'_>) {
 
 /// Applies the rewrite with the fewest hostcalls: none, one edit, or the whole map at once.
 fn apply_rewrite(evaluation: &Evaluation<'_>, headers: &HeaderPairs<'_>) {
-    let applied = match evaluation.rewrite.headers.application(headers) {
-        Application::Nothing => true,
-        Application::Edit(edit) => host::edit_request_header(edit),
-        Application::WholeMap(map) => host::set_request_header_pairs(&pairs::encode(&map)),
+    let applied = match evaluation.rewrite.headers.calls(headers) {
+        RewriteCalls::Nothing => true,
+        RewriteCalls::Edit(edit) => host::edit_request_header(edit),
+        RewriteCalls::WholeMap(map) => host::set_request_header_pairs(&pairs::encode(&map)),
     };
     if !applied {
         log::warn!("certgate: the host refused the forwarding-header rewrite");

@@ -1,7 +1,7 @@
 //! What makes a warning, or an observation, once per connection or per certificate: a small ring
 //! of recent keys, and the certificates a worker has seen.
 
-use crate::collections::cache::LruCache;
+use crate::collections::cache::TwoGenerationCache;
 use crate::collections::hash::FxHasher;
 use crate::identity::PeerIdentity;
 use std::hash::Hasher as _;
@@ -9,15 +9,15 @@ use std::hash::Hasher as _;
 /// The last keys seen, in a fixed ring: what makes a warning once per connection or certificate
 /// without a hash map (a warning repeats only after `capacity` newer keys).
 #[derive(Debug)]
-pub struct Recent {
+pub struct WarnOnce {
     keys: Vec<u64>,
     next: usize,
     capacity: usize,
 }
 
-impl Recent {
+impl WarnOnce {
     pub fn new(capacity: usize) -> Self {
-        Recent {
+        WarnOnce {
             keys: Vec::new(),
             next: 0,
             capacity: capacity.max(1),
@@ -44,11 +44,11 @@ impl Recent {
 /// quiet one does. Bounded: a certificate out of sight for more than half the capacity of newer
 /// ones is observed again.
 #[derive(Debug)]
-pub struct SeenCertificates(LruCache<u64, ()>);
+pub struct SeenCertificates(TwoGenerationCache<u64, ()>);
 
 impl SeenCertificates {
     pub fn new(capacity: usize) -> Self {
-        SeenCertificates(LruCache::new(capacity))
+        SeenCertificates(TwoGenerationCache::new(capacity))
     }
 
     /// Whether `identity` is seen for the first time (it is seen from now on).

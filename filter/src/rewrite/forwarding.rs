@@ -195,17 +195,17 @@ pub fn rewrite<'h>(
         headers,
         facts,
         rewrite: Rewrite::default(),
-        dropped: Vec::new(),
+        removed: Vec::new(),
     };
     let proto = if facts.tls { "https" } else { "http" };
     // Identity headers the peer may not send: a spoofing attempt whatever the forwarding options.
     if !facts.peer_trusted {
         if sources.contains(&IdentitySource::Xfcc) {
-            builder.drop(xfcc::HEADER);
+            builder.remove_owned(xfcc::HEADER);
         }
         if sources.contains(&IdentitySource::Alb) {
             for name in alb::HEADERS {
-                builder.drop(name);
+                builder.remove_owned(name);
             }
         }
     }
@@ -273,15 +273,15 @@ pub fn rewrite<'h>(
             }
             (XfccAction::Set, Some(element)) => builder.replace(xfcc::HEADER, element.into_bytes()),
             (XfccAction::Remove | XfccAction::Append | XfccAction::Set, _) => {
-                builder.drop(xfcc::HEADER)
+                builder.remove_owned(xfcc::HEADER)
             }
         }
     }
     if forwarding.client_cert {
-        builder.drop(CLIENT_CERT_CHAIN);
+        builder.remove_owned(CLIENT_CERT_CHAIN);
         match decided.and_then(|rendered| rendered.client_cert.clone()) {
             Some(value) => builder.replace(CLIENT_CERT, value.into_bytes()),
-            None => builder.drop(CLIENT_CERT),
+            None => builder.remove_owned(CLIENT_CERT),
         }
     }
     for (index, header) in forwarding.identity_headers.iter().enumerate() {
@@ -294,7 +294,7 @@ pub fn rewrite<'h>(
         };
         match value {
             Some(value) => builder.replace(&header.name, value.into_bytes()),
-            None => builder.drop(&header.name),
+            None => builder.remove_owned(&header.name),
         }
     }
     builder.rewrite
@@ -307,21 +307,21 @@ struct Builder<'f, 'a> {
     facts: &'f RewriteFacts<'f>,
     rewrite: Rewrite<'a>,
     /// Owned names already removed (each arrival is counted once).
-    dropped: Vec<&'a str>,
+    removed: Vec<&'a str>,
 }
 
 impl<'a> Builder<'_, 'a> {
     /// Removes every spelling of an owned header; from an untrusted peer, each value is a spoof.
-    fn drop(&mut self, owned: &'a str) {
+    fn remove_owned(&mut self, owned: &'a str) {
         self.remove_arrivals(owned, !self.facts.peer_trusted);
     }
 
     /// Removes every spelling of an owned header once, counting each value as spoofed or not.
     fn remove_arrivals(&mut self, owned: &'a str, spoofed: bool) {
-        if self.dropped.contains(&owned) {
+        if self.removed.contains(&owned) {
             return;
         }
-        self.dropped.push(owned);
+        self.removed.push(owned);
         for (key, _) in self.headers.iter() {
             if is_spelling_of(key, owned) {
                 self.rewrite.headers.remove(key);
@@ -343,7 +343,7 @@ impl<'a> Builder<'_, 'a> {
                 return;
             }
         }
-        self.drop(owned);
+        self.remove_owned(owned);
         self.rewrite.headers.set(owned, value);
     }
 
@@ -352,7 +352,7 @@ impl<'a> Builder<'_, 'a> {
     /// already removed as spoofed are not kept.
     fn extend(&mut self, owned: &'a str, value: Vec<u8>) {
         let mut joined: Vec<u8> = Vec::new();
-        if !self.dropped.contains(&owned) {
+        if !self.removed.contains(&owned) {
             for existing in values(self.headers, owned) {
                 joined.extend_from_slice(existing);
                 joined.extend_from_slice(b", ");

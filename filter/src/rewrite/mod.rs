@@ -26,9 +26,9 @@ pub enum HeaderEdit<'a> {
     Add(&'a str, &'a [u8]),
 }
 
-/// How to apply a rewrite.
+/// The hostcalls that apply a rewrite: none, one edit, or the whole map.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Application<'a> {
+pub enum RewriteCalls<'a> {
     Nothing,
     /// One edit, one hostcall.
     Edit(HeaderEdit<'a>),
@@ -113,12 +113,12 @@ impl<'a> HeaderRewrite<'a> {
     }
 
     /// The cheapest application: nothing, one edit, or the whole map in one hostcall.
-    pub fn application<'m>(&'m self, headers: &HeaderPairs<'m>) -> Application<'m> {
+    pub fn calls<'m>(&'m self, headers: &HeaderPairs<'m>) -> RewriteCalls<'m> {
         let edits = self.edits(headers);
         match edits.as_slice() {
-            [] => Application::Nothing,
-            [edit] => Application::Edit(*edit),
-            _ => Application::WholeMap(self.apply(headers)),
+            [] => RewriteCalls::Nothing,
+            [edit] => RewriteCalls::Edit(*edit),
+            _ => RewriteCalls::WholeMap(self.apply(headers)),
         }
     }
 }
