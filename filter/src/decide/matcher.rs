@@ -5,7 +5,7 @@
 //! their parent; URI prefixes and IP blocks are hashed per distinct length. Only SPIFFE patterns with
 //! inner `*` segments are scanned.
 
-use crate::collections::hash::FxHashMap;
+use rustc_hash::FxHashMap;
 use crate::identity::{canonical_email, PeerIdentity};
 use crate::names::dns::{self, DnsPattern};
 use crate::names::ip::{IpNet, IpNetIndex};

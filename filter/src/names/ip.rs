@@ -3,7 +3,7 @@
 //! IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`) are treated as the IPv4 address they carry, so a
 //! certificate or peer cannot step around an IPv4 rule by changing notation.
 
-use crate::collections::hash::FxHashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

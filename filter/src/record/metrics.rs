@@ -8,7 +8,7 @@
 //! dropped between flushes except past the series capacity; a scrape sees counts at most one flush
 //! interval late.
 
-use crate::collections::hash::FxHashMap;
+use rustc_hash::FxHashMap;
 use crate::record::series::{Metric, MetricKind};
 
 /// How many distinct series (label combinations) certgate counts at most.

@@ -2,7 +2,7 @@
 //! of recent keys, and the certificates a worker has seen.
 
 use crate::collections::cache::TwoGenerationCache;
-use crate::collections::hash::FxHasher;
+use rustc_hash::FxHasher;
 use crate::identity::PeerIdentity;
 use std::hash::Hasher as _;
 
