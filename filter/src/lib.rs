@@ -7,8 +7,22 @@
 //! settings. [`names`], [`encoding`] and [`collections`] are the vocabulary every stage shares. None
 //! of it knows proxy-wasm: `glue` (built for wasm only) gathers the facts from the host with as few
 //! hostcalls as it can and applies the outcome. `docs/architecture.md` walks through the layout.
+//!
+//! # Who uses what
+//!
+//! The shipped product is the `.wasm`; this library's Rust API serves certgate's own tools:
+//! - the fuzz targets (`fuzz/`): [`config::compile`], [`identity::PeerIdentity`] and the header
+//!   formats ([`identity::xfcc`], [`identity::alb`], [`rewrite::forwarded`]), [`evaluate`];
+//! - the benches (`benches/`) and the cross-crate suites (`tests/`): [`config`], [`evaluate`],
+//!   [`decide`], [`facts::pairs`], [`rewrite::is_spelling_of`];
+//! - the filter's own suites (`filter/tests/`), which specify every stage through its public
+//!   types, as a table of inputs and expected outcomes.
+//!
+//! The command-line tool and the host harness use none of it: they run the `.wasm`. What no suite
+//! needs from outside (the bounded cache, the DER reader beneath [`identity::x509`]) is
+//! `pub(crate)` and unit-tested where it lives.
 
-pub mod collections;
+pub(crate) mod collections;
 pub mod config;
 pub mod decide;
 pub mod encoding;

@@ -2,7 +2,7 @@
 //! subject and subjectAltName. The other fields are skipped once their framing is checked, and
 //! signatures are not verified: the TLS stack did that before the filter sees the certificate.
 
-pub mod der;
+pub(crate) mod der;
 
 use der::{DerError, Element, Reader};
 use std::fmt::Write as _;
