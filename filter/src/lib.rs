@@ -4,7 +4,7 @@
 //! peer is) -> [`decide`] (allow or deny, and why) -> [`rewrite`] (the forwarding headers) ->
 //! [`record`] (metrics and the access record), with [`evaluate`] running one request through them
 //! and [`config`] compiling the plugin configuration into the [`decide`]/[`rewrite`]/[`record`]
-//! settings. [`names`], [`encoding`] and [`collections`] are the vocabulary every stage shares. None
+//! settings. [`names`], [`encoding`] and `collections` are the vocabulary every stage shares. None
 //! of it knows proxy-wasm: `glue` (built for wasm only) gathers the facts from the host with as few
 //! hostcalls as it can and applies the outcome. `docs/architecture.md` walks through the layout.
 //!

@@ -5,11 +5,11 @@
 //! their parent; URI prefixes and IP blocks are hashed per distinct length. Only SPIFFE patterns with
 //! inner `*` segments are scanned.
 
-use rustc_hash::FxHashMap;
 use crate::identity::{canonical_email, PeerIdentity};
 use crate::names::dns::{self, DnsPattern};
 use crate::names::ip::{IpNet, IpNetIndex};
 use crate::names::uri::{is_trust_domain, SpiffeId, UriPattern};
+use rustc_hash::FxHashMap;
 use std::fmt;
 
 /// One entry of an `allow` or `deny` list.

@@ -8,8 +8,8 @@
 //! dropped between flushes except past the series capacity; a scrape sees counts at most one flush
 //! interval late.
 
-use rustc_hash::FxHashMap;
 use crate::record::series::{Metric, MetricKind};
+use rustc_hash::FxHashMap;
 
 /// How many distinct series (label combinations) certgate counts at most.
 pub const METRIC_CAPACITY: usize = 2048;

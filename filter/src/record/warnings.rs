@@ -2,8 +2,8 @@
 //! of recent keys, and the certificates a worker has seen.
 
 use crate::collections::cache::TwoGenerationCache;
-use rustc_hash::FxHasher;
 use crate::identity::PeerIdentity;
+use rustc_hash::FxHasher;
 use std::hash::Hasher as _;
 
 /// The last keys seen, in a fixed ring: what makes a warning once per connection or certificate
