@@ -3,6 +3,12 @@
 //!
 //! Decoding only turns `%XX` into a byte and leaves everything else as written: the AWS ALB leaves
 //! `+`, `=` and `/` unescaped in its PEM, and a `+` there is base64, never a space.
+//!
+//! Why not the `percent-encoding` crate (2.3): its decoder passes a malformed escape (`%`, `%G1`)
+//! through as written, where certgate refuses the header value (a forwarded certificate that does
+//! not decode is unreadable, never half-read); and its encoder always escapes non-ASCII bytes, where
+//! [`escape_controls`] must leave a UTF-8 subject readable and escape only what could forge a line
+//! or a list item. Only [`encode`] would match it, and ten lines are not worth a second code path.
 
 use std::borrow::Cow;
 
