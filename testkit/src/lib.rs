@@ -1,6 +1,6 @@
 //! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
 //! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
-//! the headers it received ([`echo`]), a gRPC backend over h2c ([`grpc`]), an mTLS client speaking
+//! the headers it received ([`echo`]), a gRPC backend over h2c or TLS ([`grpc`]), an mTLS client speaking
 //! HTTP/1.1 or HTTP/2 ([`client`]), the load bench's load
 //! generator ([`load`]), and the extra Wasm builds: the test-only fault-injection filter
 //! ([`fault`]), the bench's Wasm floor and certgate at opt-level z ([`wasm_build`]).
