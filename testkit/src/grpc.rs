@@ -174,3 +174,41 @@ fn grpc_message(identity: &[u8]) -> Bytes {
     framed.extend_from_slice(&field);
     Bytes::from(framed)
 }
+
+/// The identity a reply of the backend carries: the string field 1 of its first length-prefixed
+/// message; `None` when `body` is not such a reply.
+pub fn reply_identity(body: &[u8]) -> Option<String> {
+    let (prefix, message) = body.split_at_checked(5)?;
+    let length = u32::from_be_bytes(prefix.get(1..5)?.try_into().ok()?) as usize;
+    let mut field = message.get(..length)?.iter().copied();
+    if field.next()? != 0x0a {
+        return None;
+    }
+    let (mut value_length, mut shift) = (0usize, 0);
+    loop {
+        let byte = field.next()?;
+        value_length |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    let value: Vec<u8> = field.collect();
+    (value.len() == value_length)
+        .then(|| String::from_utf8(value).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_gives_back_the_identity_it_carries() {
+        let identity = "spiffe://mesh.local/ns/shop/sa/orders".repeat(5);
+        let reply = grpc_message(identity.as_bytes());
+        assert_eq!(reply_identity(&reply), Some(identity));
+        assert_eq!(reply_identity(&grpc_message(b"")), Some(String::new()));
+        assert_eq!(reply_identity(b"{\"json\": true}"), None);
+    }
+}
