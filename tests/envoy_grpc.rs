@@ -42,8 +42,10 @@ async fn http2_requests_are_decided_and_refused_grpc_calls_get_grpc_statuses() {
     let as_orders = Client::tls(listener, pki.client_tls(Some(&orders)).unwrap());
     let anonymous = Client::tls(listener, pki.client_tls(None).unwrap());
 
-    let allowed = as_orders
-        .send_h2(&Request::get("/orders/7", "shop.example.com"))
+    // Both on one HTTP/2 connection, as a keep-alive caller sends them.
+    let mut connection = as_orders.connect_h2().await.unwrap();
+    let allowed = connection
+        .send(&Request::get("/orders/7", "shop.example.com"))
         .await
         .unwrap();
     assert_eq!(allowed.status, 200, "{}", allowed.body_text());
@@ -51,7 +53,7 @@ async fn http2_requests_are_decided_and_refused_grpc_calls_get_grpc_statuses() {
     assert_eq!(echoed.header("x-client-spiffe-id"), Some(SHOP_ORDERS));
     assert_eq!(backend.requests_served(), 1);
 
-    let refused = as_orders.send_h2(&grpc_call("/admin/users")).await.unwrap();
+    let refused = connection.send(&grpc_call("/admin/users")).await.unwrap();
     assert_eq!(refused.status, 200, "a gRPC answer: {refused:?}");
     assert_eq!(refused.header("grpc-status"), Some("7"), "{refused:?}");
     let message = refused.header("grpc-message").unwrap_or_default();

@@ -28,6 +28,7 @@ pub use echo::{EchoServer, EchoedRequest};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
 pub use fault::{fault_injection_wasm, BUILD_HEADER, FAULT_HEADER};
 pub use grpc::GrpcBackend;
+pub use http2::H2Connection;
 pub use load::{Drive, Exchange, LoadMode, LoadReport, LoadSpec};
 pub use pki::Pki;
 pub use stats::{Prometheus, Stats};

@@ -31,7 +31,7 @@ commands:
                (a new certificate per connection, many routes) beside a normal load
                [--connections N (5000)] [--routes R (5000)]
   bench-envoy  set up, run the Envoy load bench [--seconds S] [--rounds R] [--connections N]
-               [--mode keepalive|newconn|both] [--warmup S] [--json PATH]";
+               [--mode keepalive|newconn|h2|both|all] [--warmup S] [--json PATH]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
