@@ -5,7 +5,7 @@
 //! speaks HTTP/2 to a backend that offers it by ALPN and HTTP/1.1 to one that does not; the sidecar
 //! sends gRPC calls to the app over h2c and everything else over HTTP/1.1, on the same port.
 
-use testkit::{envoy, CertSpec, Client, EchoServer, Pki, Request};
+use testkit::{envoy, CertSpec, Client, EchoServer, Envoy, Pki, Request};
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -13,6 +13,22 @@ use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 
 const SHOP_ORDERS: &str = "spiffe://mesh.local/ns/shop/sa/orders";
+
+/// A shipped config of `envoy/` with its upstream at `upstream_port`, running `policy`.
+async fn start(pki: &Pki, config: &str, upstream_port: u16, policy: &serde_json::Value) -> Envoy {
+    envoy(config)
+        .cert_dir(&pki.dir)
+        .upstream_port(upstream_port)
+        .plugin_config(policy)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A client certificate of the mesh CA with this URI SAN.
+fn uri_cert(pki: &Pki, uri: &str) -> testkit::IssuedCert {
+    pki.client_cert(&CertSpec::client().uri(uri)).unwrap()
+}
 
 /// A gRPC call as a gRPC client sends it (the body is an empty length-prefixed message).
 fn grpc_call(path: &str) -> Request {
@@ -27,18 +43,16 @@ fn grpc_call(path: &str) -> Request {
 async fn http2_requests_are_decided_and_refused_grpc_calls_get_grpc_statuses() {
     let pki = Pki::new().unwrap();
     let backend = EchoServer::tls(&pki.backend).unwrap();
-    let envoy = envoy("gateway.yaml")
-        .cert_dir(&pki.dir)
-        .upstream_port(backend.port())
-        .plugin_config(&testkit::envoy::shipped_policy("gateway-policy.json").unwrap())
-        .start()
-        .await
-        .unwrap();
+    let envoy = start(
+        &pki,
+        "gateway.yaml",
+        backend.port(),
+        &testkit::envoy::shipped_policy("gateway-policy.json").unwrap(),
+    )
+    .await;
     // The echo backend offers no ALPN: the gateway falls back to HTTP/1.1, the only protocol it speaks.
     let listener = envoy.listener("ingress").unwrap();
-    let orders = pki
-        .client_cert(&CertSpec::client().uri(SHOP_ORDERS))
-        .unwrap();
+    let orders = uri_cert(&pki, SHOP_ORDERS);
     let as_orders = Client::tls(listener, pki.client_tls(Some(&orders)).unwrap());
     let anonymous = Client::tls(listener, pki.client_tls(None).unwrap());
 
@@ -163,20 +177,10 @@ async fn the_gateway_reaches_a_grpc_backend_over_http2_and_refuses_in_grpc_terms
         serde_json::json!({"name": "orders_grpc", "match": {"path_prefix": "/shop.Orders/"},
                            "allow": [{"uri": SHOP_ORDERS}]}),
     );
-    let envoy = envoy("gateway.yaml")
-        .cert_dir(&pki.dir)
-        .upstream_port(grpc_backend.port())
-        .plugin_config(&policy)
-        .start()
-        .await
-        .unwrap();
+    let envoy = start(&pki, "gateway.yaml", grpc_backend.port(), &policy).await;
     let port = envoy.listener("ingress").unwrap().port();
-    let orders = pki
-        .client_cert(&CertSpec::client().uri(SHOP_ORDERS))
-        .unwrap();
-    let stranger = pki
-        .client_cert(&CertSpec::client().uri("spiffe://mesh.local/ns/web/sa/frontend"))
-        .unwrap();
+    let orders = uri_cert(&pki, SHOP_ORDERS);
+    let stranger = uri_cert(&pki, "spiffe://mesh.local/ns/web/sa/frontend");
 
     let reply = get(channel(&pki, port, Some(&orders)).await).await.unwrap();
     assert_eq!(reply.identity, SHOP_ORDERS, "the backend saw the identity");
@@ -215,20 +219,16 @@ async fn the_gateway_reaches_a_grpc_backend_over_http2_and_refuses_in_grpc_terms
 async fn the_sidecar_sends_grpc_calls_to_the_app_over_h2c_and_the_rest_over_http1() {
     let pki = Pki::new().unwrap();
     let app = EchoServer::plain().unwrap();
-    let envoy = envoy("sidecar.yaml")
-        .cert_dir(&pki.dir)
-        .upstream_port(app.port())
-        .plugin_config(&testkit::envoy::shipped_policy("sidecar-policy.json").unwrap())
-        .start()
-        .await
-        .unwrap();
+    let envoy = start(
+        &pki,
+        "sidecar.yaml",
+        app.port(),
+        &testkit::envoy::shipped_policy("sidecar-policy.json").unwrap(),
+    )
+    .await;
     let listener = envoy.listener("ingress").unwrap();
-    let orders = pki
-        .client_cert(&CertSpec::client().uri(SHOP_ORDERS))
-        .unwrap();
-    let stranger = pki
-        .client_cert(&CertSpec::client().uri("spiffe://mesh.local/ns/web/sa/frontend"))
-        .unwrap();
+    let orders = uri_cert(&pki, SHOP_ORDERS);
+    let stranger = uri_cert(&pki, "spiffe://mesh.local/ns/web/sa/frontend");
 
     let reply = get(channel(&pki, listener.port(), Some(&orders)).await)
         .await
