@@ -11,8 +11,9 @@
 //! (`CERTGATE_WASM`, `ENVOY_BIN`). The Wasm floor and the opt-level z filter are built by the bench.
 //!
 //! Options: `--seconds S` (each run, default 5), `--rounds R` (default 5), `--connections N`
-//! (default 16), `--mode keepalive|newconn|both` (default both), `--warmup S` (per variant, default
-//! 2), `--json PATH` (default `<target>/bench-envoy/results.json`).
+//! (default 16), `--mode keepalive|newconn|h2|both|all` (`both`: keepalive and newconn; default
+//! all three; `h2`: keep-alive connections over HTTP/2), `--warmup S` (per variant, default 2),
+//! `--json PATH` (default `<target>/bench-envoy/results.json`).
 
 #[path = "support/envoy_bench.rs"]
 mod envoy_bench;
@@ -28,6 +29,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use testkit::load::{self, LoadMode, LoadReport, LoadSpec};
 use testkit::{Client, Request};
+
+/// Every mode, in the order the bench runs and prints them.
+const ALL_MODES: [LoadMode; 3] = [
+    LoadMode::KeepAlive,
+    LoadMode::NewConnection,
+    LoadMode::H2KeepAlive,
+];
 
 /// The bench's options, from the command line.
 #[derive(Clone, Debug)]
@@ -46,7 +54,7 @@ impl Options {
             run_time: Duration::from_secs(5),
             rounds: 5,
             connections: 16,
-            modes: vec![LoadMode::KeepAlive, LoadMode::NewConnection],
+            modes: ALL_MODES.to_vec(),
             warmup: Duration::from_secs(2),
             json: target_dir().join("bench-envoy/results.json"),
         };
@@ -67,13 +75,17 @@ impl Options {
                     options.modes = match value()?.as_str() {
                         "keepalive" => vec![LoadMode::KeepAlive],
                         "newconn" => vec![LoadMode::NewConnection],
+                        "h2" => vec![LoadMode::H2KeepAlive],
                         "both" => vec![LoadMode::KeepAlive, LoadMode::NewConnection],
-                        other => bail!("--mode {other:?}: expected keepalive, newconn or both"),
+                        "all" => ALL_MODES.to_vec(),
+                        other => {
+                            bail!("--mode {other:?}: expected keepalive, newconn, h2, both or all")
+                        }
                     }
                 }
                 other => bail!(
                     "unknown option {other:?}; options: --seconds S, --rounds R, --connections N, \
-                     --mode keepalive|newconn|both, --warmup S, --json PATH"
+                     --mode keepalive|newconn|h2|both|all, --warmup S, --json PATH"
                 ),
             }
         }
@@ -554,6 +566,7 @@ fn print_summary(mode: LoadMode, options: &Options, runs: &[Run]) -> Value {
         options.connections,
         match mode {
             LoadMode::KeepAlive => "keep-alive connections",
+            LoadMode::H2KeepAlive => "keep-alive HTTP/2 connections",
             LoadMode::NewConnection => "workers, a new connection and TLS handshake per request",
         },
         options.rounds,

@@ -1,9 +1,11 @@
-//! HTTP/2 and gRPC through `envoy/gateway.yaml` in real Envoy: the shipped listener negotiates `h2`
-//! by ALPN, certgate decides HTTP/2 requests as it decides HTTP/1.1 ones, and a refused gRPC call
-//! comes back as a gRPC status (`PERMISSION_DENIED` for a refused identity, `UNAUTHENTICATED`
-//! without a certificate) with certgate's `grpc-message`, in the caller's own protocol.
+//! HTTP/2 and gRPC through the shipped configs in real Envoy: the listeners negotiate `h2` by ALPN,
+//! certgate decides HTTP/2 requests as it decides HTTP/1.1 ones, and a refused gRPC call comes back
+//! as a gRPC status (`PERMISSION_DENIED` for a refused identity, `UNAUTHENTICATED` without a
+//! certificate) with certgate's `grpc-message`, in the caller's own protocol. Upstream, the gateway
+//! speaks HTTP/2 to a backend that offers it by ALPN and HTTP/1.1 to one that does not; the sidecar
+//! sends gRPC calls to the app over h2c and everything else over HTTP/1.1, on the same port.
 
-use testkit::{envoy, CertSpec, Client, EchoServer, Pki, Request};
+use testkit::{envoy, CertSpec, Client, EchoServer, Envoy, Pki, Request};
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -11,6 +13,22 @@ use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 
 const SHOP_ORDERS: &str = "spiffe://mesh.local/ns/shop/sa/orders";
+
+/// A shipped config of `envoy/` with its upstream at `upstream_port`, running `policy`.
+async fn start(pki: &Pki, config: &str, upstream_port: u16, policy: &serde_json::Value) -> Envoy {
+    envoy(config)
+        .cert_dir(&pki.dir)
+        .upstream_port(upstream_port)
+        .plugin_config(policy)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A client certificate of the mesh CA with this URI SAN.
+fn uri_cert(pki: &Pki, uri: &str) -> testkit::IssuedCert {
+    pki.client_cert(&CertSpec::client().uri(uri)).unwrap()
+}
 
 /// A gRPC call as a gRPC client sends it (the body is an empty length-prefixed message).
 fn grpc_call(path: &str) -> Request {
@@ -25,22 +43,23 @@ fn grpc_call(path: &str) -> Request {
 async fn http2_requests_are_decided_and_refused_grpc_calls_get_grpc_statuses() {
     let pki = Pki::new().unwrap();
     let backend = EchoServer::tls(&pki.backend).unwrap();
-    let envoy = envoy("gateway.yaml")
-        .cert_dir(&pki.dir)
-        .upstream_port(backend.port())
-        .plugin_config(&testkit::envoy::shipped_policy("gateway-policy.json").unwrap())
-        .start()
-        .await
-        .unwrap();
+    let envoy = start(
+        &pki,
+        "gateway.yaml",
+        backend.port(),
+        &testkit::envoy::shipped_policy("gateway-policy.json").unwrap(),
+    )
+    .await;
+    // The echo backend offers no ALPN: the gateway falls back to HTTP/1.1, the only protocol it speaks.
     let listener = envoy.listener("ingress").unwrap();
-    let orders = pki
-        .client_cert(&CertSpec::client().uri(SHOP_ORDERS))
-        .unwrap();
+    let orders = uri_cert(&pki, SHOP_ORDERS);
     let as_orders = Client::tls(listener, pki.client_tls(Some(&orders)).unwrap());
     let anonymous = Client::tls(listener, pki.client_tls(None).unwrap());
 
-    let allowed = as_orders
-        .send_h2(&Request::get("/orders/7", "shop.example.com"))
+    // Both on one HTTP/2 connection, as a keep-alive caller sends them.
+    let mut connection = as_orders.connect_h2().await.unwrap();
+    let allowed = connection
+        .send(&Request::get("/orders/7", "shop.example.com"))
         .await
         .unwrap();
     assert_eq!(allowed.status, 200, "{}", allowed.body_text());
@@ -48,7 +67,7 @@ async fn http2_requests_are_decided_and_refused_grpc_calls_get_grpc_statuses() {
     assert_eq!(echoed.header("x-client-spiffe-id"), Some(SHOP_ORDERS));
     assert_eq!(backend.requests_served(), 1);
 
-    let refused = as_orders.send_h2(&grpc_call("/admin/users")).await.unwrap();
+    let refused = connection.send(&grpc_call("/admin/users")).await.unwrap();
     assert_eq!(refused.status, 200, "a gRPC answer: {refused:?}");
     assert_eq!(refused.header("grpc-status"), Some("7"), "{refused:?}");
     let message = refused.header("grpc-message").unwrap_or_default();
@@ -94,39 +113,6 @@ struct Reply {
     identity: String,
 }
 
-/// `envoy/gateway.yaml` with a gRPC backend as `docs/deploying.md` describes it: an HTTP/2 cluster
-/// and a named route for `shop.Orders` in front of the others.
-fn gateway_with_grpc_backend(pki: &Pki, grpc_port: u16) -> String {
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/gateway.yaml"),
-    )
-    .unwrap();
-    let first_route = "              - name: admin\n";
-    let grpc_route = "              - name: orders_grpc\n                match: { prefix: /shop.Orders/, grpc: {} }\n                route: { cluster: grpc_backend }\n";
-    let grpc_cluster = format!(
-        "  - name: grpc_backend
-    type: STATIC
-    connect_timeout: 2s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: grpc_backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {grpc_port} }} }} }}
-"
-    );
-    assert!(shipped.contains(first_route) && shipped.contains("  clusters:\n"));
-    let config = shipped
-        .replacen(first_route, &format!("{grpc_route}{first_route}"), 1)
-        .replacen("  clusters:\n", &format!("  clusters:\n{grpc_cluster}"), 1);
-    let name = "gateway-grpc.yaml";
-    std::fs::write(pki.dir.path().join(name), config).unwrap();
-    name.to_owned()
-}
-
 /// A gRPC channel to `port` presenting `cert` (none when `None`), trusting Envoy's certificate.
 async fn channel(pki: &Pki, port: u16, cert: Option<&testkit::IssuedCert>) -> Channel {
     let mut tls = ClientTlsConfig::new()
@@ -157,41 +143,9 @@ async fn get(channel: Channel) -> Result<Reply, Status> {
     .map(tonic::Response::into_inner)
 }
 
-/// A real gRPC client (tonic over rustls) through the gateway to a gRPC backend: an allowed
-/// identity's unary and server-streaming calls succeed and the backend sees the identity header; a
-/// refused identity and a caller without a certificate get their gRPC status in tonic's `Status`.
-#[tokio::test]
-async fn a_grpc_client_is_admitted_or_refused_in_its_own_terms() {
-    let pki = Pki::new().unwrap();
-    let backend = EchoServer::tls(&pki.backend).unwrap();
-    let grpc_backend = testkit::GrpcBackend::start().unwrap();
-    let template = gateway_with_grpc_backend(&pki, grpc_backend.port());
-    let mut policy = testkit::envoy::shipped_policy("gateway-policy.json").unwrap();
-    policy["routes"].as_array_mut().unwrap().insert(
-        0,
-        serde_json::json!({"name": "orders_grpc", "match": {"route_name": "orders_grpc"},
-                           "allow": [{"uri": SHOP_ORDERS}]}),
-    );
-    let envoy = envoy(&template)
-        .template_dir(pki.dir.path())
-        .cert_dir(&pki.dir)
-        .upstream_port(backend.port())
-        .plugin_config(&policy)
-        .start()
-        .await
-        .unwrap();
-    let port = envoy.listener("ingress").unwrap().port();
-    let orders = pki
-        .client_cert(&CertSpec::client().uri(SHOP_ORDERS))
-        .unwrap();
-    let stranger = pki
-        .client_cert(&CertSpec::client().uri("spiffe://mesh.local/ns/web/sa/frontend"))
-        .unwrap();
-
-    let reply = get(channel(&pki, port, Some(&orders)).await).await.unwrap();
-    assert_eq!(reply.identity, SHOP_ORDERS, "the backend saw the identity");
-
-    let mut grpc = Grpc::new(channel(&pki, port, Some(&orders)).await);
+/// A server-streaming call's messages, or its status.
+async fn watch(channel: Channel) -> Result<Vec<String>, Status> {
+    let mut grpc = Grpc::new(channel);
     grpc.ready().await.unwrap();
     let mut stream = grpc
         .server_streaming(
@@ -199,15 +153,42 @@ async fn a_grpc_client_is_admitted_or_refused_in_its_own_terms() {
             PathAndQuery::from_static("/shop.Orders/Watch"),
             ProstCodec::<Query, Reply>::default(),
         )
-        .await
-        .unwrap()
+        .await?
         .into_inner();
     let mut received = Vec::new();
-    while let Some(reply) = stream.message().await.unwrap() {
+    while let Some(reply) = stream.message().await? {
         received.push(reply.identity);
     }
+    Ok(received)
+}
+
+/// A real gRPC client (tonic over rustls) through the shipped gateway to a gRPC backend that offers
+/// `h2` by ALPN (the backend speaks nothing else, so every answered call went upstream over
+/// HTTP/2): an allowed identity's unary and server-streaming calls succeed and the backend sees the
+/// identity header; a refused identity and a caller without a certificate get their gRPC status in
+/// tonic's `Status`.
+#[tokio::test]
+async fn the_gateway_reaches_a_grpc_backend_over_http2_and_refuses_in_grpc_terms() {
+    let pki = Pki::new().unwrap();
+    let grpc_backend = testkit::GrpcBackend::tls(&pki.backend).unwrap();
+    let mut policy = testkit::envoy::shipped_policy("gateway-policy.json").unwrap();
+    policy["routes"].as_array_mut().unwrap().insert(
+        0,
+        serde_json::json!({"name": "orders_grpc", "match": {"path_prefix": "/shop.Orders/"},
+                           "allow": [{"uri": SHOP_ORDERS}]}),
+    );
+    let envoy = start(&pki, "gateway.yaml", grpc_backend.port(), &policy).await;
+    let port = envoy.listener("ingress").unwrap().port();
+    let orders = uri_cert(&pki, SHOP_ORDERS);
+    let stranger = uri_cert(&pki, "spiffe://mesh.local/ns/web/sa/frontend");
+
+    let reply = get(channel(&pki, port, Some(&orders)).await).await.unwrap();
+    assert_eq!(reply.identity, SHOP_ORDERS, "the backend saw the identity");
+    let streamed = watch(channel(&pki, port, Some(&orders)).await)
+        .await
+        .unwrap();
     assert_eq!(
-        received,
+        streamed,
         vec![SHOP_ORDERS; testkit::grpc::STREAMED_MESSAGES]
     );
     assert_eq!(grpc_backend.calls(), 2);
@@ -228,5 +209,72 @@ async fn a_grpc_client_is_admitted_or_refused_in_its_own_terms() {
         grpc_backend.calls(),
         2,
         "no refused call reached the backend"
+    );
+}
+
+/// The shipped sidecar in front of an app serving HTTP/1.1 and gRPC (h2c) on one port: gRPC calls
+/// reach it over HTTP/2 on the same certgate route as its HTTP/1.1 requests, which still arrive
+/// over HTTP/1.1; a refused identity's call never reaches it.
+#[tokio::test]
+async fn the_sidecar_sends_grpc_calls_to_the_app_over_h2c_and_the_rest_over_http1() {
+    let pki = Pki::new().unwrap();
+    let app = EchoServer::plain().unwrap();
+    let envoy = start(
+        &pki,
+        "sidecar.yaml",
+        app.port(),
+        &testkit::envoy::shipped_policy("sidecar-policy.json").unwrap(),
+    )
+    .await;
+    let listener = envoy.listener("ingress").unwrap();
+    let orders = uri_cert(&pki, SHOP_ORDERS);
+    let stranger = uri_cert(&pki, "spiffe://mesh.local/ns/web/sa/frontend");
+
+    let reply = get(channel(&pki, listener.port(), Some(&orders)).await)
+        .await
+        .unwrap();
+    assert_eq!(reply.identity, SHOP_ORDERS, "the app saw the identity");
+    let streamed = watch(channel(&pki, listener.port(), Some(&orders)).await)
+        .await
+        .unwrap();
+    assert_eq!(streamed.len(), testkit::grpc::STREAMED_MESSAGES);
+    assert_eq!(app.requests_served(), 2);
+
+    let as_orders = Client::tls(listener, pki.client_tls(Some(&orders)).unwrap());
+    for response in [
+        as_orders
+            .send(&Request::get("/orders/7", "app.mesh.local"))
+            .await
+            .unwrap(),
+        as_orders
+            .send_h2(&Request::get("/orders/7", "app.mesh.local"))
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(response.status, 200, "{}", response.body_text());
+        let echoed = response.echoed().unwrap();
+        assert_eq!(echoed.header("x-client-spiffe-id"), Some(SHOP_ORDERS));
+    }
+    assert_eq!(app.requests_served(), 4, "HTTP/1.1 upstream for both");
+
+    let refused = get(channel(&pki, listener.port(), Some(&stranger)).await)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let denied = [
+        ("route", "app"),
+        ("decision", "deny"),
+        ("reason", "not_in_allowlist"),
+    ];
+    envoy
+        .wait_for_prometheus(std::time::Duration::from_secs(5), |scrape| {
+            scrape.value("certgate_requests_total", &denied).is_some()
+        })
+        .await
+        .expect("the gRPC route is certgate's `app` route");
+    assert_eq!(
+        app.requests_served(),
+        4,
+        "the refused call never reached the app"
     );
 }

@@ -204,6 +204,23 @@ impl IssuedCert {
             .collect()
     }
 
+    /// A TLS server configuration presenting this certificate, asking clients for none (the
+    /// upstreams of the suites: the echo server, the gRPC backend).
+    pub fn server_tls_config(&self) -> Result<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let chain = vec![rustls::pki_types::CertificateDer::from(self.der.clone())];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .context("server private key PEM")?;
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("server TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("server certificate")
+    }
+
     /// The certificate as an AWS ALB in mTLS verify mode passes it in `X-Amzn-Mtls-Clientcert-Leaf`:
     /// URL-encoded PEM in which ALB leaves `+`, `=` and `/` unescaped.
     pub fn alb_leaf_header_value(&self) -> String {

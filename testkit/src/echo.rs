@@ -2,14 +2,14 @@
 //! answers every request with JSON listing exactly what it received — method, path, every header
 //! line in order with duplicates and names as sent, and the body — and counts the requests, so a test
 //! can prove a denied request never reached it (and, per header name, how many requests carried it:
-//! a test proves a marked request never got through). For the load bench it can instead answer an empty
-//! 200 without building anything ([`EchoServer::plain_ok`]), so the upstream costs next to nothing.
+//! a test proves a marked request never got through). The plain server also answers gRPC calls
+//! over h2c on the same port, as an app behind a sidecar does. For the load bench it can instead
+//! answer an empty 200 without building anything ([`EchoServer::plain_ok`]), so the upstream costs
+//! next to nothing.
 
 use crate::certs::IssuedCert;
 use crate::http1::{self, BodyFraming, Stream};
 use anyhow::{bail, Context, Result};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -46,7 +46,10 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// Plain HTTP.
+    /// Plain HTTP/1.1, and gRPC on the same port, as an app behind a sidecar serves both: a
+    /// connection that opens with the HTTP/2 preface (cleartext, prior knowledge: how Envoy sends
+    /// gRPC calls to the app) is answered as [`crate::GrpcBackend`] answers, each call counted among
+    /// the requests served.
     pub fn plain() -> Result<Self> {
         Self::start(None, Reply::Echo)
     }
@@ -59,17 +62,7 @@ impl EchoServer {
 
     /// HTTPS with this server certificate (the gateway's backends).
     pub fn tls(cert: &IssuedCert) -> Result<Self> {
-        let chain = vec![CertificateDer::from(cert.der.clone())];
-        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
-            .context("echo server private key PEM")?;
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .context("echo server TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("echo server certificate")?;
+        let config = cert.server_tls_config()?;
         Self::start(Some(TlsAcceptor::from(Arc::new(config))), Reply::Echo)
     }
 
@@ -207,6 +200,10 @@ async fn serve_connection(
 ) -> Result<()> {
     tcp.set_nodelay(true)?;
     let stream = match tls {
+        None if reply == Reply::Echo && opens_with_h2_preface(&tcp).await? => {
+            crate::grpc::serve_connection(tcp, counters.requests).await;
+            return Ok(());
+        }
         None => Stream::Plain(tcp),
         Some(acceptor) => {
             let tls_stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
@@ -240,6 +237,24 @@ async fn serve_connection(
         }
     }
     Ok(())
+}
+
+/// Whether the client's first bytes are the HTTP/2 connection preface (`PRI * HTTP/2.0…`), read
+/// without consuming them; false when it closes first.
+async fn opens_with_h2_preface(tcp: &TcpStream) -> Result<bool> {
+    const PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+    let mut start = [0u8; PREFACE_START.len()];
+    loop {
+        let read = tcp.peek(&mut start).await?;
+        if read == 0 || !PREFACE_START.starts_with(&start[..read]) {
+            return Ok(false);
+        }
+        if read == start.len() {
+            return Ok(true);
+        }
+        // Only part of the preface has arrived: wait for the rest without spinning.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 fn write_echo(head: &http1::Head, body: &[u8], close: bool, out: &mut Vec<u8>) -> Result<()> {

@@ -1,15 +1,19 @@
-//! A gRPC backend over cleartext HTTP/2 (h2c), as a gRPC service behind a sidecar or gateway is:
-//! every call is answered `OK` with messages that carry the identity header the backend received
+//! A gRPC backend, as a gRPC service behind a sidecar or gateway is: over cleartext HTTP/2 (h2c,
+//! [`GrpcBackend::start`]) or over TLS with ALPN `h2` ([`GrpcBackend::tls`], a gateway's backend).
+//! Every call is answered `OK` with messages that carry the identity header the backend received
 //! (`x-client-spiffe-id`, as protobuf field 1, a string), one message for a unary call and
 //! [`STREAMED_MESSAGES`] for a path ending in `/Watch` (server streaming). Runs on its own thread
-//! and stops when dropped.
+//! and stops when dropped. [`crate::EchoServer::plain`] answers gRPC calls on its port the same way.
 
+use crate::certs::IssuedCert;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// How many messages a streaming call (`…/Watch`) gets.
 pub const STREAMED_MESSAGES: usize = 3;
@@ -25,8 +29,19 @@ pub struct GrpcBackend {
 }
 
 impl GrpcBackend {
-    /// Starts the backend on an ephemeral loopback port.
+    /// Starts the backend over h2c on an ephemeral loopback port.
     pub fn start() -> Result<GrpcBackend> {
+        Self::serve(None)
+    }
+
+    /// Starts the backend over TLS with this server certificate, offering only `h2` by ALPN.
+    pub fn tls(cert: &IssuedCert) -> Result<GrpcBackend> {
+        let mut config = cert.server_tls_config()?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self::serve(Some(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn serve(tls: Option<TlsAcceptor>) -> Result<GrpcBackend> {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
@@ -46,7 +61,7 @@ impl GrpcBackend {
                 };
                 tokio::select! {
                     _ = stopped => {}
-                    _ = accept(listener, counted) => {}
+                    _ = accept(listener, tls, counted) => {}
                 }
             });
         });
@@ -79,19 +94,35 @@ impl Drop for GrpcBackend {
     }
 }
 
-async fn accept(listener: TcpListener, calls: Arc<AtomicUsize>) {
+async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, calls: Arc<AtomicUsize>) {
     while let Ok((socket, _)) = listener.accept().await {
         let calls = Arc::clone(&calls);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let Ok(mut connection) = h2::server::handshake(socket).await else {
-                return;
-            };
-            while let Some(Ok((request, respond))) = connection.accept().await {
-                let calls = Arc::clone(&calls);
-                tokio::spawn(async move {
-                    let _ = answer(request, respond, &calls).await;
-                });
+            match tls {
+                None => serve_connection(socket, calls).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(socket).await {
+                        serve_connection(stream, calls).await;
+                    }
+                }
             }
+        });
+    }
+}
+
+/// Answers the gRPC calls of one HTTP/2 connection until it closes, counting each in `calls`.
+pub(crate) async fn serve_connection<T>(io: T, calls: Arc<AtomicUsize>)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let Ok(mut connection) = h2::server::handshake(io).await else {
+        return;
+    };
+    while let Some(Ok((request, respond))) = connection.accept().await {
+        let calls = Arc::clone(&calls);
+        tokio::spawn(async move {
+            let _ = answer(request, respond, &calls).await;
         });
     }
 }
@@ -142,4 +173,42 @@ fn grpc_message(identity: &[u8]) -> Bytes {
     framed.extend_from_slice(&(field.len() as u32).to_be_bytes());
     framed.extend_from_slice(&field);
     Bytes::from(framed)
+}
+
+/// The identity a reply of the backend carries: the string field 1 of its first length-prefixed
+/// message; `None` when `body` is not such a reply.
+pub fn reply_identity(body: &[u8]) -> Option<String> {
+    let (prefix, message) = body.split_at_checked(5)?;
+    let length = u32::from_be_bytes(prefix.get(1..5)?.try_into().ok()?) as usize;
+    let mut field = message.get(..length)?.iter().copied();
+    if field.next()? != 0x0a {
+        return None;
+    }
+    let (mut value_length, mut shift) = (0usize, 0);
+    loop {
+        let byte = field.next()?;
+        value_length |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    let value: Vec<u8> = field.collect();
+    (value.len() == value_length)
+        .then(|| String::from_utf8(value).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_gives_back_the_identity_it_carries() {
+        let identity = "spiffe://mesh.local/ns/shop/sa/orders".repeat(5);
+        let reply = grpc_message(identity.as_bytes());
+        assert_eq!(reply_identity(&reply), Some(identity));
+        assert_eq!(reply_identity(&grpc_message(b"")), Some(String::new()));
+        assert_eq!(reply_identity(b"{\"json\": true}"), None);
+    }
 }

@@ -1,10 +1,13 @@
-//! The HTTP/2 side of [`Client`]: one request on a TLS connection that negotiates `h2` by ALPN, as
-//! gRPC callers and mesh sidecars speak to Envoy. Header lines of the [`Request`] become HTTP/2
+//! The HTTP/2 side of [`Client`]: TLS connections that negotiate `h2` by ALPN, as gRPC callers and
+//! mesh sidecars speak to Envoy, one request each ([`Client::send_h2`]) or many in turn
+//! ([`H2Connection`], keep-alive). Header lines of the [`Request`] become HTTP/2
 //! fields (`host` becomes `:authority`); the response's trailers follow its headers in
 //! [`Response::headers`], so a gRPC status reads the same whether it came trailers-only or not.
 
 use crate::client::{Client, Request, Response};
 use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -12,18 +15,20 @@ impl Client {
     /// Sends one request over HTTP/2 on a new TLS connection (ALPN `h2`, which the server must
     /// choose), within the client's timeout.
     pub async fn send_h2(&self, request: &Request) -> Result<Response> {
-        let timeout = self.timeout();
-        tokio::time::timeout(timeout, self.exchange_h2(request))
-            .await
-            .with_context(|| {
-                format!(
-                    "{} over h2: no complete response within {timeout:?}",
-                    request.target()
-                )
-            })?
+        self.connect_h2().await?.send(request).await
     }
 
-    async fn exchange_h2(&self, request: &Request) -> Result<Response> {
+    /// Opens a TLS connection that negotiates `h2` (which the server must choose), within the
+    /// client's timeout: requests sent on it are streams of one HTTP/2 connection (keep-alive).
+    pub async fn connect_h2(&self) -> Result<H2Connection> {
+        let timeout = self.timeout();
+        let addr = self.addr();
+        tokio::time::timeout(timeout, self.handshake_h2())
+            .await
+            .with_context(|| format!("HTTP/2 connection to {addr}: not ready within {timeout:?}"))?
+    }
+
+    async fn handshake_h2(&self) -> Result<H2Connection> {
         let addr = self.addr();
         let Some(tls) = self.tls_settings() else {
             bail!("HTTP/2 is negotiated by ALPN: this client has no TLS");
@@ -31,6 +36,7 @@ impl Client {
         let tcp = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
+        tcp.set_nodelay(true)?;
         let mut config = (*tls.config).clone();
         config.alpn_protocols = vec![b"h2".to_vec()];
         let stream = TlsConnector::from(std::sync::Arc::new(config))
@@ -40,10 +46,46 @@ impl Client {
         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
             bail!("{addr} did not choose h2 by ALPN");
         }
-        let (mut sender, connection) = h2::client::handshake(stream)
+        let (sender, connection) = h2::client::handshake(stream)
             .await
             .context("HTTP/2 handshake")?;
-        let driver = tokio::spawn(connection);
+        Ok(H2Connection {
+            sender,
+            driver: tokio::spawn(connection),
+            timeout: self.timeout(),
+        })
+    }
+}
+
+/// One open HTTP/2 connection; each request is a stream of it. Closed when dropped.
+pub struct H2Connection {
+    sender: h2::client::SendRequest<Bytes>,
+    driver: tokio::task::JoinHandle<Result<(), h2::Error>>,
+    timeout: Duration,
+}
+
+impl Drop for H2Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl H2Connection {
+    /// Sends a request as a new stream and reads its whole response and trailers, within the
+    /// client's timeout.
+    pub async fn send(&mut self, request: &Request) -> Result<Response> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.exchange(request))
+            .await
+            .with_context(|| {
+                format!(
+                    "{} over h2: no complete response within {timeout:?}",
+                    request.target()
+                )
+            })?
+    }
+
+    async fn exchange(&mut self, request: &Request) -> Result<Response> {
         let mut authority = String::new();
         let mut builder = http::Request::builder().method(request.method());
         for line in request.header_lines() {
@@ -60,11 +102,17 @@ impl Client {
             .body(())
             .context("an HTTP/2 request")?;
         let body = request.body_bytes();
+        let mut sender = self
+            .sender
+            .clone()
+            .ready()
+            .await
+            .context("the connection takes no new stream")?;
         let (reply, mut send) = sender
             .send_request(outgoing, body.is_empty())
             .context("sending the request")?;
         if !body.is_empty() {
-            send.send_data(bytes::Bytes::copy_from_slice(body), true)?;
+            send.send_data(Bytes::copy_from_slice(body), true)?;
         }
         let reply = reply.await.context("the response")?;
         let status = reply.status().as_u16();
@@ -79,8 +127,6 @@ impl Client {
         if let Some(trailers) = incoming.trailers().await.context("the trailers")? {
             headers.extend(fields(&trailers));
         }
-        drop(sender);
-        driver.abort();
         Ok(Response {
             status,
             headers,

@@ -1,6 +1,6 @@
 //! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
 //! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
-//! the headers it received ([`echo`]), a gRPC backend over h2c ([`grpc`]), an mTLS client speaking
+//! the headers it received ([`echo`]), a gRPC backend over h2c or TLS ([`grpc`]), an mTLS client speaking
 //! HTTP/1.1 or HTTP/2 ([`client`]), the load bench's load
 //! generator ([`load`]), and the extra Wasm builds: the test-only fault-injection filter
 //! ([`fault`]), the bench's Wasm floor and certgate at opt-level z ([`wasm_build`]).
@@ -28,6 +28,7 @@ pub use echo::{EchoServer, EchoedRequest};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
 pub use fault::{fault_injection_wasm, BUILD_HEADER, FAULT_HEADER};
 pub use grpc::GrpcBackend;
+pub use http2::H2Connection;
 pub use load::{Drive, Exchange, LoadMode, LoadReport, LoadSpec};
 pub use pki::Pki;
 pub use stats::{Prometheus, Stats};

@@ -1,6 +1,6 @@
 //! The load generator of the Envoy load bench: drives one listener with the testkit [`Client`] for a
-//! fixed time, over N keep-alive connections or with a new connection (a full TLS handshake) per
-//! request, and records the latency of every request and every failure. A non-2xx status is a
+//! fixed time, over N keep-alive connections (HTTP/1.1 or HTTP/2) or with a new connection (a full
+//! TLS handshake) per request, and records the latency of every request and every failure. A non-2xx status is a
 //! failure too: a run with failures is reported as such, never averaged away.
 //!
 //! It is meant for a current-thread runtime, so that it takes one core at most from the Envoy it
@@ -11,6 +11,7 @@
 //! version of the filter answered, when).
 
 use crate::client::{Client, Connection, Request, Response};
+use crate::http2::H2Connection;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +24,9 @@ use tokio::task::JoinSet;
 pub enum LoadMode {
     /// Each of the N connections sends its requests one after another.
     KeepAlive,
+    /// As [`LoadMode::KeepAlive`] over HTTP/2 (ALPN `h2`): each of the N connections sends its
+    /// requests one stream after another, as a mesh sidecar or a gRPC client does.
+    H2KeepAlive,
     /// Each of the N workers opens a connection, sends one request with `connection: close`, and
     /// starts over: every request pays a TCP connect and a full TLS handshake, and the filter sees
     /// a new connection each time (its per-connection caches never hit).
@@ -34,6 +38,7 @@ impl LoadMode {
     pub fn name(self) -> &'static str {
         match self {
             LoadMode::KeepAlive => "keepalive",
+            LoadMode::H2KeepAlive => "h2",
             LoadMode::NewConnection => "newconn",
         }
     }
@@ -164,7 +169,7 @@ impl LoadReport {
 /// request. Call it on the runtime the load should run on; it spawns its workers there.
 pub async fn run(client: &Client, request: &Request, spec: LoadSpec) -> LoadReport {
     let request = match spec.mode {
-        LoadMode::KeepAlive => request.clone(),
+        LoadMode::KeepAlive | LoadMode::H2KeepAlive => request.clone(),
         LoadMode::NewConnection => request.clone().header("connection", "close"),
     };
     let started = Instant::now();
@@ -175,7 +180,8 @@ pub async fn run(client: &Client, request: &Request, spec: LoadSpec) -> LoadRepo
         let request = request.clone();
         workers.spawn(async move {
             match spec.mode {
-                LoadMode::KeepAlive => keep_alive(&client, &request, deadline).await,
+                LoadMode::KeepAlive => keep_alive(&client, &request, false, deadline).await,
+                LoadMode::H2KeepAlive => keep_alive(&client, &request, true, deadline).await,
                 LoadMode::NewConnection => new_connection_each(&client, &request, deadline).await,
             }
         });
@@ -192,13 +198,36 @@ pub async fn run(client: &Client, request: &Request, spec: LoadSpec) -> LoadRepo
     report
 }
 
-async fn keep_alive(client: &Client, request: &Request, deadline: Instant) -> LoadReport {
+/// A keep-alive connection of either protocol.
+enum KeptAlive {
+    Http1(Connection),
+    Http2(H2Connection),
+}
+
+impl KeptAlive {
+    async fn open(client: &Client, h2: bool) -> Result<KeptAlive> {
+        Ok(if h2 {
+            KeptAlive::Http2(client.connect_h2().await?)
+        } else {
+            KeptAlive::Http1(client.connect().await?)
+        })
+    }
+
+    async fn send(&mut self, request: &Request) -> Result<Response> {
+        match self {
+            KeptAlive::Http1(connection) => connection.send(request).await,
+            KeptAlive::Http2(connection) => connection.send(request).await,
+        }
+    }
+}
+
+async fn keep_alive(client: &Client, request: &Request, h2: bool, deadline: Instant) -> LoadReport {
     let mut report = LoadReport::default();
-    let mut open: Option<Connection> = None;
+    let mut open: Option<KeptAlive> = None;
     while Instant::now() < deadline {
         let connection = match open.as_mut() {
             Some(connection) => connection,
-            None => match client.connect().await {
+            None => match KeptAlive::open(client, h2).await {
                 Ok(connection) => open.insert(connection),
                 Err(error) => {
                     report.record_failure(error);

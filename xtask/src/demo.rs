@@ -1,7 +1,9 @@
 //! `cargo xtask demo`: certgate in real Envoy, in one command. It builds what is missing, starts the
 //! shipped `envoy/sidecar.yaml` and `envoy/gateway.yaml` with generated certificates and an echo
 //! upstream each, sends requests as several identities, prints what certgate decided and which
-//! identity headers the upstream received, then certgate's Prometheus series.
+//! identity headers the upstream received, then certgate's Prometheus series. Two of the sidecar's
+//! requests are gRPC calls over HTTP/2 (one allowed, one refused with its gRPC status), answered
+//! by the app's gRPC side on the same port, as `testkit::GrpcBackend` answers.
 //!
 //! Every process and temporary file goes away when the demo ends, also on an error or Ctrl-C: they
 //! live in testkit's guards, dropped with the future that owns them.
@@ -148,6 +150,8 @@ struct Visit {
     caller: Caller,
     path: &'static str,
     expected: Expected,
+    /// A unary gRPC call over HTTP/2 instead of an HTTP/1.1 GET.
+    grpc: bool,
 }
 
 fn visit(caller: Caller, path: &'static str, expected: Expected) -> Visit {
@@ -155,6 +159,43 @@ fn visit(caller: Caller, path: &'static str, expected: Expected) -> Visit {
         caller,
         path,
         expected,
+        grpc: false,
+    }
+}
+
+fn grpc_call(caller: Caller, path: &'static str, expected: Expected) -> Visit {
+    Visit {
+        grpc: true,
+        ..visit(caller, path, expected)
+    }
+}
+
+impl Visit {
+    /// The request column.
+    fn request_line(&self) -> String {
+        let method = if self.grpc { "gRPC" } else { "GET" };
+        format!("{method} {}", self.path)
+    }
+
+    /// The request as sent; the Host is the name the clients' SNI gives (certgate counts a
+    /// mismatch of the two).
+    fn request(&self) -> Request {
+        let mut request = if self.grpc {
+            // A unary call with an empty message, as a gRPC client sends it.
+            Request::new("POST", self.path)
+                .header("host", ENVOY_SERVER_NAME)
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(vec![0; 5])
+        } else {
+            Request::get(self.path, ENVOY_SERVER_NAME)
+        };
+        if self.caller.spoofs {
+            for (name, value) in SPOOFED_HEADERS {
+                request = request.header(name, value);
+            }
+        }
+        request
     }
 }
 
@@ -200,6 +241,16 @@ fn stages() -> Result<[Stage; 2]> {
                     Caller::uri(SHOP_ORDERS).spoofing(),
                     "/orders/7",
                     Allow("allowlist_match"),
+                ),
+                grpc_call(
+                    Caller::uri(SHOP_ORDERS),
+                    "/shop.Orders/Get",
+                    Allow("allowlist_match"),
+                ),
+                grpc_call(
+                    Caller::uri(OPS_ADMIN),
+                    "/shop.Orders/Cancel",
+                    Deny("not_in_allowlist"),
                 ),
             ],
         },
@@ -360,14 +411,12 @@ async fn visit_all(running: &Running, pki: &Pki, problems: &mut Vec<String>) -> 
     let mut outcomes = Vec::new();
     for visit in &stage.visits {
         let tls = pki.client_tls(visit.caller.certificate(pki)?.as_ref())?;
-        // The Host the clients' SNI names: certgate counts a mismatch of the two.
-        let mut request = Request::get(visit.path, ENVOY_SERVER_NAME);
-        if visit.caller.spoofs {
-            for (name, value) in SPOOFED_HEADERS {
-                request = request.header(name, value);
-            }
-        }
-        outcomes.push(Client::tls(listener, tls).send(&request).await);
+        let client = Client::tls(listener, tls);
+        outcomes.push(if visit.grpc {
+            client.send_h2(&visit.request()).await
+        } else {
+            client.send(&visit.request()).await
+        });
     }
     let answered = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
     let records = access_log_records(envoy, answered).await?;
@@ -396,8 +445,8 @@ async fn visit_all(running: &Running, pki: &Pki, problems: &mut Vec<String>) -> 
             }
             (Err(error), _) => bail!("{what}: the request failed: {error:#}"),
             (Ok(response), expected) => {
-                let recorded = request_id(response)
-                    .and_then(|id| records.get(&id))
+                let recorded = records
+                    .get(&request_id(response).unwrap_or_else(|| visit.path.to_owned()))
                     .with_context(|| {
                         format!("{what}: no access-log line for status {}", response.status)
                     })?;
@@ -405,7 +454,10 @@ async fn visit_all(running: &Running, pki: &Pki, problems: &mut Vec<String>) -> 
                 (
                     recorded.route.clone(),
                     vec![format!("{} {}", recorded.decision, recorded.reason)],
-                    response.status.to_string(),
+                    match response.header("grpc-status") {
+                        Some(code) => format!("grpc-status {code}"),
+                        None => response.status.to_string(),
+                    },
                     upstream_view(response),
                 )
             }
@@ -414,7 +466,7 @@ async fn visit_all(running: &Running, pki: &Pki, problems: &mut Vec<String>) -> 
         rows.push(vec![
             vec![envoy_name.to_owned()],
             visit.caller.describe(),
-            vec![format!("GET {}", visit.path)],
+            vec![visit.request_line()],
             vec![route],
             decision,
             vec![status],
@@ -447,7 +499,7 @@ fn check(
 ) {
     let (status, decision, reason) = match expected {
         Expected::Allow(reason) => (200, "allow", reason),
-        Expected::Deny(reason) => (403, "deny", reason),
+        Expected::Deny(reason) => (if visit.grpc { 200 } else { 403 }, "deny", reason),
         Expected::HandshakeRefused => {
             problems.push(format!(
                 "{what}: expected a refused handshake, got status {}",
@@ -456,11 +508,33 @@ fn check(
             return;
         }
     };
-    if response.status != status || recorded.decision != decision || recorded.reason != reason {
+    // A gRPC answer says OK (0) or PERMISSION_DENIED (7) in `grpc-status`.
+    let grpc_status = match (visit.grpc, decision) {
+        (false, _) => None,
+        (true, "allow") => Some("0"),
+        (true, _) => Some("7"),
+    };
+    if response.status != status
+        || response.header("grpc-status") != grpc_status
+        || recorded.decision != decision
+        || recorded.reason != reason
+    {
         problems.push(format!(
-            "{what}: expected {status} {decision} {reason}, got {} {} {}",
-            response.status, recorded.decision, recorded.reason
+            "{what}: expected {status} (grpc-status {grpc_status:?}) {decision} {reason}, got {} ({:?}) {} {}",
+            response.status,
+            response.header("grpc-status"),
+            recorded.decision,
+            recorded.reason
         ));
+    }
+    if let Some(identity) = testkit::grpc::reply_identity(&response.body) {
+        let expected = visit.caller.expected_upstream("x-client-spiffe-id");
+        if Some(identity.as_str()) != expected.as_deref() {
+            problems.push(format!(
+                "{what}: the gRPC app saw x-client-spiffe-id {identity:?}"
+            ));
+        }
+        return;
     }
     let Ok(echoed) = response.echoed() else {
         return;
@@ -481,7 +555,8 @@ fn check(
     }
 }
 
-/// The request id Envoy gave a request: the upstream saw it, or certgate's deny body names it.
+/// The request id Envoy gave a request: the upstream saw it, or certgate's deny body names it;
+/// `None` for a gRPC call (its log line is found by its path, each call's own).
 fn request_id(response: &Response) -> Option<String> {
     match response.echoed() {
         Ok(echoed) => echoed.header("x-request-id").map(str::to_owned),
@@ -491,7 +566,8 @@ fn request_id(response: &Response) -> Option<String> {
     }
 }
 
-/// certgate's fields of the access log, by request id, once `count` lines are written.
+/// certgate's fields of the access log, by request id and, for gRPC calls, by path, once `count`
+/// lines are written.
 async fn access_log_records(envoy: &Envoy, count: usize) -> Result<HashMap<String, Recorded>> {
     let entries = envoy.access_log_entries(count, ENVOY_FLUSH_TIMEOUT).await?;
     let field =
@@ -499,8 +575,13 @@ async fn access_log_records(envoy: &Envoy, count: usize) -> Result<HashMap<Strin
     Ok(entries
         .iter()
         .map(|entry| {
+            let key = if entry["method"] == "POST" {
+                "path"
+            } else {
+                "request_id"
+            };
             (
-                field(entry, "request_id"),
+                field(entry, key),
                 Recorded {
                     route: field(entry, "certgate_route"),
                     decision: field(entry, "certgate_decision"),
@@ -513,6 +594,9 @@ async fn access_log_records(envoy: &Envoy, count: usize) -> Result<HashMap<Strin
 
 /// The identity headers, XFCC and XFF the upstream received, one line each.
 fn upstream_view(response: &Response) -> Vec<String> {
+    if let Some(identity) = testkit::grpc::reply_identity(&response.body) {
+        return vec![format!("x-client-spiffe-id: {identity} (over h2c)")];
+    }
     let Ok(echoed) = response.echoed() else {
         return vec!["(never reached)".to_owned()];
     };

@@ -5,6 +5,8 @@
 
 mod bench_envoy;
 mod build;
+mod churn;
+mod counts;
 mod debian;
 mod demo;
 mod envoy;
@@ -25,8 +27,11 @@ commands:
   fuzz         set up, run every fuzz target for --seconds N each [--target NAME] (docs/fuzzing.md)
   soak         set up, soak certgate in the harness and in Envoy with config reloads under load
                [--harness-requests N (1000000)] [--envoy-requests N (200000)]
+  churn        set up, measure worker CPU per request and Envoy's memory under hostile churn
+               (a new certificate per connection, many routes) beside a normal load
+               [--connections N (5000)] [--routes R (5000)]
   bench-envoy  set up, run the Envoy load bench [--seconds S] [--rounds R] [--connections N]
-               [--mode keepalive|newconn|both] [--warmup S] [--json PATH]";
+               [--mode keepalive|newconn|h2|both|all] [--warmup S] [--json PATH]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +42,7 @@ fn main() -> Result<()> {
         Some("package") => package::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("soak") => soak::run(&args[1..]),
+        Some("churn") => churn::run(&args[1..]),
         Some("bench-envoy") => bench_envoy::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
