@@ -136,6 +136,13 @@ impl PrometheusServer {
         Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 
+    /// Runs `query` and checks its series: some, each with the labels `expr` (the query, or the
+    /// rule it records) groups by.
+    async fn check(&self, query: &str, expr: &str) -> Result<(), String> {
+        let series = self.query(query).await?;
+        result_problem(expr, &series).map_or(Ok(()), Err)
+    }
+
     /// The values of `label` on the series `selector` selects.
     async fn label_values(&self, label: &str, selector: &str) -> Result<BTreeSet<String>, String> {
         let data = self
@@ -428,23 +435,13 @@ async fn every_dashboard_panel_and_recording_rule_returns_series_from_real_envoy
         checks += 1;
         let mut problems = Vec::new();
         for (title, expr) in &panels {
-            match prometheus.query(expr).await {
-                Ok(series) => {
-                    if let Some(problem) = result_problem(expr, &series) {
-                        problems.push(format!("panel {title:?}: {problem}: {expr}"));
-                    }
-                }
-                Err(error) => problems.push(format!("panel {title:?}: {error}")),
+            if let Err(problem) = prometheus.check(expr, expr).await {
+                problems.push(format!("panel {title:?}: {problem}: {expr}"));
             }
         }
         for (record, expr) in &records {
-            match prometheus.query(record).await {
-                Ok(series) => {
-                    if let Some(problem) = result_problem(expr, &series) {
-                        problems.push(format!("recording rule {record}: {problem}"));
-                    }
-                }
-                Err(error) => problems.push(format!("recording rule {record}: {error}")),
+            if let Err(problem) = prometheus.check(record, expr).await {
+                problems.push(format!("recording rule {record}: {problem}"));
             }
         }
         for name in &read_by_rules {
