@@ -1,10 +1,11 @@
 //! What the harness suites share: the real `certgate.wasm` compiled once per process, one test CA,
 //! client certificates issued by it as harness certificates, plugins started with a policy, and
-//! the facts certgate leaves on an exchange (decision, reason, filter state, access record), and
-//! hostile certificates ([`hostile`]).
+//! the facts certgate leaves on an exchange (decision, reason, filter state, access record),
+//! hostile certificates ([`hostile`]), and the repository's YAML files as JSON ([`yaml`]).
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod yaml;
 
 use host_harness::{
     Certificate, Connection, Exchange, GuestModule, LogLevel, Plugin, PluginSettings, Tls,
