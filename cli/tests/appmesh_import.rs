@@ -3,9 +3,13 @@
 //! Envoy template renders and passes `envoy --mode validate`, and an imported mutual-TLS virtual
 //! node in real Envoy admits and refuses the clients App Mesh did.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use testkit::{envoy, CertSpec, Client, ClientTls, EchoServer, Pki, Request, TestCa};
+use testkit::template;
+use testkit::{
+    envoy, CertSpec, Client, ClientTls, EchoServer, EnvoyBuilder, IssuedCert, Pki, Request, TestCa,
+};
 
 const FIXTURES: [&str; 5] = [
     "colorteller-white.json",
@@ -35,41 +39,89 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The task's mounted volume: every `file` path the fixtures name, written under one root.
+/// The task's or pod's mounted volume: every `file` path the fixtures name, under one root, each
+/// directory laid out as Kubernetes mounts a Secret (and cert-manager renews it): the files are
+/// symlinks into `..data`, itself a symlink to the current generation's directory, and a renewal
+/// writes a new generation and moves a new `..data` over the old one in one rename.
 struct FilesRoot {
     dir: tempfile::TempDir,
     ca: TestCa,
+    server: IssuedCert,
+    generation: usize,
 }
 
 impl FilesRoot {
     fn new() -> FilesRoot {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::new("App Mesh walkthrough CA").unwrap();
-        let server = ca
-            .issue(&CertSpec::server().dns(NODE_NAME).dns("shop.example.com"))
-            .unwrap();
-        for (path, contents) in [
-            (
-                "keys/colorteller_white_cert_chain.pem",
-                server.cert_pem.as_str(),
-            ),
-            ("keys/colorteller_white_key.pem", server.key_pem.as_str()),
-            ("keys/ca_1_cert.pem", ca.cert_pem()),
-            ("certs/gateway.pem", server.cert_pem.as_str()),
-            ("certs/gateway-key.pem", server.key_pem.as_str()),
-            ("certs/ca.pem", ca.cert_pem()),
-            ("certs/backend-ca.pem", ca.cert_pem()),
-        ] {
-            let file = dir.path().join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, contents).unwrap();
-        }
-        FilesRoot { dir, ca }
+        let server = server_cert(&ca);
+        let mut root = FilesRoot {
+            dir,
+            ca,
+            server,
+            generation: 0,
+        };
+        let (server, bundle) = (root.server.clone(), root.ca.cert_pem().to_string());
+        root.publish_keys(&server, &bundle);
+        root.publish(
+            "certs",
+            &[
+                ("gateway.pem", &server.cert_pem),
+                ("gateway-key.pem", &server.key_pem),
+                ("ca.pem", &bundle),
+                ("backend-ca.pem", &bundle),
+            ],
+        );
+        root
     }
 
     fn path(&self) -> String {
         self.dir.path().display().to_string()
     }
+
+    /// The walkthrough node's `/keys`: its certificate and key, and the bundle its clients must
+    /// chain to.
+    fn publish_keys(&mut self, server: &IssuedCert, client_bundle: &str) {
+        self.publish(
+            "keys",
+            &[
+                ("colorteller_white_cert_chain.pem", &server.cert_pem),
+                ("colorteller_white_key.pem", &server.key_pem),
+                ("ca_1_cert.pem", client_bundle),
+            ],
+        );
+    }
+
+    /// Writes `files` as the next generation of the mounted directory `name`, the way the kubelet
+    /// updates a Secret volume: a new `..<generation>` directory, a `..data_tmp` symlink to it
+    /// renamed over `..data`, then the old generation removed.
+    fn publish(&mut self, name: &str, files: &[(&str, &str)]) {
+        self.generation += 1;
+        let mount = self.dir.path().join(name);
+        let generation = format!("..{}", self.generation);
+        std::fs::create_dir_all(mount.join(&generation)).unwrap();
+        for (file, contents) in files {
+            std::fs::write(mount.join(&generation).join(file), contents).unwrap();
+        }
+        let previous = std::fs::read_link(mount.join("..data")).ok();
+        std::os::unix::fs::symlink(&generation, mount.join("..data_tmp")).unwrap();
+        std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+        for (file, _) in files {
+            let link = mount.join(file);
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(Path::new("..data").join(file), link).unwrap();
+            }
+        }
+        if let Some(previous) = previous {
+            std::fs::remove_dir_all(mount.join(previous)).unwrap();
+        }
+    }
+}
+
+/// A server certificate for the walkthrough node and the gateways.
+fn server_cert(ca: &TestCa) -> IssuedCert {
+    ca.issue(&CertSpec::server().dns(NODE_NAME).dns("shop.example.com"))
+        .unwrap()
 }
 
 /// Imports `fixture` into a fresh directory; the report is stdout.
@@ -91,6 +143,31 @@ fn import(files: &FilesRoot, fixture_name: &str) -> (tempfile::TempDir, String) 
         text(&output.stderr)
     );
     (out, text(&output.stdout))
+}
+
+/// The Envoy of the import in `out` named `stem`: its template and policy, `${SDS_DIR}` at `out`,
+/// whose SDS files are rendered in place with `vars` as an operator's `envsubst` would.
+fn imported_envoy(out: &Path, stem: &str, vars: &[(&str, &str)]) -> EnvoyBuilder {
+    let values: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    for file in outputs(out, ".sds.yaml") {
+        let rendered = template::render(&std::fs::read_to_string(&file).unwrap(), &values)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
+        std::fs::write(&file, rendered).unwrap();
+    }
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join(format!("{stem}.policy.json"))).unwrap(),
+    )
+    .unwrap();
+    vars.iter().fold(
+        envoy(&format!("{stem}.envoy.yaml"))
+            .template_dir(out)
+            .var("SDS_DIR", out.display())
+            .plugin_config(&policy),
+        |builder, (name, value)| builder.var(name, value),
+    )
 }
 
 fn outputs(dir: &Path, suffix: &str) -> Vec<PathBuf> {
@@ -128,14 +205,10 @@ fn every_imported_policy_passes_certgate_check_and_every_config_passes_envoy_val
                 .to_string_lossy()
                 .replace(".policy.json", "");
             let template = format!("{stem}.envoy.yaml");
-            let value: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&policy).unwrap()).unwrap();
-            envoy(&template)
-                .template_dir(out.path())
-                .cert_dir(&pki.dir)
+            let cert_dir = pki.dir.path().display().to_string();
+            imported_envoy(out.path(), &stem, &[("CERT_DIR", &cert_dir)])
                 .upstream_port(8080)
                 .var("EGRESS_PORT", 0)
-                .plugin_config(&value)
                 .validate()
                 .unwrap_or_else(|e| panic!("{fixture_name}: {template}: {e:#}"));
             validated.push(template);
@@ -212,15 +285,9 @@ fn client_tls(files: &FilesRoot, cert: Option<&testkit::IssuedCert>) -> ClientTl
 async fn an_imported_mutual_tls_virtual_node_admits_and_refuses_whom_app_mesh_did() {
     let files = FilesRoot::new();
     let (out, _) = import(&files, "colorteller-white.json");
-    let policy: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join("colorteller-white.policy.json")).unwrap(),
-    )
-    .unwrap();
     let app = EchoServer::plain().unwrap();
-    let envoy = envoy("colorteller-white.envoy.yaml")
-        .template_dir(out.path())
+    let envoy = imported_envoy(out.path(), "colorteller-white", &[])
         .upstream_port(app.port())
-        .plugin_config(&policy)
         .start()
         .await
         .unwrap();

@@ -25,6 +25,8 @@ const SHIPPED_SIDECAR: &str = include_str!("../../../envoy/sidecar.yaml");
 pub struct Outputs {
     pub policy: Value,
     pub envoy_yaml: String,
+    /// The SDS files the template names (`${SDS_DIR}/FILE`): (file name, contents).
+    pub secret_files: Vec<(String, String)>,
     pub notes: Vec<Note>,
 }
 
@@ -37,6 +39,9 @@ struct RoutePlan {
 
 struct Converter<'a> {
     files_root: Option<&'a Path>,
+    /// The outputs' file stem: SDS files are named after it.
+    stem: String,
+    secret_files: Vec<(String, String)>,
     notes: Vec<Note>,
     uses_sds: bool,
     variables: Vec<(&'static str, &'static str)>,
@@ -90,9 +95,11 @@ pub fn route_name(name: &str) -> String {
 }
 
 impl<'a> Converter<'a> {
-    fn new(files_root: Option<&'a Path>) -> Self {
+    fn new(name: &str, files_root: Option<&'a Path>) -> Self {
         Converter {
             files_root,
+            stem: super::file_stem(name),
+            secret_files: Vec::new(),
             notes: Vec::new(),
             uses_sds: false,
             variables: vec![
@@ -159,32 +166,75 @@ impl<'a> Converter<'a> {
         ])
     }
 
-    /// Envoy's certificate: `tls_certificates` or `tls_certificate_sds_secret_configs`.
+    /// A secret Envoy reads through SDS from a file written beside the template
+    /// (`${SDS_DIR}/STEM.SECRET.sds.yaml`): `kind` is `tls_certificate` or `validation_context`,
+    /// `body` its file data sources. Envoy watches `watched` for moves, so a renewed certificate or
+    /// bundle written there (cert-manager's and Kubernetes' `..data` symlink flip, a `mv` into
+    /// place) is served from the next handshake on, without a restart. Returns the SDS config
+    /// that names the secret.
+    fn file_secret(&mut self, secret: &str, kind: &str, body: Y, watched: &str) -> Y {
+        self.variable("SDS_DIR", "directory of the *.sds.yaml files written beside this template (render them too): Envoy reads its certificates and trust bundles through them and reloads them when their directory changes");
+        let file_name = format!("{}.{secret}.sds.yaml", self.stem);
+        let resource = Y::Map(vec![
+            (
+                "\"@type\"".into(),
+                s("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"),
+            ),
+            ("name".into(), s(secret)),
+            (
+                kind.into(),
+                body.with("watched_directory", map([("path", s(watched))])),
+            ),
+        ]);
+        let contents = format!(
+            "# SDS secret `{secret}` of `{}`, written by `certgate import appmesh`. Envoy reloads it\n\
+             # when an entry of {watched} is moved into place (a renewed certificate, Kubernetes'\n\
+             # `..data` symlink flip), without a restart.\n\n{}",
+            self.stem,
+            to_yaml(&map([("resources", Y::List(vec![resource]))]))
+        );
+        self.secret_files.push((file_name.clone(), contents));
+        map([
+            ("name", s(secret)),
+            (
+                "sds_config",
+                map([
+                    ("resource_api_version", s("V3")),
+                    (
+                        "path_config_source",
+                        map([
+                            ("path", s(format!("${{SDS_DIR}}/{file_name}"))),
+                            ("watched_directory", map([("path", s("${SDS_DIR}"))])),
+                        ]),
+                    ),
+                ]),
+            ),
+        ])
+    }
+
+    /// Envoy's certificate, always through SDS (`tls_certificate_sds_secret_configs`): from a
+    /// file Envoy watches, or from the SPIRE agent. `secret` names it (`ingress`, a cluster).
     fn certificate(
         &mut self,
         certificate: &Certificate,
         origin: &Origin,
         whose: &str,
-    ) -> (String, Y) {
-        match certificate {
+        secret: &str,
+    ) -> Y {
+        let secret = format!("{secret}-cert");
+        let (chain_file, key_file) = match certificate {
             Certificate::File { chain, key } => {
                 let (chain_file, key_file) = (self.file(chain), self.file(key));
-                self.note(origin, NoteKind::Became, format!("{whose} certificate file {chain} (key {key}) -> Envoy reads {chain_file} and {key_file}"));
-                (
-                    "tls_certificates".into(),
-                    Y::List(vec![map([
-                        ("certificate_chain", map([("filename", s(chain_file))])),
-                        ("private_key", map([("filename", s(key_file))])),
-                    ])]),
-                )
+                self.note(origin, NoteKind::Became, format!("{whose} certificate file {chain} (key {key}) -> Envoy reads {chain_file} and {key_file} through SDS file {}.{secret}.sds.yaml, again whenever {} changes (no restart on renewal)", self.stem, parent_dir(&chain_file)));
+                if parent_dir(&chain_file) != parent_dir(&key_file) {
+                    self.note(origin, NoteKind::NeedsOperator, format!("{whose} certificate and key are in different directories: Envoy reloads both when {} changes; renew the key there too, or put both in one directory", parent_dir(&chain_file)));
+                }
+                (chain_file, key_file)
             }
-            Certificate::Sds { secret } => {
+            Certificate::Sds { secret: sds_secret } => {
                 self.note(origin, NoteKind::NeedsOperator, format!(
-                    "{whose} certificate from SDS secret `{secret}` -> Envoy asks the SPIRE agent for `{secret}` over unix:{SPIRE_SOCKET} (cluster sds-grpc): mount the agent's socket there"));
-                (
-                    "tls_certificate_sds_secret_configs".into(),
-                    Y::List(vec![self.sds(secret)]),
-                )
+                    "{whose} certificate from SDS secret `{sds_secret}` -> Envoy asks the SPIRE agent for `{sds_secret}` over unix:{SPIRE_SOCKET} (cluster sds-grpc): mount the agent's socket there"));
+                return self.sds(sds_secret);
             }
             Certificate::Acm { arn } => {
                 self.variable(
@@ -192,85 +242,50 @@ impl<'a> Converter<'a> {
                     "holds server.pem and server-key.pem: the ACM certificate, exported",
                 );
                 self.note(origin, NoteKind::NeedsOperator, format!(
-                    "{whose} certificate from ACM {arn}: Envoy cannot read ACM. Export it (`aws acm export-certificate`, a private CA certificate) into ${{CERT_DIR}}/server.pem and ${{CERT_DIR}}/server-key.pem, or serve it by SDS"));
+                    "{whose} certificate from ACM {arn}: Envoy cannot read ACM. Export it (`aws acm export-certificate`, a private CA certificate) into ${{CERT_DIR}}/server.pem and ${{CERT_DIR}}/server-key.pem, or serve it by SDS; Envoy reloads them when ${{CERT_DIR}} changes (export a renewal next to them and move it into place)"));
                 (
-                    "tls_certificates".into(),
-                    Y::List(vec![map([
-                        (
-                            "certificate_chain",
-                            map([("filename", s("${CERT_DIR}/server.pem"))]),
-                        ),
-                        (
-                            "private_key",
-                            map([("filename", s("${CERT_DIR}/server-key.pem"))]),
-                        ),
-                    ])]),
+                    "${CERT_DIR}/server.pem".into(),
+                    "${CERT_DIR}/server-key.pem".into(),
                 )
             }
-        }
+        };
+        let watched = parent_dir(&chain_file);
+        self.file_secret(
+            &secret,
+            "tls_certificate",
+            map([
+                ("certificate_chain", map([("filename", s(chain_file))])),
+                ("private_key", map([("filename", s(key_file))])),
+            ]),
+            &watched,
+        )
     }
 
-    /// A validation context: (key, value) for `common_tls_context`.
+    /// A validation context, (key, value) for `common_tls_context`: the trust bundle through SDS
+    /// (a file Envoy watches, or the SPIRE agent) and, for a backend, the SANs it must carry.
     fn trust(
         &mut self,
         trust: &Trust,
         origin: &Origin,
         whose: &str,
+        secret: &str,
         sans: &[String],
     ) -> (String, Y) {
-        let san_matchers: Vec<Y> = sans
-            .iter()
-            .map(|san| {
-                map([
-                    ("san_type", s(san_type(san))),
-                    ("matcher", map([("exact", s(san.clone()))])),
-                ])
-            })
-            .collect();
-        let with_sans = |context: Y| {
-            if san_matchers.is_empty() {
-                context
-            } else {
-                context.with(
-                    "match_typed_subject_alt_names",
-                    Y::List(san_matchers.clone()),
-                )
-            }
-        };
-        match trust {
+        let secret = format!("{secret}-trust");
+        let bundle = match trust {
             Trust::File { chain } => {
                 let file = self.file(chain);
                 self.note(
                     origin,
                     NoteKind::Became,
-                    format!("{whose} trust bundle file {chain} -> Envoy's trusted_ca {file}"),
+                    format!("{whose} trust bundle file {chain} -> Envoy's trusted_ca {file} through SDS file {}.{secret}.sds.yaml, again whenever {} changes (a CA added or removed is honoured without a restart)", self.stem, parent_dir(&file)),
                 );
-                (
-                    "validation_context".into(),
-                    with_sans(map([("trusted_ca", map([("filename", s(file))]))])),
-                )
+                file
             }
-            Trust::Sds { secret } => {
+            Trust::Sds { secret: sds_secret } => {
                 self.note(origin, NoteKind::NeedsOperator, format!(
-                    "{whose} trust bundle from SDS secret `{secret}` -> Envoy asks the SPIRE agent for `{secret}` over unix:{SPIRE_SOCKET} (cluster sds-grpc): mount the agent's socket there"));
-                let sds = self.sds(secret);
-                if san_matchers.is_empty() {
-                    ("validation_context_sds_secret_config".into(), sds)
-                } else {
-                    (
-                        "combined_validation_context".into(),
-                        map([
-                            (
-                                "default_validation_context",
-                                map([(
-                                    "match_typed_subject_alt_names",
-                                    Y::List(san_matchers.clone()),
-                                )]),
-                            ),
-                            ("validation_context_sds_secret_config", sds),
-                        ]),
-                    )
-                }
+                    "{whose} trust bundle from SDS secret `{sds_secret}` -> Envoy asks the SPIRE agent for `{sds_secret}` over unix:{SPIRE_SOCKET} (cluster sds-grpc): mount the agent's socket there"));
+                String::new()
             }
             Trust::Acm { authority_arns } => {
                 self.variable(
@@ -280,15 +295,43 @@ impl<'a> Converter<'a> {
                 self.note(origin, NoteKind::NeedsOperator, format!(
                     "{whose} trust from ACM Private CA {}: export each CA certificate (`aws acm-pca get-certificate-authority-certificate`) into ${{CERT_DIR}}/upstream-ca.pem",
                     authority_arns.join(", ")));
-                (
-                    "validation_context".into(),
-                    with_sans(map([(
-                        "trusted_ca",
-                        map([("filename", s("${CERT_DIR}/upstream-ca.pem"))]),
-                    )])),
+                "${CERT_DIR}/upstream-ca.pem".into()
+            }
+        };
+        let sds = match trust {
+            Trust::Sds { secret: sds_secret } => self.sds(sds_secret),
+            Trust::File { .. } | Trust::Acm { .. } => {
+                let watched = parent_dir(&bundle);
+                self.file_secret(
+                    &secret,
+                    "validation_context",
+                    map([("trusted_ca", map([("filename", s(bundle))]))]),
+                    &watched,
                 )
             }
+        };
+        if sans.is_empty() {
+            return ("validation_context_sds_secret_config".into(), sds);
         }
+        let san_matchers: Vec<Y> = sans
+            .iter()
+            .map(|san| {
+                map([
+                    ("san_type", s(san_type(san))),
+                    ("matcher", map([("exact", s(san.clone()))])),
+                ])
+            })
+            .collect();
+        (
+            "combined_validation_context".into(),
+            map([
+                (
+                    "default_validation_context",
+                    map([("match_typed_subject_alt_names", Y::List(san_matchers))]),
+                ),
+                ("validation_context_sds_secret_config", sds),
+            ]),
+        )
     }
 
     /// The listener's TLS: the policy route settings (require_client_cert, allow) and the
@@ -316,15 +359,15 @@ impl<'a> Converter<'a> {
             common = common.with("alpn_protocols", Y::List(vec![s("h2"), s("http/1.1")]));
         }
         if let Some(certificate) = &tls.certificate {
-            let (key, value) = self.certificate(certificate, origin, "listener");
-            common = common.with(&key, value);
+            let value = self.certificate(certificate, origin, "listener", name);
+            common = common.with("tls_certificate_sds_secret_configs", Y::List(vec![value]));
         }
         let mut rule = json!({});
         let mut context = Y::Map(Vec::new());
         match &tls.trust {
             Some(trust) => {
                 // SANs are certgate's to check (403 with a reason), not the handshake's.
-                let (key, value) = self.trust(trust, origin, "client", &[]);
+                let (key, value) = self.trust(trust, origin, "client", name, &[]);
                 common = common.with(&key, value);
                 context = context.with("require_client_certificate", Y::Bool(true));
                 if tls.sans.is_empty() {
@@ -426,13 +469,22 @@ impl<'a> Converter<'a> {
         if let Some(tls) = tls {
             let mut common = Y::Map(Vec::new());
             if let Some(certificate) = &tls.certificate {
-                let (key, value) =
-                    self.certificate(certificate, origin, &format!("client (to `{service}`)"));
-                common = common.with(&key, value);
+                let value = self.certificate(
+                    certificate,
+                    origin,
+                    &format!("client (to `{service}`)"),
+                    cluster,
+                );
+                common = common.with("tls_certificate_sds_secret_configs", Y::List(vec![value]));
             }
             if let Some(trust) = &tls.trust {
-                let (key, value) =
-                    self.trust(trust, origin, &format!("backend `{service}`"), &tls.sans);
+                let (key, value) = self.trust(
+                    trust,
+                    origin,
+                    &format!("backend `{service}`"),
+                    cluster,
+                    &tls.sans,
+                );
                 common = common.with(&key, value);
             }
             if !tls.sans.is_empty() {
@@ -676,6 +728,7 @@ impl<'a> Converter<'a> {
         Outputs {
             policy,
             envoy_yaml: header + &to_yaml(&body),
+            secret_files: self.secret_files,
             notes: self.notes,
         }
     }
@@ -743,7 +796,7 @@ fn shipped_access_log() -> String {
 /// A virtual node: an ingress listener per App Mesh listener in front of the local app, and
 /// (when it has backends) an egress listener whose clusters carry the client policy.
 pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -> Outputs {
-    let mut converter = Converter::new(files_root);
+    let mut converter = Converter::new(name, files_root);
     converter.variable(
         "UPSTREAM_PORT",
         "port of the local app on 127.0.0.1 (App Mesh sent to the app on the listener's port)",
@@ -907,7 +960,7 @@ pub fn virtual_gateway(
     routes: &[(&str, &GatewayRoute, &Origin)],
     files_root: Option<&Path>,
 ) -> Outputs {
-    let mut converter = Converter::new(files_root);
+    let mut converter = Converter::new(name, files_root);
     let Some(listener) = gateway.listeners.first() else {
         return converter.finish(
             name,
@@ -1123,6 +1176,14 @@ fn authority_matching(host_pattern: &str) -> Y {
             )]),
         ),
     ])
+}
+
+/// The directory a file is in, as Envoy watches it (`.` for a bare file name).
+fn parent_dir(file: &str) -> String {
+    match Path::new(file).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.display().to_string(),
+        _ => ".".into(),
+    }
 }
 
 /// A cluster's `load_assignment`: one endpoint at `address` (a `socket_address` or a `pipe`).

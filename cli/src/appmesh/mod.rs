@@ -1,6 +1,7 @@
 //! `certgate import appmesh`: App Mesh virtual nodes, virtual gateways and gateway routes become,
-//! per node or gateway `NAME`, a certgate policy (`NAME.policy.json`) and an Envoy bootstrap
-//! template (`NAME.envoy.yaml`), with a report of what each setting became and what the operator
+//! per node or gateway `NAME`, a certgate policy (`NAME.policy.json`), an Envoy bootstrap
+//! template (`NAME.envoy.yaml`) and the SDS files through which that Envoy reads its certificates
+//! and trust bundles (`NAME.SECRET.sds.yaml`), with a report of what each setting became and what the operator
 //! must do. This module owns the command: reading every input first, writing nothing unless all of
 //! them were read, then writing the outputs through a staging directory.
 
@@ -147,15 +148,23 @@ fn convert_all(
             name: envoy_name.clone(),
             contents: result.envoy_yaml,
         });
+        let mut written = vec![policy_name, envoy_name];
+        for (name, contents) in result.secret_files {
+            written.push(name.clone());
+            outputs.push(Output { name, contents });
+        }
+        let written: Vec<String> = written
+            .iter()
+            .map(|name| args.out.join(name).display().to_string())
+            .collect();
         let _ = writeln!(
             report,
-            "\n{} `{}` ({}, {}) -> {}, {}",
+            "\n{} `{}` ({}, {}) -> {}",
             resource.kind().label(),
             resource.name,
             resource.form,
             resource.origin,
-            args.out.join(&policy_name).display(),
-            args.out.join(&envoy_name).display()
+            written.join(", ")
         );
         let mut notes: Vec<&Note> = file_notes
             .iter()
