@@ -1,14 +1,20 @@
 //! `certgate import appmesh` end to end: every fixture (App Mesh's own walkthrough shapes, one per
 //! input form) imports, each policy passes `certgate check` through the real `certgate.wasm`, each
-//! Envoy template renders and passes `envoy --mode validate`, and an imported mutual-TLS virtual
-//! node in real Envoy admits and refuses the clients App Mesh did.
+//! Envoy template renders and passes `envoy --mode validate`, an imported mutual-TLS virtual node in
+//! real Envoy admits and refuses the clients App Mesh did, and its certificate and trust bundle
+//! rotate under load the way cert-manager renews a Kubernetes Secret, without a failed request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use testkit::template;
 use testkit::{
     envoy, CertSpec, Client, ClientTls, EchoServer, EnvoyBuilder, IssuedCert, Pki, Request, TestCa,
+    Validity,
 };
 
 const FIXTURES: [&str; 5] = [
@@ -342,4 +348,238 @@ async fn an_imported_mutual_tls_virtual_node_admits_and_refuses_whom_app_mesh_di
         untrusted.is_err(),
         "a certificate from another CA got {untrusted:?}"
     );
+}
+
+/// One request of [`RotationLoad`]: the client certificate it presented (its label), the server
+/// certificate its handshake saw, when it started, and its status or why it had none.
+struct Sent {
+    client: &'static str,
+    server: Option<Vec<u8>>,
+    started: Instant,
+    outcome: Result<u16, String>,
+}
+
+/// One mTLS request on a new connection with a fresh TLS configuration, so every request is a full
+/// handshake (no session to resume): the server certificate it saw and its status.
+async fn handshake_and_get(
+    address: SocketAddr,
+    server_ca: &str,
+    client: &IssuedCert,
+    path: &str,
+) -> (Option<Vec<u8>>, Result<u16, String>) {
+    let tls = ClientTls::builder(server_ca)
+        .sni(NODE_NAME)
+        .client_cert(client)
+        .build()
+        .unwrap();
+    let mut connection = match Client::tls(address, tls).connect().await {
+        Ok(connection) => connection,
+        Err(error) => return (None, Err(format!("{error:#}"))),
+    };
+    let server = connection.server_certificate();
+    let request = Request::get(path, NODE_NAME).header("connection", "close");
+    let outcome = connection
+        .send(&request)
+        .await
+        .map(|response| response.status)
+        .map_err(|error| format!("{error:#}"));
+    (server, outcome)
+}
+
+/// Clients that keep making requests, each on a new connection, presenting whichever client
+/// certificate `current` holds when the request starts (`/color/LABEL/N`), until stopped.
+struct RotationLoad {
+    current: Arc<Mutex<(&'static str, IssuedCert)>>,
+    completed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    workers: tokio::task::JoinSet<Vec<Sent>>,
+}
+
+impl RotationLoad {
+    fn start(address: SocketAddr, server_ca: &str, client: (&'static str, IssuedCert)) -> Self {
+        let current = Arc::new(Mutex::new(client));
+        let completed = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = tokio::task::JoinSet::new();
+        for worker in 0..2 {
+            let (current, completed, stop) = (current.clone(), completed.clone(), stop.clone());
+            let server_ca = server_ca.to_string();
+            workers.spawn(async move {
+                let mut sent = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let (label, cert) = current.lock().unwrap().clone();
+                    let started = Instant::now();
+                    let path = format!("/color/{label}/{worker}-{}", sent.len());
+                    let (server, outcome) =
+                        handshake_and_get(address, &server_ca, &cert, &path).await;
+                    sent.push(Sent {
+                        client: label,
+                        server,
+                        started,
+                        outcome,
+                    });
+                    completed.fetch_add(1, Ordering::SeqCst);
+                }
+                sent
+            });
+        }
+        RotationLoad {
+            current,
+            completed,
+            stop,
+            workers,
+        }
+    }
+
+    /// Waits until `more` requests have completed after this call.
+    async fn run_for(&self, more: u64) {
+        let target = self.completed.load(Ordering::SeqCst) + more;
+        wait_until(&format!("{more} more load requests"), || async {
+            self.completed.load(Ordering::SeqCst) >= target
+        })
+        .await;
+    }
+
+    fn present(&self, client: (&'static str, IssuedCert)) {
+        *self.current.lock().unwrap() = client;
+    }
+
+    async fn stop(mut self) -> Vec<Sent> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut all = Vec::new();
+        while let Some(worker) = self.workers.join_next().await {
+            all.extend(worker.unwrap());
+        }
+        all
+    }
+}
+
+/// Polls `check` until it holds; a bound on the wait, not a speed assertion.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "still waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn certificates_and_trust_bundles_rotate_under_load_without_a_restart_or_a_failed_request() {
+    let mut files = FilesRoot::new();
+    let (out, _) = import(&files, "colorteller-white.json");
+    let app = EchoServer::plain().unwrap();
+    let envoy = imported_envoy(out.path(), "colorteller-white", &[])
+        .upstream_port(app.port())
+        .start()
+        .await
+        .unwrap();
+    let address = envoy.listener("ingress").unwrap();
+    let server_ca = files.ca.cert_pem().to_string();
+    let new_ca = TestCa::new("App Mesh walkthrough CA, next").unwrap();
+    let gateway = CertSpec::client().dns("colorgateway.mesh.local");
+    // The load's client: its certificate from the first CA, then renewed by the next one.
+    let first = files
+        .ca
+        .issue(&gateway.clone().validity(Validity::ExpiresInDays(10)))
+        .unwrap();
+    let renewed = new_ca
+        .issue(&gateway.validity(Validity::ExpiresInDays(90)))
+        .unwrap();
+    let from_new_ca = new_ca
+        .issue(&CertSpec::client().uri("spiffe://color.mesh/gateway"))
+        .unwrap();
+    let probe = |client: &IssuedCert| {
+        let (server_ca, client) = (server_ca.clone(), client.clone());
+        async move { handshake_and_get(address, &server_ca, &client, "/probe").await }
+    };
+    let load = RotationLoad::start(address, &server_ca, ("first", first.clone()));
+    load.run_for(20).await;
+
+    // The server certificate is renewed: new handshakes see the new one.
+    let original_server = files.server.der.clone();
+    let next_server = server_cert(&files.ca);
+    files.publish_keys(&next_server, &server_ca);
+    wait_until("the renewed server certificate", || async {
+        probe(&first).await.0.as_deref() == Some(next_server.der.as_slice())
+    })
+    .await;
+    let server_renewed = Instant::now();
+    load.run_for(20).await;
+
+    // The bundle gains the next CA: its clients are admitted from then on.
+    assert!(
+        probe(&from_new_ca).await.1.is_err(),
+        "a client of a CA not yet in the bundle was admitted"
+    );
+    let both = format!("{}{}", files.ca.cert_pem(), new_ca.cert_pem());
+    files.publish_keys(&next_server, &both);
+    wait_until("the next CA's client admitted", || async {
+        probe(&from_new_ca).await.1 == Ok(200)
+    })
+    .await;
+    load.run_for(20).await;
+
+    // The load's client presents its renewed certificate, then the bundle drops the first CA:
+    // its certificates are refused in the handshake, the renewed client carries on.
+    load.present(("renewed", renewed));
+    load.run_for(20).await;
+    files.publish_keys(&next_server, new_ca.cert_pem());
+    wait_until("the first CA's client refused", || async {
+        probe(&first).await.1.is_err()
+    })
+    .await;
+    let dropped = Instant::now();
+    load.run_for(20).await;
+    let sent = load.stop().await;
+
+    let failed: Vec<String> = sent
+        .iter()
+        .filter(|s| s.outcome != Ok(200))
+        .map(|s| format!("{}: {:?}", s.client, s.outcome))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the rotations: {failed:?}",
+        failed.len(),
+        sent.len()
+    );
+    let served = |s: &Sent, cert: &[u8]| s.server.as_deref() == Some(cert);
+    assert!(sent.iter().any(|s| served(s, &original_server)));
+    assert!(
+        sent.iter()
+            .filter(|s| s.started > server_renewed)
+            .all(|s| served(s, &next_server.der)),
+        "a handshake after the renewal was served the old certificate"
+    );
+    assert!(sent
+        .iter()
+        .any(|s| s.started > dropped && s.client == "renewed"));
+    // certgate saw the renewed client certificate from its first connection on: its identity is the
+    // same, its expiry (in certgate's record of each request) is the new one.
+    let load_paths = sent.len();
+    let entries = envoy
+        .access_log_entries(load_paths, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let days = |label: &str| -> BTreeSet<String> {
+        entries
+            .iter()
+            .filter(|entry| {
+                entry["path"]
+                    .as_str()
+                    .is_some_and(|path| path.starts_with(&format!("/color/{label}/")))
+            })
+            .map(|entry| {
+                entry["certgate_days_to_expiry"]
+                    .to_string()
+                    .replace('"', "")
+            })
+            .collect()
+    };
+    assert_eq!(days("first"), BTreeSet::from(["10".to_string()]));
+    assert_eq!(days("renewed"), BTreeSet::from(["90".to_string()]));
 }
