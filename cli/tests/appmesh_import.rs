@@ -583,3 +583,252 @@ async fn certificates_and_trust_bundles_rotate_under_load_without_a_restart_or_a
     assert_eq!(days("first"), BTreeSet::from(["10".to_string()]));
     assert_eq!(days("renewed"), BTreeSet::from(["90".to_string()]));
 }
+
+/// Imports App Mesh resources written by the test (`name` in a fresh directory), with the
+/// fixtures' files root.
+fn import_text(files: &FilesRoot, name: &str, contents: &str) -> (tempfile::TempDir, String) {
+    let input = tempfile::tempdir().unwrap();
+    let path = input.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = certgate(&[
+        "import",
+        "appmesh",
+        "--out",
+        &out.path().display().to_string(),
+        "--files-root",
+        &files.path(),
+        &path.display().to_string(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{name}: {}",
+        text(&output.stderr)
+    );
+    (out, text(&output.stdout))
+}
+
+/// A CloudFormation virtual gateway with hostname, method, header and query routes in priority
+/// order, its backends (`localhost` on the ports given) behind App Mesh's client policy: TLS on the
+/// listed ports only, the backend's certificate checked against the bundle and an exact SAN.
+fn shop_gateway_template(orders: u16, impostor: u16, catalog: u16) -> String {
+    format!(
+        r#"AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Gateway:
+    Type: AWS::AppMesh::VirtualGateway
+    Properties:
+      MeshName: shop
+      VirtualGatewayName: shop-gateway
+      Spec:
+        Listeners:
+          - PortMapping: {{Port: 8443, Protocol: http}}
+            TLS:
+              Mode: STRICT
+              Certificate:
+                File: {{CertificateChain: /certs/gateway.pem, PrivateKey: /certs/gateway-key.pem}}
+              Validation:
+                Trust:
+                  File: {{CertificateChain: /certs/ca.pem}}
+                SubjectAlternativeNames:
+                  Match: {{Exact: [partner.example.com]}}
+        BackendDefaults:
+          ClientPolicy:
+            TLS:
+              Ports: [{orders}, {impostor}]
+              Certificate:
+                File: {{CertificateChain: /certs/gateway.pem, PrivateKey: /certs/gateway-key.pem}}
+              Validation:
+                Trust:
+                  File: {{CertificateChain: /certs/backend-ca.pem}}
+                SubjectAlternativeNames:
+                  Match: {{Exact: [orders.shop.local]}}
+  OrdersRoute:
+    Type: AWS::AppMesh::GatewayRoute
+    Properties:
+      MeshName: shop
+      VirtualGatewayName: !GetAtt Gateway.VirtualGatewayName
+      GatewayRouteName: orders-by-host
+      Spec:
+        Priority: 10
+        HttpRoute:
+          Match:
+            Prefix: /orders/
+            Hostname: {{Exact: orders.shop.example.com}}
+            Method: POST
+            Headers:
+              - Name: x-api-version
+                Match: {{Exact: "2"}}
+            QueryParameters:
+              - Name: dryrun
+                Match: {{Exact: "false"}}
+          Action:
+            Target:
+              VirtualService: {{VirtualServiceName: localhost}}
+              Port: {orders}
+  ImpostorRoute:
+    Type: AWS::AppMesh::GatewayRoute
+    Properties:
+      MeshName: shop
+      VirtualGatewayName: !GetAtt Gateway.VirtualGatewayName
+      GatewayRouteName: impostor
+      Spec:
+        Priority: 15
+        HttpRoute:
+          Match: {{Prefix: /impostor/}}
+          Action:
+            Target:
+              VirtualService: {{VirtualServiceName: localhost}}
+              Port: {impostor}
+  CatalogRoute:
+    Type: AWS::AppMesh::GatewayRoute
+    Properties:
+      MeshName: shop
+      VirtualGatewayName: !GetAtt Gateway.VirtualGatewayName
+      GatewayRouteName: catalog
+      Spec:
+        Priority: 20
+        HttpRoute:
+          Match:
+            Prefix: /
+            Hostname: {{Suffix: .shop.example.com}}
+            Headers:
+              - Name: x-canary
+                Invert: true
+                Match: {{Prefix: "yes"}}
+          Action:
+            Target:
+              VirtualService: {{VirtualServiceName: localhost}}
+              Port: {catalog}
+            Rewrite:
+              Hostname: {{DefaultTargetHostname: DISABLED}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn an_imported_gateway_routes_by_host_method_header_and_query_in_priority_order_to_tls_backends(
+) {
+    let files = FilesRoot::new();
+    let orders = EchoServer::tls(
+        &files
+            .ca
+            .issue(&CertSpec::server().dns("orders.shop.local"))
+            .unwrap(),
+    )
+    .unwrap();
+    let impostor = EchoServer::tls(
+        &files
+            .ca
+            .issue(&CertSpec::server().dns("impostor.shop.local"))
+            .unwrap(),
+    )
+    .unwrap();
+    let catalog = EchoServer::plain().unwrap();
+    let (out, report) = import_text(
+        &files,
+        "shop.yaml",
+        &shop_gateway_template(orders.port(), impostor.port(), catalog.port()),
+    );
+    assert!(
+        report.contains(&format!(
+            "do not include {} -> plaintext to `localhost`",
+            catalog.port()
+        )),
+        "{report}"
+    );
+    let envoy = imported_envoy(out.path(), "shop-gateway", &[])
+        .start()
+        .await
+        .unwrap();
+    let address = envoy.listener("ingress").unwrap();
+    let client = |spec: CertSpec| {
+        let cert = files.ca.issue(&spec).unwrap();
+        Client::tls(
+            address,
+            ClientTls::builder(files.ca.cert_pem())
+                .sni("shop.example.com")
+                .client_cert(&cert)
+                .build()
+                .unwrap(),
+        )
+    };
+    let partner = client(CertSpec::client().dns("partner.example.com"));
+    let order = |method: &str, query: &str| {
+        Request::new(method, &format!("/orders/7?dryrun={query}"))
+            .header("host", "orders.shop.example.com")
+            .header("x-api-version", "2")
+            // The catalog route's inverted header match needs the header (Envoy's rule, which
+            // App Mesh's Envoy applied too): a request without it matches no route.
+            .header("x-canary", "no")
+    };
+    // (request, status, the backend that answered or the refusal's reason)
+    let table = [
+        (order("POST", "false"), 200, "orders"),
+        // The orders route wants POST and dryrun=false: these fall through to the catalog route.
+        (order("GET", "false"), 200, "catalog"),
+        (order("POST", "true"), 200, "catalog"),
+        (
+            Request::get("/", "www.shop.example.com").header("x-canary", "yes-please"),
+            403,
+            "no_route",
+        ),
+        (Request::get("/", "www.example.org"), 403, "no_route"),
+        // Envoy refuses the backend's certificate: it does not carry orders.shop.local.
+        (Request::get("/impostor/1", "www.shop.example.com"), 503, ""),
+    ];
+    for (request, status, expected) in table {
+        let described = format!("{} {}", request.method(), request.target());
+        let response = partner.send(&request).await.unwrap();
+        assert_eq!(
+            response.status,
+            status,
+            "{described}: {}",
+            response.body_text()
+        );
+        match status {
+            200 => {
+                let echoed = response.echoed().unwrap();
+                let (backend, host) = if expected == "orders" {
+                    (&orders, "localhost")
+                } else {
+                    (&catalog, request_host(&request))
+                };
+                assert!(backend.requests_served() > 0, "{described}");
+                assert_eq!(echoed.header("host"), Some(host), "{described}");
+                if expected == "orders" {
+                    // App Mesh's default rewrite: the matched prefix becomes `/`.
+                    assert_eq!(echoed.path, "/7?dryrun=false");
+                }
+            }
+            403 => assert_eq!(
+                response.header("x-certgate-reason"),
+                Some(expected),
+                "{described}"
+            ),
+            _ => {}
+        }
+    }
+    assert_eq!(orders.requests_served(), 1);
+    assert_eq!(catalog.requests_served(), 2);
+    assert_eq!(impostor.requests_served(), 0);
+    let intruder = client(CertSpec::client().dns("intruder.example.com"));
+    let refused = intruder
+        .send(&Request::get("/", "www.shop.example.com").header("x-canary", "no"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.header("x-certgate-reason"),
+        Some("not_in_allowlist")
+    );
+}
+
+fn request_host(request: &Request) -> &str {
+    request
+        .header_lines()
+        .iter()
+        .find_map(|line| line.strip_prefix("host: "))
+        .unwrap_or_default()
+}

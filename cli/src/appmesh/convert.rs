@@ -432,16 +432,23 @@ impl<'a> Converter<'a> {
             tls.enforce
         });
         let port = port
-            .or_else(|| {
-                tls.and_then(|tls| {
-                    if tls.ports.len() == 1 {
-                        tls.ports.first().copied()
-                    } else {
-                        None
-                    }
-                })
-            })
+            .or_else(|| tls.and_then(|tls| tls.ports.first().copied()))
             .unwrap_or(if tls.is_some() { 443 } else { 80 });
+        // App Mesh enforces the client policy only on the ports it lists (all when none).
+        let tls = tls.filter(|tls| {
+            let on_port = tls.ports.is_empty() || tls.ports.contains(&port);
+            if !on_port {
+                self.notes.push(Note {
+                    origin: origin.clone(),
+                    kind: NoteKind::Became,
+                    text: format!(
+                        "clientPolicy.tls.ports {:?} do not include {port} -> plaintext to `{service}`, as in App Mesh",
+                        tls.ports
+                    ),
+                });
+            }
+            on_port
+        });
         self.note(origin, NoteKind::NeedsOperator, format!(
             "backend `{service}` -> cluster `{cluster}` dialling {service}:{port} (DNS). App Mesh found the service through its virtual service and provider; check the name resolves and the port is the service's"));
         let mut cluster_value = map([
@@ -995,7 +1002,12 @@ pub fn virtual_gateway(
             converter.note(origin, NoteKind::Became, format!("gateway route name `{route_text}` -> route name `{envoy_name}` (Envoy and certgate names are [A-Za-z0-9_-], 64 at most)"));
         }
         let http2 = route.protocol != "httpRoute";
-        let cluster = format!("service-{}", route_name(&route.service));
+        // One cluster per virtual service and target port: routes to other ports of a service
+        // dial those ports.
+        let cluster = match route.target_port {
+            Some(port) => format!("service-{}-{port}", route_name(&route.service)),
+            None => format!("service-{}", route_name(&route.service)),
+        };
         if !clusters.contains(&cluster) {
             clusters.push(cluster.clone());
             let value = converter.backend_cluster(
