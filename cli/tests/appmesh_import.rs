@@ -132,20 +132,43 @@ fn server_cert(ca: &TestCa) -> IssuedCert {
 
 /// Imports `fixture` into a fresh directory; the report is stdout.
 fn import(files: &FilesRoot, fixture_name: &str) -> (tempfile::TempDir, String) {
+    import_paths(files, &[fixture(fixture_name)])
+}
+
+/// Imports App Mesh resources written by the test, `(file name, contents)` each, with the
+/// fixtures beside them.
+fn import_texts(
+    files: &FilesRoot,
+    texts: &[(&str, &str)],
+    fixtures: &[&str],
+) -> (tempfile::TempDir, String) {
+    let input = tempfile::tempdir().unwrap();
+    let mut paths: Vec<PathBuf> = fixtures.iter().map(|name| fixture(name)).collect();
+    for (name, contents) in texts {
+        let path = input.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        paths.push(path);
+    }
+    import_paths(files, &paths)
+}
+
+fn import_paths(files: &FilesRoot, paths: &[PathBuf]) -> (tempfile::TempDir, String) {
     let out = tempfile::tempdir().unwrap();
-    let output = certgate(&[
-        "import",
-        "appmesh",
-        "--out",
-        &out.path().display().to_string(),
-        "--files-root",
-        &files.path(),
-        &fixture(fixture_name).display().to_string(),
-    ]);
+    let mut args = vec![
+        "import".to_string(),
+        "appmesh".into(),
+        "--out".into(),
+        out.path().display().to_string(),
+        "--files-root".into(),
+        files.path(),
+    ];
+    args.extend(paths.iter().map(|path| path.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = certgate(&args);
     assert_eq!(
         output.status.code(),
         Some(0),
-        "{fixture_name}: {}",
+        "{paths:?}: {}",
         text(&output.stderr)
     );
     (out, text(&output.stdout))
@@ -584,31 +607,6 @@ async fn certificates_and_trust_bundles_rotate_under_load_without_a_restart_or_a
     assert_eq!(days("renewed"), BTreeSet::from(["90".to_string()]));
 }
 
-/// Imports App Mesh resources written by the test (`name` in a fresh directory), with the
-/// fixtures' files root.
-fn import_text(files: &FilesRoot, name: &str, contents: &str) -> (tempfile::TempDir, String) {
-    let input = tempfile::tempdir().unwrap();
-    let path = input.path().join(name);
-    std::fs::write(&path, contents).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let output = certgate(&[
-        "import",
-        "appmesh",
-        "--out",
-        &out.path().display().to_string(),
-        "--files-root",
-        &files.path(),
-        &path.display().to_string(),
-    ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{name}: {}",
-        text(&output.stderr)
-    );
-    (out, text(&output.stdout))
-}
-
 /// A CloudFormation virtual gateway with hostname, method, header and query routes in priority
 /// order, its backends (`localhost` on the ports given) behind App Mesh's client policy: TLS on the
 /// listed ports only, the backend's certificate checked against the bundle and an exact SAN.
@@ -726,11 +724,8 @@ async fn an_imported_gateway_routes_by_host_method_header_and_query_in_priority_
     )
     .unwrap();
     let catalog = EchoServer::plain().unwrap();
-    let (out, report) = import_text(
-        &files,
-        "shop.yaml",
-        &shop_gateway_template(orders.port(), impostor.port(), catalog.port()),
-    );
+    let template = shop_gateway_template(orders.port(), impostor.port(), catalog.port());
+    let (out, report) = import_texts(&files, &[("shop.yaml", &template)], &[]);
     assert!(
         report.contains(&format!(
             "do not include {} -> plaintext to `localhost`",
@@ -831,4 +826,115 @@ fn request_host(request: &Request) -> &str {
         .iter()
         .find_map(|line| line.strip_prefix("host: "))
         .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_imported_permissive_acm_gateway_takes_tls_and_plaintext_on_one_port() {
+    let files = FilesRoot::new();
+    let pki = Pki::new().unwrap();
+    let backend = EchoServer::tls(&pki.backend).unwrap();
+    // The ingress-gw fixture (PERMISSIVE, an ACM certificate, backends trusted through ACM Private
+    // CA) with one gateway route to the backend.
+    let route = format!(
+        r#"{{"meshName": "am-demo", "virtualGatewayName": "ingress-gw", "gatewayRouteName": "everything",
+  "spec": {{"httpRoute": {{"match": {{"prefix": "/"}},
+    "action": {{"target": {{"virtualService": {{"virtualServiceName": "localhost"}}, "port": {}}}}}}}}}}}"#,
+        backend.port()
+    );
+    let (out, report) = import_texts(&files, &[("everything.json", &route)], &["ingress-gw.json"]);
+    assert!(report.contains("Envoy cannot read ACM"), "{report}");
+    // The operator exported the ACM certificate and the private CA into ${CERT_DIR}.
+    let cert_dir = pki.dir.path().display().to_string();
+    let envoy = imported_envoy(out.path(), "ingress-gw", &[("CERT_DIR", &cert_dir)])
+        .start()
+        .await
+        .unwrap();
+    let address = envoy.listener("ingress").unwrap();
+    let over_tls = Client::tls(address, pki.client_tls(None).unwrap())
+        .send(&Request::get("/tls", "ingress"))
+        .await
+        .unwrap();
+    let plaintext = Client::plain(address)
+        .send(&Request::get("/plain", "ingress"))
+        .await
+        .unwrap();
+    for (response, path) in [(over_tls, "/tls"), (plaintext, "/plain")] {
+        assert_eq!(response.status, 200, "{path}: {}", response.body_text());
+        assert_eq!(response.echoed().unwrap().path, path);
+    }
+    assert_eq!(backend.requests_served(), 2);
+}
+
+/// A CLI-input virtual node in the walkthrough's shape: one listener in `mode`, with the
+/// walkthrough's certificates and exact SANs unless DISABLED.
+fn node_in_mode(name: &str, mode: &str) -> String {
+    let tls = if mode == "DISABLED" {
+        r#"{"mode": "DISABLED"}"#.to_string()
+    } else {
+        format!(
+            r#"{{"mode": "{mode}",
+      "certificate": {{"file": {{"certificateChain": "/keys/colorteller_white_cert_chain.pem", "privateKey": "/keys/colorteller_white_key.pem"}}}},
+      "validation": {{"trust": {{"file": {{"certificateChain": "/keys/ca_1_cert.pem"}}}},
+        "subjectAlternativeNames": {{"match": {{"exact": ["colorgateway.mesh.local"]}}}}}}}}"#
+        )
+    };
+    format!(
+        r#"{{"meshName": "color-mesh", "virtualNodeName": "{name}",
+  "spec": {{"listeners": [{{"portMapping": {{"port": 9080, "protocol": "http"}}, "tls": {tls}}}]}}}}"#
+    )
+}
+
+#[tokio::test]
+async fn imported_permissive_and_disabled_listeners_take_what_app_mesh_took() {
+    let files = FilesRoot::new();
+    let permissive = node_in_mode("colorteller-blue", "PERMISSIVE");
+    let disabled = node_in_mode("colorteller-legacy", "DISABLED");
+    let (out, _) = import_texts(
+        &files,
+        &[("blue.json", &permissive), ("legacy.json", &disabled)],
+        &[],
+    );
+    let app = EchoServer::plain().unwrap();
+    let blue = imported_envoy(out.path(), "colorteller-blue", &[])
+        .upstream_port(app.port())
+        .start()
+        .await
+        .unwrap();
+    let legacy = imported_envoy(out.path(), "colorteller-legacy", &[])
+        .upstream_port(app.port())
+        .start()
+        .await
+        .unwrap();
+    let request = Request::get("/color", NODE_NAME);
+    let send_as = |address: SocketAddr, san: Option<&str>| {
+        let cert = san.map(|name| files.ca.issue(&CertSpec::client().dns(name)).unwrap());
+        let tls = client_tls(&files, cert.as_ref());
+        let request = request.clone();
+        async move { Client::tls(address, tls).send(&request).await }
+    };
+    // PERMISSIVE: plaintext passes without a certificate; over TLS the trust bundle and the exact
+    // SANs decide, as in App Mesh.
+    let address = blue.listener("ingress").unwrap();
+    let plaintext = Client::plain(address).send(&request).await.unwrap();
+    assert_eq!(plaintext.status, 200);
+    let allowed = send_as(address, Some("colorgateway.mesh.local"))
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200);
+    let other = send_as(address, Some("colorteller-black.mesh.local"))
+        .await
+        .unwrap();
+    assert_eq!(other.status, 403);
+    assert_eq!(other.header("x-certgate-reason"), Some("not_in_allowlist"));
+    assert!(send_as(address, None).await.is_err());
+    // DISABLED: plaintext only.
+    let address = legacy.listener("ingress").unwrap();
+    assert_eq!(
+        Client::plain(address).send(&request).await.unwrap().status,
+        200
+    );
+    assert!(send_as(address, Some("colorgateway.mesh.local"))
+        .await
+        .is_err());
+    assert_eq!(app.requests_served(), 3);
 }
