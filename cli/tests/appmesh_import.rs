@@ -255,6 +255,9 @@ fn the_report_names_every_setting_that_needs_the_operator() {
         "over unix:/run/spire/sockets/agent.sock",
         "apps/v1 Deployment front: not an App Mesh resource",
         "names no virtual gateway: attached to `ingress-gw`",
+        // The front node's backend, followed through its virtual service and router.
+        "backend `color` -> cluster `backend-color`: virtual service `color` -> virtual router `color-router` -> `red` (weight 1) at red.howto-k8s-mtls-sds.svc.cluster.local:8080",
+        "VirtualRouter `color-router` (Kubernetes",
     ] {
         assert!(report.contains(expected), "{expected:?} not in\n{report}");
     }

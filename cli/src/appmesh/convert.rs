@@ -10,6 +10,7 @@
 //! the refused identity in its metrics and access log, and the policy can then be narrowed per route.
 
 use super::model::*;
+use super::resolve::{Mesh, Resolved, Unresolved};
 use super::yaml::{map, s, to_yaml, Y};
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -39,6 +40,8 @@ struct RoutePlan {
 
 struct Converter<'a> {
     files_root: Option<&'a Path>,
+    /// Every input, to find where a backend's virtual service leads.
+    mesh: &'a Mesh<'a>,
     /// The outputs' file stem: SDS files are named after it.
     stem: String,
     secret_files: Vec<(String, String)>,
@@ -95,9 +98,10 @@ pub fn route_name(name: &str) -> String {
 }
 
 impl<'a> Converter<'a> {
-    fn new(name: &str, files_root: Option<&'a Path>) -> Self {
+    fn new(name: &str, files_root: Option<&'a Path>, mesh: &'a Mesh<'a>) -> Self {
         Converter {
             files_root,
+            mesh,
             stem: super::file_stem(name),
             secret_files: Vec::new(),
             notes: Vec::new(),
@@ -431,9 +435,14 @@ impl<'a> Converter<'a> {
             }
             tls.enforce
         });
-        let port = port
-            .or_else(|| tls.and_then(|tls| tls.ports.first().copied()))
-            .unwrap_or(if tls.is_some() { 443 } else { 80 });
+        let resolved = self.mesh.resolve(service);
+        let port = match &resolved {
+            Ok(Some(Resolved { endpoints, .. })) => endpoints.first().map(|e| e.port),
+            _ => None,
+        }
+        .or(port)
+        .or_else(|| tls.and_then(|tls| tls.ports.first().copied()))
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
         // App Mesh enforces the client policy only on the ports it lists (all when none).
         let tls = tls.filter(|tls| {
             let on_port = tls.ports.is_empty() || tls.ports.contains(&port);
@@ -449,26 +458,54 @@ impl<'a> Converter<'a> {
             }
             on_port
         });
-        self.note(origin, NoteKind::NeedsOperator, format!(
-            "backend `{service}` -> cluster `{cluster}` dialling {service}:{port} (DNS). App Mesh found the service through its virtual service and provider; check the name resolves and the port is the service's"));
+        let dialled = format!("cluster `{cluster}` dialling {service}:{port} (DNS)");
+        let endpoints = match &resolved {
+            Ok(Some(resolved)) => {
+                self.note(
+                    origin,
+                    NoteKind::Became,
+                    format!(
+                        "backend `{service}` -> cluster `{cluster}`: {}",
+                        resolved.via
+                    ),
+                );
+                resolved
+                    .endpoints
+                    .iter()
+                    .map(|endpoint| {
+                        let at = lb_endpoint(&endpoint.host, endpoint.port);
+                        if resolved.endpoints.len() > 1 {
+                            at.with("load_balancing_weight", Y::Int(i64::from(endpoint.weight)))
+                        } else {
+                            at
+                        }
+                    })
+                    .collect()
+            }
+            Ok(None) => {
+                self.note(origin, NoteKind::NeedsOperator, format!(
+                    "backend `{service}` -> {dialled}. App Mesh found the service through its virtual service and provider, which are not among the inputs (pass them to have the importer follow them); check the name resolves and the port is the service's"));
+                vec![lb_endpoint(service, port)]
+            }
+            Err(Unresolved(why)) => {
+                self.note(origin, NoteKind::NeedsOperator, format!(
+                    "backend `{service}`: {why} -> {dialled}; check the name resolves and the port is the service's"));
+                vec![lb_endpoint(service, port)]
+            }
+        };
+        let server_name = match &resolved {
+            Ok(Some(Resolved {
+                dns_name: Some(dns_name),
+                ..
+            })) => dns_name.as_str(),
+            _ => service,
+        };
         let mut cluster_value = map([
             ("name", s(cluster)),
             ("type", s("STRICT_DNS")),
             ("dns_lookup_family", s("V4_ONLY")),
             ("connect_timeout", s("2s")),
-            (
-                "load_assignment",
-                load_assignment(
-                    cluster,
-                    map([(
-                        "socket_address",
-                        map([
-                            ("address", s(service)),
-                            ("port_value", Y::Int(i64::from(port))),
-                        ]),
-                    )]),
-                ),
-            ),
+            ("load_assignment", load_assignment(cluster, endpoints)),
         ]);
         if http2 {
             cluster_value = cluster_value.with("typed_extension_protocol_options", http2_options());
@@ -515,7 +552,7 @@ impl<'a> Converter<'a> {
                         "typed_config",
                         map([
                             ("\"@type\"", s("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext")),
-                            ("sni", s(service)),
+                            ("sni", s(server_name)),
                             ("common_tls_context", common),
                         ]),
                     ),
@@ -679,7 +716,10 @@ impl<'a> Converter<'a> {
                     "load_assignment",
                     load_assignment(
                         "sds-grpc",
-                        map([("pipe", map([("path", s(SPIRE_SOCKET))]))]),
+                        vec![endpoint_at(map([(
+                            "pipe",
+                            map([("path", s(SPIRE_SOCKET))]),
+                        )]))],
                     ),
                 ),
             ]));
@@ -802,8 +842,13 @@ fn shipped_access_log() -> String {
 
 /// A virtual node: an ingress listener per App Mesh listener in front of the local app, and
 /// (when it has backends) an egress listener whose clusters carry the client policy.
-pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -> Outputs {
-    let mut converter = Converter::new(name, files_root);
+pub fn virtual_node<'a>(
+    name: &str,
+    node: &VirtualNode,
+    files_root: Option<&'a Path>,
+    mesh: &'a Mesh<'a>,
+) -> Outputs {
+    let mut converter = Converter::new(name, files_root, mesh);
     converter.variable(
         "UPSTREAM_PORT",
         "port of the local app on 127.0.0.1 (App Mesh sent to the app on the listener's port)",
@@ -871,13 +916,13 @@ pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -
             "load_assignment",
             load_assignment(
                 "local_app",
-                map([(
+                vec![endpoint_at(map([(
                     "socket_address",
                     map([
                         ("address", s("127.0.0.1")),
                         ("port_value", Y::Var("UPSTREAM_PORT")),
                     ]),
-                )]),
+                )]))],
             ),
         ),
     ]);
@@ -900,15 +945,22 @@ pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -
                 false,
             );
             converter.clusters.push(value);
+            // The app calls the service by its DNS name: the resource's name, or its awsName.
+            let mut names = vec![backend.service.clone()];
+            if let Ok(Some(Resolved {
+                dns_name: Some(dns_name),
+                ..
+            })) = converter.mesh.resolve(&backend.service)
+            {
+                names.push(dns_name);
+            }
+            let domains = names
+                .iter()
+                .flat_map(|name| [s(name.clone()), s(format!("{name}:*"))])
+                .collect();
             hosts.push(map([
                 ("name", s(cluster.clone())),
-                (
-                    "domains",
-                    Y::List(vec![
-                        s(backend.service.clone()),
-                        s(format!("{}:*", backend.service)),
-                    ]),
-                ),
+                ("domains", Y::List(domains)),
                 (
                     "routes",
                     Y::List(vec![map([
@@ -961,13 +1013,14 @@ pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -
 }
 
 /// A virtual gateway and its gateway routes, in App Mesh's priority order.
-pub fn virtual_gateway(
+pub fn virtual_gateway<'a>(
     name: &str,
     gateway: &VirtualGateway,
     routes: &[(&str, &GatewayRoute, &Origin)],
-    files_root: Option<&Path>,
+    files_root: Option<&'a Path>,
+    mesh: &'a Mesh<'a>,
 ) -> Outputs {
-    let mut converter = Converter::new(name, files_root);
+    let mut converter = Converter::new(name, files_root, mesh);
     let Some(listener) = gateway.listeners.first() else {
         return converter.finish(
             name,
@@ -1198,16 +1251,29 @@ fn parent_dir(file: &str) -> String {
     }
 }
 
-/// A cluster's `load_assignment`: one endpoint at `address` (a `socket_address` or a `pipe`).
-fn load_assignment(cluster: &str, address: Y) -> Y {
+/// A cluster's `load_assignment` of these `lb_endpoints`.
+fn load_assignment(cluster: &str, endpoints: Vec<Y>) -> Y {
     map([
         ("cluster_name", s(cluster)),
         (
             "endpoints",
-            Y::List(vec![map([(
-                "lb_endpoints",
-                Y::List(vec![map([("endpoint", map([("address", address)]))])]),
-            )])]),
+            Y::List(vec![map([("lb_endpoints", Y::List(endpoints))])]),
         ),
     ])
+}
+
+/// One of a cluster's `lb_endpoints` at `address` (a `socket_address` or a `pipe`).
+fn endpoint_at(address: Y) -> Y {
+    map([("endpoint", map([("address", address)]))])
+}
+
+/// One of a cluster's `lb_endpoints` at `host:port`.
+fn lb_endpoint(host: &str, port: u16) -> Y {
+    endpoint_at(map([(
+        "socket_address",
+        map([
+            ("address", s(host)),
+            ("port_value", Y::Int(i64::from(port))),
+        ]),
+    )]))
 }

@@ -8,6 +8,7 @@
 mod convert;
 mod model;
 mod read;
+mod resolve;
 mod tree;
 mod yaml;
 
@@ -68,7 +69,7 @@ fn convert_all(
 ) -> Result<(Vec<Output>, String)> {
     let files_root = args.files_root.as_deref();
     let mut names: Vec<(&str, &Origin)> = Vec::new();
-    for resource in resources.iter().filter(|r| r.kind() != Kind::GatewayRoute) {
+    for resource in resources.iter().filter(|r| r.kind().has_outputs()) {
         if let Some((_, first)) = names.iter().find(|(name, _)| *name == resource.name) {
             bail!(
                 "{}: `{}` is also the name of the resource at {first}: outputs are named after \
@@ -83,6 +84,7 @@ fn convert_all(
         .iter()
         .filter(|r| r.kind() == Kind::VirtualGateway)
         .collect();
+    let mesh = resolve::Mesh::new(resources);
     let mut report = String::new();
     let mut outputs = Vec::new();
     let mut attached = vec![false; resources.len()];
@@ -96,7 +98,9 @@ fn convert_all(
     );
     for resource in resources {
         let result = match &resource.spec {
-            Spec::VirtualNode(node) => convert::virtual_node(&resource.name, node, files_root),
+            Spec::VirtualNode(node) => {
+                convert::virtual_node(&resource.name, node, files_root, &mesh)
+            }
             Spec::VirtualGateway(gateway) => {
                 let mut routes: Vec<(&str, &GatewayRoute, &Origin)> = Vec::new();
                 let mut extra = Vec::new();
@@ -130,11 +134,14 @@ fn convert_all(
                     }
                 }
                 let mut outputs =
-                    convert::virtual_gateway(&resource.name, gateway, &routes, files_root);
+                    convert::virtual_gateway(&resource.name, gateway, &routes, files_root, &mesh);
                 outputs.notes.extend(extra);
                 outputs
             }
-            Spec::GatewayRoute(_) => continue,
+            Spec::GatewayRoute(_)
+            | Spec::VirtualService(_)
+            | Spec::VirtualRouter(_)
+            | Spec::Route(_) => continue,
         };
         let stem = file_stem(&resource.name);
         let policy_name = format!("{stem}.policy.json");
@@ -171,6 +178,25 @@ fn convert_all(
             .filter(|note| belongs_to(note, resource))
             .collect();
         notes.extend(result.notes.iter());
+        write_notes(&mut report, &notes);
+    }
+    // Virtual services, routers and routes write nothing: they say where backends are.
+    for resource in resources
+        .iter()
+        .filter(|r| !r.kind().has_outputs() && r.kind() != Kind::GatewayRoute)
+    {
+        let _ = writeln!(
+            report,
+            "\n{} `{}` ({}, {}) -> where the backends that name it are reached",
+            resource.kind().label(),
+            resource.name,
+            resource.form,
+            resource.origin
+        );
+        let notes: Vec<&Note> = file_notes
+            .iter()
+            .filter(|note| belongs_to(note, resource))
+            .collect();
         write_notes(&mut report, &notes);
     }
     let unattached: Vec<Note> = resources

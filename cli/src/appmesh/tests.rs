@@ -193,13 +193,37 @@ fn kubernetes_multi_document_manifest() {
         [
             ("red", Kind::VirtualNode),
             ("front", Kind::VirtualNode),
+            ("color", Kind::VirtualService),
+            ("color-router", Kind::VirtualRouter),
             ("ingress-gw", Kind::VirtualGateway),
             ("gateway-route-headers", Kind::GatewayRoute)
         ]
     );
+    // The virtual service the front node's backend names, and the router's weighted target.
+    assert_eq!(
+        contents.resources[2].spec,
+        Spec::VirtualService(VirtualService {
+            aws_name: Some("color.howto-k8s-mtls-sds.svc.cluster.local".into()),
+            provider: Some(Provider::Router("color-router".into())),
+        })
+    );
+    assert_eq!(
+        contents.resources[3].spec,
+        Spec::VirtualRouter(VirtualRouter {
+            routes: vec![vec![WeightedTarget {
+                node: "red".into(),
+                weight: 1,
+                port: None
+            }]]
+        })
+    );
+    assert_eq!(
+        node(&contents.resources[0]).dns_hostname.as_deref(),
+        Some("red.howto-k8s-mtls-sds.svc.cluster.local")
+    );
     let front = node(&contents.resources[1]);
     assert_eq!(front.backends[0].service, "color");
-    let Spec::VirtualGateway(gateway) = &contents.resources[2].spec else {
+    let Spec::VirtualGateway(gateway) = &contents.resources[4].spec else {
         panic!()
     };
     // `certificateARN`, the CRD's spelling.
