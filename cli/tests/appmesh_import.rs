@@ -941,3 +941,144 @@ async fn imported_permissive_and_disabled_listeners_take_what_app_mesh_took() {
         .is_err());
     assert_eq!(app.requests_served(), 3);
 }
+
+/// A Kubernetes manifest in the shape of App Mesh's mTLS walkthrough: the `front` node calls the
+/// virtual services `color` (through a router to the node `red`) and `blue` (provided by the node
+/// `blue`) with its own certificate, and requires the backend's certificate to carry red's SPIFFE
+/// ID. Both nodes are found at `localhost` on the given ports.
+fn front_and_backends_manifest(red_port: u16, blue_port: u16) -> String {
+    format!(
+        r#"apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata: {{name: front, namespace: color}}
+spec:
+  listeners:
+    - portMapping: {{port: 8080, protocol: http}}
+  backends:
+    - virtualService:
+        virtualServiceRef: {{name: color}}
+    - virtualService:
+        virtualServiceRef: {{name: blue}}
+  backendDefaults:
+    clientPolicy:
+      tls:
+        certificate:
+          file: {{certificateChain: /front/front.pem, privateKey: /front/front-key.pem}}
+        validation:
+          trust:
+            file: {{certificateChain: /front/ca.pem}}
+          subjectAlternativeNames:
+            match:
+              exact: [spiffe://color.mesh/red]
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualService
+metadata: {{name: color, namespace: color}}
+spec:
+  awsName: color.color.svc.cluster.local
+  provider:
+    virtualRouter:
+      virtualRouterRef: {{name: color-router}}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualRouter
+metadata: {{name: color-router, namespace: color}}
+spec:
+  listeners:
+    - portMapping: {{port: 8080, protocol: http}}
+  routes:
+    - name: color-route
+      httpRoute:
+        match: {{prefix: /}}
+        action:
+          weightedTargets:
+            - virtualNodeRef: {{name: red}}
+              weight: 1
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata: {{name: red, namespace: color}}
+spec:
+  listeners:
+    - portMapping: {{port: {red_port}, protocol: http}}
+  serviceDiscovery:
+    dns: {{hostname: localhost}}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualService
+metadata: {{name: blue, namespace: color}}
+spec:
+  awsName: blue.color.svc.cluster.local
+  provider:
+    virtualNode:
+      virtualNodeRef: {{name: blue}}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata: {{name: blue, namespace: color}}
+spec:
+  listeners:
+    - portMapping: {{port: {blue_port}, protocol: http}}
+  serviceDiscovery:
+    dns: {{hostname: localhost}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn an_imported_node_calls_its_backends_through_virtual_service_and_router_with_its_client_certificate(
+) {
+    let mut files = FilesRoot::new();
+    let front = files
+        .ca
+        .issue(&CertSpec::client().uri("spiffe://color.mesh/front"))
+        .unwrap();
+    let bundle = files.ca.cert_pem().to_string();
+    files.publish(
+        "front",
+        &[
+            ("front.pem", &front.cert_pem),
+            ("front-key.pem", &front.key_pem),
+            ("ca.pem", &bundle),
+        ],
+    );
+    let backend = |spiffe_id: &str| {
+        let cert = files.ca.issue(&CertSpec::server().uri(spiffe_id)).unwrap();
+        // Only a client presenting a certificate of the mesh CA gets through.
+        EchoServer::mutual_tls(&cert, &bundle).unwrap()
+    };
+    let red = backend("spiffe://color.mesh/red");
+    let blue = backend("spiffe://color.mesh/blue");
+    let manifest = front_and_backends_manifest(red.port(), blue.port());
+    let (out, report) = import_texts(&files, &[("color.yaml", &manifest)], &[]);
+    assert!(
+        report.contains(&format!(
+            "virtual service `color` -> virtual router `color-router` -> `red` (weight 1) at localhost:{}",
+            red.port()
+        )),
+        "{report}"
+    );
+    let app = EchoServer::plain().unwrap();
+    let envoy = imported_envoy(out.path(), "front", &[])
+        .upstream_port(app.port())
+        .var("EGRESS_PORT", 0)
+        .start()
+        .await
+        .unwrap();
+    let egress = Client::plain(envoy.listener("egress").unwrap());
+    // The app calls the service by its DNS name (awsName) or its resource name.
+    for host in ["color.color.svc.cluster.local", "color:8080"] {
+        let response = egress.send(&Request::get("/red", host)).await.unwrap();
+        assert_eq!(response.status, 200, "{host}: {}", response.body_text());
+        assert_eq!(response.echoed().unwrap().path, "/red");
+    }
+    assert_eq!(red.requests_served(), 2);
+    // Blue answers with a certificate without red's SPIFFE ID: Envoy refuses it, as App Mesh's
+    // exact SAN list did.
+    let refused = egress
+        .send(&Request::get("/blue", "blue.color.svc.cluster.local"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 503);
+    assert_eq!(blue.requests_served(), 0);
+}

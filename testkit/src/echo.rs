@@ -59,17 +59,44 @@ impl EchoServer {
 
     /// HTTPS with this server certificate (the gateway's backends).
     pub fn tls(cert: &IssuedCert) -> Result<Self> {
+        Self::tls_with(cert, None)
+    }
+
+    /// HTTPS that also requires a client certificate chaining to `client_ca_pem`: a backend
+    /// that only a proxy presenting its mesh certificate reaches.
+    pub fn mutual_tls(cert: &IssuedCert, client_ca_pem: &str) -> Result<Self> {
+        Self::tls_with(cert, Some(client_ca_pem))
+    }
+
+    fn tls_with(cert: &IssuedCert, client_ca_pem: Option<&str>) -> Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain = vec![CertificateDer::from(cert.der.clone())];
         let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
             .context("echo server private key PEM")?;
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .context("echo server TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("echo server certificate")?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("echo server TLS versions")?;
+        let builder = match client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    roots
+                        .add(ca.context("client CA PEM")?)
+                        .context("client CA certificate")?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .context("echo server client verifier")?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder
+            .with_single_cert(chain, key)
+            .context("echo server certificate")?;
         Self::start(Some(TlsAcceptor::from(Arc::new(config))), Reply::Echo)
     }
 
