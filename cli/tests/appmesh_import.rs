@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::template;
 use testkit::{
-    envoy, CertSpec, Client, ClientTls, EchoServer, EnvoyBuilder, IssuedCert, Pki, Request, TestCa,
-    Validity,
+    envoy, CertSpec, Client, ClientTls, EchoServer, EnvoyBuilder, IssuedCert, Pki, Request,
+    SdsSecret, SdsServer, TestCa, Validity,
 };
 
 const FIXTURES: [&str; 5] = [
@@ -238,6 +238,7 @@ fn every_imported_policy_passes_certgate_check_and_every_config_passes_envoy_val
             imported_envoy(out.path(), &stem, &[("CERT_DIR", &cert_dir)])
                 .upstream_port(8080)
                 .var("EGRESS_PORT", 0)
+                .var("SPIRE_AGENT_SOCKET", "/run/spire/sockets/agent.sock")
                 .validate()
                 .unwrap_or_else(|e| panic!("{fixture_name}: {template}: {e:#}"));
             validated.push(template);
@@ -252,7 +253,7 @@ fn the_report_names_every_setting_that_needs_the_operator() {
     let (_, report) = import(&files, "k8s.yaml");
     for expected in [
         "listener certificate from ACM arn:aws:acm:us-west-2:111122223333:certificate/aaaabbbb",
-        "over unix:/run/spire/sockets/agent.sock",
+        "over the unix socket ${SPIRE_AGENT_SOCKET} (cluster sds-grpc): mount the agent's socket and set it (/run/spire/sockets/agent.sock under App Mesh)",
         "apps/v1 Deployment front: not an App Mesh resource",
         "names no virtual gateway: attached to `ingress-gw`",
         // The front node's backend, followed through its virtual service and router.
@@ -1081,4 +1082,77 @@ async fn an_imported_node_calls_its_backends_through_virtual_service_and_router_
         .unwrap();
     assert_eq!(refused.status, 503);
     assert_eq!(blue.requests_served(), 0);
+}
+
+#[tokio::test]
+async fn an_imported_spire_node_takes_its_svid_and_bundle_from_the_agent_and_admits_whom_app_mesh_did(
+) {
+    // The describe-output fixture: its listener's certificate and trust bundle are SDS secrets of
+    // the SPIRE agent, and only the gateway's SPIFFE ID is in its exact list.
+    let files = FilesRoot::new();
+    let (out, _) = import(&files, "describe-virtual-node-spire.json");
+    let trust_domain = TestCa::new("am-demo.aws SPIRE CA").unwrap();
+    let svid = trust_domain
+        .issue(&CertSpec::server().uri("spiffe://am-demo.aws/front"))
+        .unwrap();
+    let agent = SdsServer::start(vec![
+        (
+            "spiffe://am-demo.aws/front".into(),
+            SdsSecret::Certificate(svid.clone()),
+        ),
+        (
+            "spiffe://am-demo.aws".into(),
+            SdsSecret::Bundle(trust_domain.cert_pem().into()),
+        ),
+    ])
+    .unwrap();
+    let app = EchoServer::plain().unwrap();
+    let socket = agent.socket().display().to_string();
+    let envoy = imported_envoy(out.path(), "front-node", &[("SPIRE_AGENT_SOCKET", &socket)])
+        .upstream_port(app.port())
+        .var("EGRESS_PORT", 0)
+        .start()
+        .await
+        .unwrap();
+    let address = envoy.listener("ingress").unwrap();
+    let send_as = |ca: &TestCa, spiffe_id: &str| {
+        let cert = ca.issue(&CertSpec::client().uri(spiffe_id)).unwrap();
+        let tls = ClientTls::builder(trust_domain.cert_pem())
+            .sni("front.am-demo.local")
+            .client_cert(&cert)
+            .build()
+            .unwrap();
+        async move {
+            let mut connection = Client::tls(address, tls).connect().await?;
+            let server = connection.server_certificate();
+            let response = connection
+                .send(&Request::get("/", "front.am-demo.local"))
+                .await?;
+            anyhow::Ok((server, response))
+        }
+    };
+    let (server, admitted) = send_as(&trust_domain, "spiffe://am-demo.aws/gateway")
+        .await
+        .unwrap();
+    assert_eq!(admitted.status, 200);
+    assert_eq!(
+        server,
+        Some(svid.der.clone()),
+        "Envoy served another certificate than the agent's SVID"
+    );
+    let (_, other) = send_as(&trust_domain, "spiffe://am-demo.aws/back")
+        .await
+        .unwrap();
+    assert_eq!(other.status, 403);
+    assert_eq!(other.header("x-certgate-reason"), Some("not_in_allowlist"));
+    let stranger = TestCa::new("another trust domain").unwrap();
+    assert!(send_as(&stranger, "spiffe://am-demo.aws/gateway")
+        .await
+        .is_err());
+    assert_eq!(app.requests_served(), 1);
+    assert!(
+        agent.responses() >= 2,
+        "the agent answered {}",
+        agent.responses()
+    );
 }

@@ -4,6 +4,7 @@
 //! [`STREAMED_MESSAGES`] for a path ending in `/Watch` (server streaming). Runs on its own thread
 //! and stops when dropped.
 
+use crate::protobuf;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -130,16 +131,7 @@ async fn answer(
 
 /// One length-prefixed gRPC message holding `identity` as protobuf field 1 (a string).
 fn grpc_message(identity: &[u8]) -> Bytes {
-    let mut field = vec![0x0a];
-    let mut length = identity.len();
-    while length >= 0x80 {
-        field.push((length as u8 & 0x7f) | 0x80);
-        length >>= 7;
-    }
-    field.push(length as u8);
-    field.extend_from_slice(identity);
-    let mut framed = vec![0];
-    framed.extend_from_slice(&(field.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&field);
-    Bytes::from(framed)
+    let mut field = Vec::new();
+    protobuf::put_bytes(1, identity, &mut field);
+    protobuf::grpc_frame(&field)
 }

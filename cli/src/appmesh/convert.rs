@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::path::Path;
 
-/// Where App Mesh's Envoy found the SPIRE agent (`APPMESH_SDS_SOCKET_PATH`'s default).
+/// Where App Mesh's Envoy found the SPIRE agent (`APPMESH_SDS_SOCKET_PATH`'s default), the value
+/// the report suggests for `${SPIRE_AGENT_SOCKET}`.
 pub const SPIRE_SOCKET: &str = "/run/spire/sockets/agent.sock";
 
 /// The shipped sidecar config: its metric tags and access-log format are reused as they are.
@@ -143,8 +144,10 @@ impl<'a> Converter<'a> {
         }
     }
 
+    /// A secret the SPIRE agent serves over gRPC SDS on `${SPIRE_AGENT_SOCKET}`.
     fn sds(&mut self, secret: &str) -> Y {
         self.uses_sds = true;
+        self.variable("SPIRE_AGENT_SOCKET", "the SPIRE agent's socket, which serves SDS (App Mesh's APPMESH_SDS_SOCKET_PATH, by default /run/spire/sockets/agent.sock)");
         map([
             ("name", s(secret)),
             (
@@ -237,7 +240,7 @@ impl<'a> Converter<'a> {
             }
             Certificate::Sds { secret: sds_secret } => {
                 self.note(origin, NoteKind::NeedsOperator, format!(
-                    "{whose} certificate from SDS secret `{sds_secret}` -> Envoy asks the SPIRE agent for `{sds_secret}` over unix:{SPIRE_SOCKET} (cluster sds-grpc): mount the agent's socket there"));
+                    "{whose} certificate from SDS secret `{sds_secret}` -> Envoy asks the SPIRE agent for `{sds_secret}` over the unix socket ${{SPIRE_AGENT_SOCKET}} (cluster sds-grpc): mount the agent's socket and set it ({SPIRE_SOCKET} under App Mesh)"));
                 return self.sds(sds_secret);
             }
             Certificate::Acm { arn } => {
@@ -288,7 +291,7 @@ impl<'a> Converter<'a> {
             }
             Trust::Sds { secret: sds_secret } => {
                 self.note(origin, NoteKind::NeedsOperator, format!(
-                    "{whose} trust bundle from SDS secret `{sds_secret}` -> Envoy asks the SPIRE agent for `{sds_secret}` over unix:{SPIRE_SOCKET} (cluster sds-grpc): mount the agent's socket there"));
+                    "{whose} trust bundle from SDS secret `{sds_secret}` -> Envoy asks the SPIRE agent for `{sds_secret}` over the unix socket ${{SPIRE_AGENT_SOCKET}} (cluster sds-grpc): mount the agent's socket and set it ({SPIRE_SOCKET} under App Mesh)"));
                 String::new()
             }
             Trust::Acm { authority_arns } => {
@@ -718,7 +721,7 @@ impl<'a> Converter<'a> {
                         "sds-grpc",
                         vec![endpoint_at(map([(
                             "pipe",
-                            map([("path", s(SPIRE_SOCKET))]),
+                            map([("path", s("${SPIRE_AGENT_SOCKET}"))]),
                         )]))],
                     ),
                 ),
