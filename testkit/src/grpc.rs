@@ -4,6 +4,7 @@
 //! [`STREAMED_MESSAGES`] for a path ending in `/Watch` (server streaming). Runs on its own thread
 //! and stops when dropped.
 
+use crate::background::Background;
 use crate::protobuf;
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -21,8 +22,7 @@ const ECHOED_HEADER: &str = "x-client-spiffe-id";
 pub struct GrpcBackend {
     addr: SocketAddr,
     calls: Arc<AtomicUsize>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Background,
 }
 
 impl GrpcBackend {
@@ -32,30 +32,16 @@ impl GrpcBackend {
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let calls = Arc::new(AtomicUsize::new(0));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let counted = Arc::clone(&calls);
-        let thread = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let Ok(listener) = TcpListener::from_std(std_listener) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = accept(listener, counted) => {}
-                }
-            });
-        });
+        let server = Background::spawn("grpc-backend", move || async move {
+            if let Ok(listener) = TcpListener::from_std(std_listener) {
+                accept(listener, counted).await;
+            }
+        })?;
         Ok(GrpcBackend {
             addr,
             calls,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -66,17 +52,6 @@ impl GrpcBackend {
     /// Calls answered so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for GrpcBackend {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

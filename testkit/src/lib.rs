@@ -7,6 +7,7 @@
 //!
 //! Everything binds ephemeral loopback ports, bounds every wait, and cleans up on drop.
 
+mod background;
 pub mod certs;
 pub mod client;
 pub mod ecds;

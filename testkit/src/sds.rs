@@ -5,6 +5,7 @@
 //! sent (an ACK repeats the names and gets none). Runs on its own thread; the socket's directory is
 //! removed when dropped.
 
+use crate::background::Background;
 use crate::certs::IssuedCert;
 use crate::protobuf::{grpc_frame, length_delimited_fields, put_bytes, take_grpc_message};
 use anyhow::{Context, Result};
@@ -27,10 +28,10 @@ pub enum SdsSecret {
 }
 
 pub struct SdsServer {
+    // Fields drop in order: the server stops before its socket's directory goes.
+    _server: Background,
     dir: tempfile::TempDir,
     responses: Arc<AtomicUsize>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SdsServer {
@@ -44,33 +45,16 @@ impl SdsServer {
             .context("binding the SDS socket")?;
         std_listener.set_nonblocking(true)?;
         let responses = Arc::new(AtomicUsize::new(0));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let (secrets, counted) = (Arc::new(secrets), Arc::clone(&responses));
-        let thread = std::thread::Builder::new()
-            .name("sds-server".into())
-            .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                runtime.block_on(async move {
-                    let Ok(listener) = UnixListener::from_std(std_listener) else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = stopped => {}
-                        _ = accept(listener, secrets, counted) => {}
-                    }
-                });
-            })
-            .context("spawning the SDS server thread")?;
+        let server = Background::spawn("sds-server", move || async move {
+            if let Ok(listener) = UnixListener::from_std(std_listener) {
+                accept(listener, secrets, counted).await;
+            }
+        })?;
         Ok(SdsServer {
+            _server: server,
             dir,
             responses,
-            stop: Some(stop),
-            thread: Some(thread),
         })
     }
 
@@ -82,17 +66,6 @@ impl SdsServer {
     /// Responses sent so far, on every stream.
     pub fn responses(&self) -> usize {
         self.responses.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for SdsServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
