@@ -276,3 +276,42 @@ fn unreadable_inputs_name_file_line_and_field() {
         );
     }
 }
+
+#[test]
+fn file_certificates_become_sds_files_that_watch_their_directory() {
+    let contents = fixture("colorteller-white.json");
+    let mesh = super::resolve::Mesh::new(&contents.resources);
+    let outputs = super::convert::virtual_node(
+        "colorteller-white",
+        node(&contents.resources[0]),
+        Some(Path::new("/mnt/task")),
+        &mesh,
+    );
+    let names: Vec<&str> = outputs
+        .secret_files
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "colorteller-white.ingress-cert.sds.yaml",
+            "colorteller-white.ingress-trust.sds.yaml"
+        ]
+    );
+    for (name, contents) in &outputs.secret_files {
+        assert!(
+            contents.contains("watched_directory:\n        path: \"/mnt/task/keys\""),
+            "{name}:\n{contents}"
+        );
+        assert!(
+            outputs
+                .envoy_yaml
+                .contains(&format!("path: \"${{SDS_DIR}}/{name}\"")),
+            "{name} is not named by the template"
+        );
+    }
+    // No certificate is read once at start: every one goes through SDS.
+    assert!(!outputs.envoy_yaml.contains("tls_certificates"));
+    assert!(!outputs.envoy_yaml.contains("trusted_ca"));
+}
