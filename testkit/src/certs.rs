@@ -207,18 +207,45 @@ impl IssuedCert {
     /// A TLS server configuration presenting this certificate, asking clients for none (the
     /// upstreams of the suites: the echo server, the gRPC backend).
     pub fn server_tls_config(&self) -> Result<rustls::ServerConfig> {
+        self.server_tls_config_verifying(None)
+    }
+
+    /// A server config presenting this certificate that, given `client_ca_pem`, also requires a
+    /// client certificate chaining to one of its CAs.
+    pub fn server_tls_config_verifying(
+        &self,
+        client_ca_pem: Option<&str>,
+    ) -> Result<rustls::ServerConfig> {
         use rustls::pki_types::pem::PemObject;
-        let chain = vec![rustls::pki_types::CertificateDer::from(self.der.clone())];
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let chain = vec![CertificateDer::from(self.der.clone())];
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
             .context("server private key PEM")?;
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .context("server TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("server certificate")
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("server TLS versions")?;
+        let builder = match client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    roots
+                        .add(ca.context("client CA PEM")?)
+                        .context("client CA certificate")?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    std::sync::Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .context("server's client verifier")?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        builder
+            .with_single_cert(chain, key)
+            .context("server certificate")
     }
 
     /// The certificate as an AWS ALB in mTLS verify mode passes it in `X-Amzn-Mtls-Clientcert-Leaf`:

@@ -377,6 +377,20 @@ impl Connection {
         }
     }
 
+    /// The leaf certificate the server presented (DER), `None` on plain HTTP: which certificate a
+    /// rotating server served to this handshake.
+    pub fn server_certificate(&self) -> Option<Vec<u8>> {
+        match self.io.get_ref() {
+            Stream::Plain(_) => None,
+            Stream::Tls(tls) => tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| leaf.to_vec()),
+        }
+    }
+
     /// Sends a request and reads its whole response, within the client's timeout.
     pub async fn send(&mut self, request: &Request) -> Result<Response> {
         let timeout = self.timeout;

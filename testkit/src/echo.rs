@@ -62,7 +62,17 @@ impl EchoServer {
 
     /// HTTPS with this server certificate (the gateway's backends).
     pub fn tls(cert: &IssuedCert) -> Result<Self> {
-        let config = cert.server_tls_config()?;
+        Self::tls_with(cert, None)
+    }
+
+    /// HTTPS that also requires a client certificate chaining to `client_ca_pem`: a backend
+    /// that only a proxy presenting its mesh certificate reaches.
+    pub fn mutual_tls(cert: &IssuedCert, client_ca_pem: &str) -> Result<Self> {
+        Self::tls_with(cert, Some(client_ca_pem))
+    }
+
+    fn tls_with(cert: &IssuedCert, client_ca_pem: Option<&str>) -> Result<Self> {
+        let config = cert.server_tls_config_verifying(client_ca_pem)?;
         Self::start(Some(TlsAcceptor::from(Arc::new(config))), Reply::Echo)
     }
 

@@ -5,7 +5,9 @@
 //! [`STREAMED_MESSAGES`] for a path ending in `/Watch` (server streaming). Runs on its own thread
 //! and stops when dropped. [`crate::EchoServer::plain`] answers gRPC calls on its port the same way.
 
+use crate::background::Background;
 use crate::certs::IssuedCert;
+use crate::protobuf;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -24,8 +26,7 @@ const ECHOED_HEADER: &str = "x-client-spiffe-id";
 pub struct GrpcBackend {
     addr: SocketAddr,
     calls: Arc<AtomicUsize>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Background,
 }
 
 impl GrpcBackend {
@@ -46,30 +47,16 @@ impl GrpcBackend {
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let calls = Arc::new(AtomicUsize::new(0));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let counted = Arc::clone(&calls);
-        let thread = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let Ok(listener) = TcpListener::from_std(std_listener) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = accept(listener, tls, counted) => {}
-                }
-            });
-        });
+        let server = Background::spawn("grpc-backend", move || async move {
+            if let Ok(listener) = TcpListener::from_std(std_listener) {
+                accept(listener, tls, counted).await;
+            }
+        })?;
         Ok(GrpcBackend {
             addr,
             calls,
-            stop: Some(stop),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -80,17 +67,6 @@ impl GrpcBackend {
     /// Calls answered so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for GrpcBackend {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -161,18 +137,9 @@ async fn answer(
 
 /// One length-prefixed gRPC message holding `identity` as protobuf field 1 (a string).
 fn grpc_message(identity: &[u8]) -> Bytes {
-    let mut field = vec![0x0a];
-    let mut length = identity.len();
-    while length >= 0x80 {
-        field.push((length as u8 & 0x7f) | 0x80);
-        length >>= 7;
-    }
-    field.push(length as u8);
-    field.extend_from_slice(identity);
-    let mut framed = vec![0];
-    framed.extend_from_slice(&(field.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&field);
-    Bytes::from(framed)
+    let mut field = Vec::new();
+    protobuf::put_bytes(1, identity, &mut field);
+    protobuf::grpc_frame(&field)
 }
 
 /// The identity a reply of the backend carries: the string field 1 of its first length-prefixed

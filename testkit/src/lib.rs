@@ -1,12 +1,13 @@
 //! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
 //! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
 //! the headers it received ([`echo`]), a gRPC backend over h2c or TLS ([`grpc`]), an mTLS client speaking
-//! HTTP/1.1 or HTTP/2 ([`client`]), the load bench's load
-//! generator ([`load`]), and the extra Wasm builds: the test-only fault-injection filter
+//! HTTP/1.1 or HTTP/2 ([`client`]), an SDS server as the SPIRE agent is one ([`sds`]), the load
+//! bench's load generator ([`load`]), and the extra Wasm builds: the test-only fault-injection filter
 //! ([`fault`]), the bench's Wasm floor and certgate at opt-level z ([`wasm_build`]).
 //!
 //! Everything binds ephemeral loopback ports, bounds every wait, and cleans up on drop.
 
+mod background;
 pub mod certs;
 pub mod client;
 pub mod ecds;
@@ -18,6 +19,8 @@ pub mod http1;
 mod http2;
 pub mod load;
 pub mod pki;
+mod protobuf;
+pub mod sds;
 pub mod stats;
 pub mod template;
 pub mod wasm_build;
@@ -31,5 +34,6 @@ pub use grpc::GrpcBackend;
 pub use http2::H2Connection;
 pub use load::{Drive, Exchange, LoadMode, LoadReport, LoadSpec};
 pub use pki::Pki;
+pub use sds::{SdsSecret, SdsServer};
 pub use stats::{Prometheus, Stats};
 pub use wasm_build::{certgate_wasm_opt_z, wasm_floor};

@@ -10,12 +10,14 @@
 //! the refused identity in its metrics and access log, and the policy can then be narrowed per route.
 
 use super::model::*;
+use super::resolve::{Mesh, Resolved, Unresolved};
 use super::yaml::{map, s, to_yaml, Y};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::path::Path;
 
-/// Where App Mesh's Envoy found the SPIRE agent (`APPMESH_SDS_SOCKET_PATH`'s default).
+/// Where App Mesh's Envoy found the SPIRE agent (`APPMESH_SDS_SOCKET_PATH`'s default), the value
+/// the report suggests for `${SPIRE_AGENT_SOCKET}`.
 pub const SPIRE_SOCKET: &str = "/run/spire/sockets/agent.sock";
 
 /// The shipped sidecar config: its metric tags and access-log format are reused as they are.
@@ -25,6 +27,8 @@ const SHIPPED_SIDECAR: &str = include_str!("../../../envoy/sidecar.yaml");
 pub struct Outputs {
     pub policy: Value,
     pub envoy_yaml: String,
+    /// The SDS files the template names (`${SDS_DIR}/FILE`): (file name, contents).
+    pub secret_files: Vec<(String, String)>,
     pub notes: Vec<Note>,
 }
 
@@ -37,6 +41,11 @@ struct RoutePlan {
 
 struct Converter<'a> {
     files_root: Option<&'a Path>,
+    /// Every input, to find where a backend's virtual service leads.
+    mesh: &'a Mesh<'a>,
+    /// The outputs' file stem: SDS files are named after it.
+    stem: String,
+    secret_files: Vec<(String, String)>,
     notes: Vec<Note>,
     uses_sds: bool,
     variables: Vec<(&'static str, &'static str)>,
@@ -90,9 +99,12 @@ pub fn route_name(name: &str) -> String {
 }
 
 impl<'a> Converter<'a> {
-    fn new(files_root: Option<&'a Path>) -> Self {
+    fn new(name: &str, files_root: Option<&'a Path>, mesh: &'a Mesh<'a>) -> Self {
         Converter {
             files_root,
+            mesh,
+            stem: super::file_stem(name),
+            secret_files: Vec::new(),
             notes: Vec::new(),
             uses_sds: false,
             variables: vec![
@@ -132,8 +144,10 @@ impl<'a> Converter<'a> {
         }
     }
 
+    /// A secret the SPIRE agent serves over gRPC SDS on `${SPIRE_AGENT_SOCKET}`.
     fn sds(&mut self, secret: &str) -> Y {
         self.uses_sds = true;
+        self.variable("SPIRE_AGENT_SOCKET", "the SPIRE agent's socket, which serves SDS (App Mesh's APPMESH_SDS_SOCKET_PATH, by default /run/spire/sockets/agent.sock)");
         map([
             ("name", s(secret)),
             (
@@ -159,32 +173,75 @@ impl<'a> Converter<'a> {
         ])
     }
 
-    /// Envoy's certificate: `tls_certificates` or `tls_certificate_sds_secret_configs`.
+    /// A secret Envoy reads through SDS from a file written beside the template
+    /// (`${SDS_DIR}/STEM.SECRET.sds.yaml`): `kind` is `tls_certificate` or `validation_context`,
+    /// `body` its file data sources. Envoy watches `watched` for moves, so a renewed certificate or
+    /// bundle written there (cert-manager's and Kubernetes' `..data` symlink flip, a `mv` into
+    /// place) is served from the next handshake on, without a restart. Returns the SDS config
+    /// that names the secret.
+    fn file_secret(&mut self, secret: &str, kind: &str, body: Y, watched: &str) -> Y {
+        self.variable("SDS_DIR", "directory of the *.sds.yaml files written beside this template (render them too): Envoy reads its certificates and trust bundles through them and reloads them when their directory changes");
+        let file_name = format!("{}.{secret}.sds.yaml", self.stem);
+        let resource = Y::Map(vec![
+            (
+                "\"@type\"".into(),
+                s("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"),
+            ),
+            ("name".into(), s(secret)),
+            (
+                kind.into(),
+                body.with("watched_directory", map([("path", s(watched))])),
+            ),
+        ]);
+        let contents = format!(
+            "# SDS secret `{secret}` of `{}`, written by `certgate import appmesh`. Envoy reloads it\n\
+             # when an entry of {watched} is moved into place (a renewed certificate, Kubernetes'\n\
+             # `..data` symlink flip), without a restart.\n\n{}",
+            self.stem,
+            to_yaml(&map([("resources", Y::List(vec![resource]))]))
+        );
+        self.secret_files.push((file_name.clone(), contents));
+        map([
+            ("name", s(secret)),
+            (
+                "sds_config",
+                map([
+                    ("resource_api_version", s("V3")),
+                    (
+                        "path_config_source",
+                        map([
+                            ("path", s(format!("${{SDS_DIR}}/{file_name}"))),
+                            ("watched_directory", map([("path", s("${SDS_DIR}"))])),
+                        ]),
+                    ),
+                ]),
+            ),
+        ])
+    }
+
+    /// Envoy's certificate, always through SDS (`tls_certificate_sds_secret_configs`): from a
+    /// file Envoy watches, or from the SPIRE agent. `secret` names it (`ingress`, a cluster).
     fn certificate(
         &mut self,
         certificate: &Certificate,
         origin: &Origin,
         whose: &str,
-    ) -> (String, Y) {
-        match certificate {
+        secret: &str,
+    ) -> Y {
+        let secret = format!("{secret}-cert");
+        let (chain_file, key_file) = match certificate {
             Certificate::File { chain, key } => {
                 let (chain_file, key_file) = (self.file(chain), self.file(key));
-                self.note(origin, NoteKind::Became, format!("{whose} certificate file {chain} (key {key}) -> Envoy reads {chain_file} and {key_file}"));
-                (
-                    "tls_certificates".into(),
-                    Y::List(vec![map([
-                        ("certificate_chain", map([("filename", s(chain_file))])),
-                        ("private_key", map([("filename", s(key_file))])),
-                    ])]),
-                )
+                self.note(origin, NoteKind::Became, format!("{whose} certificate file {chain} (key {key}) -> Envoy reads {chain_file} and {key_file} through SDS file {}.{secret}.sds.yaml, again whenever {} changes (no restart on renewal)", self.stem, parent_dir(&chain_file)));
+                if parent_dir(&chain_file) != parent_dir(&key_file) {
+                    self.note(origin, NoteKind::NeedsOperator, format!("{whose} certificate and key are in different directories: Envoy reloads both when {} changes; renew the key there too, or put both in one directory", parent_dir(&chain_file)));
+                }
+                (chain_file, key_file)
             }
-            Certificate::Sds { secret } => {
+            Certificate::Sds { secret: sds_secret } => {
                 self.note(origin, NoteKind::NeedsOperator, format!(
-                    "{whose} certificate from SDS secret `{secret}` -> Envoy asks the SPIRE agent for `{secret}` over unix:{SPIRE_SOCKET} (cluster sds-grpc): mount the agent's socket there"));
-                (
-                    "tls_certificate_sds_secret_configs".into(),
-                    Y::List(vec![self.sds(secret)]),
-                )
+                    "{whose} certificate from SDS secret `{sds_secret}` -> Envoy asks the SPIRE agent for `{sds_secret}` over the unix socket ${{SPIRE_AGENT_SOCKET}} (cluster sds-grpc): mount the agent's socket and set it ({SPIRE_SOCKET} under App Mesh)"));
+                return self.sds(sds_secret);
             }
             Certificate::Acm { arn } => {
                 self.variable(
@@ -192,85 +249,50 @@ impl<'a> Converter<'a> {
                     "holds server.pem and server-key.pem: the ACM certificate, exported",
                 );
                 self.note(origin, NoteKind::NeedsOperator, format!(
-                    "{whose} certificate from ACM {arn}: Envoy cannot read ACM. Export it (`aws acm export-certificate`, a private CA certificate) into ${{CERT_DIR}}/server.pem and ${{CERT_DIR}}/server-key.pem, or serve it by SDS"));
+                    "{whose} certificate from ACM {arn}: Envoy cannot read ACM. Export it (`aws acm export-certificate`, a private CA certificate) into ${{CERT_DIR}}/server.pem and ${{CERT_DIR}}/server-key.pem, or serve it by SDS; Envoy reloads them when ${{CERT_DIR}} changes (export a renewal next to them and move it into place)"));
                 (
-                    "tls_certificates".into(),
-                    Y::List(vec![map([
-                        (
-                            "certificate_chain",
-                            map([("filename", s("${CERT_DIR}/server.pem"))]),
-                        ),
-                        (
-                            "private_key",
-                            map([("filename", s("${CERT_DIR}/server-key.pem"))]),
-                        ),
-                    ])]),
+                    "${CERT_DIR}/server.pem".into(),
+                    "${CERT_DIR}/server-key.pem".into(),
                 )
             }
-        }
+        };
+        let watched = parent_dir(&chain_file);
+        self.file_secret(
+            &secret,
+            "tls_certificate",
+            map([
+                ("certificate_chain", map([("filename", s(chain_file))])),
+                ("private_key", map([("filename", s(key_file))])),
+            ]),
+            &watched,
+        )
     }
 
-    /// A validation context: (key, value) for `common_tls_context`.
+    /// A validation context, (key, value) for `common_tls_context`: the trust bundle through SDS
+    /// (a file Envoy watches, or the SPIRE agent) and, for a backend, the SANs it must carry.
     fn trust(
         &mut self,
         trust: &Trust,
         origin: &Origin,
         whose: &str,
+        secret: &str,
         sans: &[String],
     ) -> (String, Y) {
-        let san_matchers: Vec<Y> = sans
-            .iter()
-            .map(|san| {
-                map([
-                    ("san_type", s(san_type(san))),
-                    ("matcher", map([("exact", s(san.clone()))])),
-                ])
-            })
-            .collect();
-        let with_sans = |context: Y| {
-            if san_matchers.is_empty() {
-                context
-            } else {
-                context.with(
-                    "match_typed_subject_alt_names",
-                    Y::List(san_matchers.clone()),
-                )
-            }
-        };
-        match trust {
+        let secret = format!("{secret}-trust");
+        let bundle = match trust {
             Trust::File { chain } => {
                 let file = self.file(chain);
                 self.note(
                     origin,
                     NoteKind::Became,
-                    format!("{whose} trust bundle file {chain} -> Envoy's trusted_ca {file}"),
+                    format!("{whose} trust bundle file {chain} -> Envoy's trusted_ca {file} through SDS file {}.{secret}.sds.yaml, again whenever {} changes (a CA added or removed is honoured without a restart)", self.stem, parent_dir(&file)),
                 );
-                (
-                    "validation_context".into(),
-                    with_sans(map([("trusted_ca", map([("filename", s(file))]))])),
-                )
+                file
             }
-            Trust::Sds { secret } => {
+            Trust::Sds { secret: sds_secret } => {
                 self.note(origin, NoteKind::NeedsOperator, format!(
-                    "{whose} trust bundle from SDS secret `{secret}` -> Envoy asks the SPIRE agent for `{secret}` over unix:{SPIRE_SOCKET} (cluster sds-grpc): mount the agent's socket there"));
-                let sds = self.sds(secret);
-                if san_matchers.is_empty() {
-                    ("validation_context_sds_secret_config".into(), sds)
-                } else {
-                    (
-                        "combined_validation_context".into(),
-                        map([
-                            (
-                                "default_validation_context",
-                                map([(
-                                    "match_typed_subject_alt_names",
-                                    Y::List(san_matchers.clone()),
-                                )]),
-                            ),
-                            ("validation_context_sds_secret_config", sds),
-                        ]),
-                    )
-                }
+                    "{whose} trust bundle from SDS secret `{sds_secret}` -> Envoy asks the SPIRE agent for `{sds_secret}` over the unix socket ${{SPIRE_AGENT_SOCKET}} (cluster sds-grpc): mount the agent's socket and set it ({SPIRE_SOCKET} under App Mesh)"));
+                String::new()
             }
             Trust::Acm { authority_arns } => {
                 self.variable(
@@ -280,15 +302,43 @@ impl<'a> Converter<'a> {
                 self.note(origin, NoteKind::NeedsOperator, format!(
                     "{whose} trust from ACM Private CA {}: export each CA certificate (`aws acm-pca get-certificate-authority-certificate`) into ${{CERT_DIR}}/upstream-ca.pem",
                     authority_arns.join(", ")));
-                (
-                    "validation_context".into(),
-                    with_sans(map([(
-                        "trusted_ca",
-                        map([("filename", s("${CERT_DIR}/upstream-ca.pem"))]),
-                    )])),
+                "${CERT_DIR}/upstream-ca.pem".into()
+            }
+        };
+        let sds = match trust {
+            Trust::Sds { secret: sds_secret } => self.sds(sds_secret),
+            Trust::File { .. } | Trust::Acm { .. } => {
+                let watched = parent_dir(&bundle);
+                self.file_secret(
+                    &secret,
+                    "validation_context",
+                    map([("trusted_ca", map([("filename", s(bundle))]))]),
+                    &watched,
                 )
             }
+        };
+        if sans.is_empty() {
+            return ("validation_context_sds_secret_config".into(), sds);
         }
+        let san_matchers: Vec<Y> = sans
+            .iter()
+            .map(|san| {
+                map([
+                    ("san_type", s(san_type(san))),
+                    ("matcher", map([("exact", s(san.clone()))])),
+                ])
+            })
+            .collect();
+        (
+            "combined_validation_context".into(),
+            map([
+                (
+                    "default_validation_context",
+                    map([("match_typed_subject_alt_names", Y::List(san_matchers))]),
+                ),
+                ("validation_context_sds_secret_config", sds),
+            ]),
+        )
     }
 
     /// The listener's TLS: the policy route settings (require_client_cert, allow) and the
@@ -316,15 +366,15 @@ impl<'a> Converter<'a> {
             common = common.with("alpn_protocols", Y::List(vec![s("h2"), s("http/1.1")]));
         }
         if let Some(certificate) = &tls.certificate {
-            let (key, value) = self.certificate(certificate, origin, "listener");
-            common = common.with(&key, value);
+            let value = self.certificate(certificate, origin, "listener", name);
+            common = common.with("tls_certificate_sds_secret_configs", Y::List(vec![value]));
         }
         let mut rule = json!({});
         let mut context = Y::Map(Vec::new());
         match &tls.trust {
             Some(trust) => {
                 // SANs are certgate's to check (403 with a reason), not the handshake's.
-                let (key, value) = self.trust(trust, origin, "client", &[]);
+                let (key, value) = self.trust(trust, origin, "client", name, &[]);
                 common = common.with(&key, value);
                 context = context.with("require_client_certificate", Y::Bool(true));
                 if tls.sans.is_empty() {
@@ -388,37 +438,77 @@ impl<'a> Converter<'a> {
             }
             tls.enforce
         });
-        let port = port
-            .or_else(|| {
-                tls.and_then(|tls| {
-                    if tls.ports.len() == 1 {
-                        tls.ports.first().copied()
-                    } else {
-                        None
-                    }
-                })
-            })
-            .unwrap_or(if tls.is_some() { 443 } else { 80 });
-        self.note(origin, NoteKind::NeedsOperator, format!(
-            "backend `{service}` -> cluster `{cluster}` dialling {service}:{port} (DNS). App Mesh found the service through its virtual service and provider; check the name resolves and the port is the service's"));
+        let resolved = self.mesh.resolve(service);
+        let port = match &resolved {
+            Ok(Some(Resolved { endpoints, .. })) => endpoints.first().map(|e| e.port),
+            _ => None,
+        }
+        .or(port)
+        .or_else(|| tls.and_then(|tls| tls.ports.first().copied()))
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
+        // App Mesh enforces the client policy only on the ports it lists (all when none).
+        let tls = tls.filter(|tls| {
+            let on_port = tls.ports.is_empty() || tls.ports.contains(&port);
+            if !on_port {
+                self.notes.push(Note {
+                    origin: origin.clone(),
+                    kind: NoteKind::Became,
+                    text: format!(
+                        "clientPolicy.tls.ports {:?} do not include {port} -> plaintext to `{service}`, as in App Mesh",
+                        tls.ports
+                    ),
+                });
+            }
+            on_port
+        });
+        let dialled = format!("cluster `{cluster}` dialling {service}:{port} (DNS)");
+        let endpoints = match &resolved {
+            Ok(Some(resolved)) => {
+                self.note(
+                    origin,
+                    NoteKind::Became,
+                    format!(
+                        "backend `{service}` -> cluster `{cluster}`: {}",
+                        resolved.via
+                    ),
+                );
+                resolved
+                    .endpoints
+                    .iter()
+                    .map(|endpoint| {
+                        let at = lb_endpoint(&endpoint.host, endpoint.port);
+                        if resolved.endpoints.len() > 1 {
+                            at.with("load_balancing_weight", Y::Int(i64::from(endpoint.weight)))
+                        } else {
+                            at
+                        }
+                    })
+                    .collect()
+            }
+            Ok(None) => {
+                self.note(origin, NoteKind::NeedsOperator, format!(
+                    "backend `{service}` -> {dialled}. App Mesh found the service through its virtual service and provider, which are not among the inputs (pass them to have the importer follow them); check the name resolves and the port is the service's"));
+                vec![lb_endpoint(service, port)]
+            }
+            Err(Unresolved(why)) => {
+                self.note(origin, NoteKind::NeedsOperator, format!(
+                    "backend `{service}`: {why} -> {dialled}; check the name resolves and the port is the service's"));
+                vec![lb_endpoint(service, port)]
+            }
+        };
+        let server_name = match &resolved {
+            Ok(Some(Resolved {
+                dns_name: Some(dns_name),
+                ..
+            })) => dns_name.as_str(),
+            _ => service,
+        };
         let mut cluster_value = map([
             ("name", s(cluster)),
             ("type", s("STRICT_DNS")),
             ("dns_lookup_family", s("V4_ONLY")),
             ("connect_timeout", s("2s")),
-            (
-                "load_assignment",
-                load_assignment(
-                    cluster,
-                    map([(
-                        "socket_address",
-                        map([
-                            ("address", s(service)),
-                            ("port_value", Y::Int(i64::from(port))),
-                        ]),
-                    )]),
-                ),
-            ),
+            ("load_assignment", load_assignment(cluster, endpoints)),
         ]);
         if http2 {
             cluster_value = cluster_value.with("typed_extension_protocol_options", http2_options());
@@ -426,13 +516,22 @@ impl<'a> Converter<'a> {
         if let Some(tls) = tls {
             let mut common = Y::Map(Vec::new());
             if let Some(certificate) = &tls.certificate {
-                let (key, value) =
-                    self.certificate(certificate, origin, &format!("client (to `{service}`)"));
-                common = common.with(&key, value);
+                let value = self.certificate(
+                    certificate,
+                    origin,
+                    &format!("client (to `{service}`)"),
+                    cluster,
+                );
+                common = common.with("tls_certificate_sds_secret_configs", Y::List(vec![value]));
             }
             if let Some(trust) = &tls.trust {
-                let (key, value) =
-                    self.trust(trust, origin, &format!("backend `{service}`"), &tls.sans);
+                let (key, value) = self.trust(
+                    trust,
+                    origin,
+                    &format!("backend `{service}`"),
+                    cluster,
+                    &tls.sans,
+                );
                 common = common.with(&key, value);
             }
             if !tls.sans.is_empty() {
@@ -456,7 +555,7 @@ impl<'a> Converter<'a> {
                         "typed_config",
                         map([
                             ("\"@type\"", s("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext")),
-                            ("sni", s(service)),
+                            ("sni", s(server_name)),
                             ("common_tls_context", common),
                         ]),
                     ),
@@ -620,7 +719,10 @@ impl<'a> Converter<'a> {
                     "load_assignment",
                     load_assignment(
                         "sds-grpc",
-                        map([("pipe", map([("path", s(SPIRE_SOCKET))]))]),
+                        vec![endpoint_at(map([(
+                            "pipe",
+                            map([("path", s("${SPIRE_AGENT_SOCKET}"))]),
+                        )]))],
                     ),
                 ),
             ]));
@@ -676,6 +778,7 @@ impl<'a> Converter<'a> {
         Outputs {
             policy,
             envoy_yaml: header + &to_yaml(&body),
+            secret_files: self.secret_files,
             notes: self.notes,
         }
     }
@@ -742,8 +845,13 @@ fn shipped_access_log() -> String {
 
 /// A virtual node: an ingress listener per App Mesh listener in front of the local app, and
 /// (when it has backends) an egress listener whose clusters carry the client policy.
-pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -> Outputs {
-    let mut converter = Converter::new(files_root);
+pub fn virtual_node<'a>(
+    name: &str,
+    node: &VirtualNode,
+    files_root: Option<&'a Path>,
+    mesh: &'a Mesh<'a>,
+) -> Outputs {
+    let mut converter = Converter::new(name, files_root, mesh);
     converter.variable(
         "UPSTREAM_PORT",
         "port of the local app on 127.0.0.1 (App Mesh sent to the app on the listener's port)",
@@ -811,13 +919,13 @@ pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -
             "load_assignment",
             load_assignment(
                 "local_app",
-                map([(
+                vec![endpoint_at(map([(
                     "socket_address",
                     map([
                         ("address", s("127.0.0.1")),
                         ("port_value", Y::Var("UPSTREAM_PORT")),
                     ]),
-                )]),
+                )]))],
             ),
         ),
     ]);
@@ -840,15 +948,22 @@ pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -
                 false,
             );
             converter.clusters.push(value);
+            // The app calls the service by its DNS name: the resource's name, or its awsName.
+            let mut names = vec![backend.service.clone()];
+            if let Ok(Some(Resolved {
+                dns_name: Some(dns_name),
+                ..
+            })) = converter.mesh.resolve(&backend.service)
+            {
+                names.push(dns_name);
+            }
+            let domains = names
+                .iter()
+                .flat_map(|name| [s(name.clone()), s(format!("{name}:*"))])
+                .collect();
             hosts.push(map([
                 ("name", s(cluster.clone())),
-                (
-                    "domains",
-                    Y::List(vec![
-                        s(backend.service.clone()),
-                        s(format!("{}:*", backend.service)),
-                    ]),
-                ),
+                ("domains", Y::List(domains)),
                 (
                     "routes",
                     Y::List(vec![map([
@@ -901,13 +1016,14 @@ pub fn virtual_node(name: &str, node: &VirtualNode, files_root: Option<&Path>) -
 }
 
 /// A virtual gateway and its gateway routes, in App Mesh's priority order.
-pub fn virtual_gateway(
+pub fn virtual_gateway<'a>(
     name: &str,
     gateway: &VirtualGateway,
     routes: &[(&str, &GatewayRoute, &Origin)],
-    files_root: Option<&Path>,
+    files_root: Option<&'a Path>,
+    mesh: &'a Mesh<'a>,
 ) -> Outputs {
-    let mut converter = Converter::new(files_root);
+    let mut converter = Converter::new(name, files_root, mesh);
     let Some(listener) = gateway.listeners.first() else {
         return converter.finish(
             name,
@@ -942,7 +1058,12 @@ pub fn virtual_gateway(
             converter.note(origin, NoteKind::Became, format!("gateway route name `{route_text}` -> route name `{envoy_name}` (Envoy and certgate names are [A-Za-z0-9_-], 64 at most)"));
         }
         let http2 = route.protocol != "httpRoute";
-        let cluster = format!("service-{}", route_name(&route.service));
+        // One cluster per virtual service and target port: routes to other ports of a service
+        // dial those ports.
+        let cluster = match route.target_port {
+            Some(port) => format!("service-{}-{port}", route_name(&route.service)),
+            None => format!("service-{}", route_name(&route.service)),
+        };
         if !clusters.contains(&cluster) {
             clusters.push(cluster.clone());
             let value = converter.backend_cluster(
@@ -1125,16 +1246,37 @@ fn authority_matching(host_pattern: &str) -> Y {
     ])
 }
 
-/// A cluster's `load_assignment`: one endpoint at `address` (a `socket_address` or a `pipe`).
-fn load_assignment(cluster: &str, address: Y) -> Y {
+/// The directory a file is in, as Envoy watches it (`.` for a bare file name).
+fn parent_dir(file: &str) -> String {
+    match Path::new(file).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.display().to_string(),
+        _ => ".".into(),
+    }
+}
+
+/// A cluster's `load_assignment` of these `lb_endpoints`.
+fn load_assignment(cluster: &str, endpoints: Vec<Y>) -> Y {
     map([
         ("cluster_name", s(cluster)),
         (
             "endpoints",
-            Y::List(vec![map([(
-                "lb_endpoints",
-                Y::List(vec![map([("endpoint", map([("address", address)]))])]),
-            )])]),
+            Y::List(vec![map([("lb_endpoints", Y::List(endpoints))])]),
         ),
     ])
+}
+
+/// One of a cluster's `lb_endpoints` at `address` (a `socket_address` or a `pipe`).
+fn endpoint_at(address: Y) -> Y {
+    map([("endpoint", map([("address", address)]))])
+}
+
+/// One of a cluster's `lb_endpoints` at `host:port`.
+fn lb_endpoint(host: &str, port: u16) -> Y {
+    endpoint_at(map([(
+        "socket_address",
+        map([
+            ("address", s(host)),
+            ("port_value", Y::Int(i64::from(port))),
+        ]),
+    )]))
 }

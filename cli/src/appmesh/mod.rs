@@ -1,12 +1,14 @@
 //! `certgate import appmesh`: App Mesh virtual nodes, virtual gateways and gateway routes become,
-//! per node or gateway `NAME`, a certgate policy (`NAME.policy.json`) and an Envoy bootstrap
-//! template (`NAME.envoy.yaml`), with a report of what each setting became and what the operator
+//! per node or gateway `NAME`, a certgate policy (`NAME.policy.json`), an Envoy bootstrap
+//! template (`NAME.envoy.yaml`) and the SDS files through which that Envoy reads its certificates
+//! and trust bundles (`NAME.SECRET.sds.yaml`), with a report of what each setting became and what the operator
 //! must do. This module owns the command: reading every input first, writing nothing unless all of
 //! them were read, then writing the outputs through a staging directory.
 
 mod convert;
 mod model;
 mod read;
+mod resolve;
 mod tree;
 mod yaml;
 
@@ -67,7 +69,7 @@ fn convert_all(
 ) -> Result<(Vec<Output>, String)> {
     let files_root = args.files_root.as_deref();
     let mut names: Vec<(&str, &Origin)> = Vec::new();
-    for resource in resources.iter().filter(|r| r.kind() != Kind::GatewayRoute) {
+    for resource in resources.iter().filter(|r| r.kind().has_outputs()) {
         if let Some((_, first)) = names.iter().find(|(name, _)| *name == resource.name) {
             bail!(
                 "{}: `{}` is also the name of the resource at {first}: outputs are named after \
@@ -82,6 +84,7 @@ fn convert_all(
         .iter()
         .filter(|r| r.kind() == Kind::VirtualGateway)
         .collect();
+    let mesh = resolve::Mesh::new(resources);
     let mut report = String::new();
     let mut outputs = Vec::new();
     let mut attached = vec![false; resources.len()];
@@ -95,7 +98,9 @@ fn convert_all(
     );
     for resource in resources {
         let result = match &resource.spec {
-            Spec::VirtualNode(node) => convert::virtual_node(&resource.name, node, files_root),
+            Spec::VirtualNode(node) => {
+                convert::virtual_node(&resource.name, node, files_root, &mesh)
+            }
             Spec::VirtualGateway(gateway) => {
                 let mut routes: Vec<(&str, &GatewayRoute, &Origin)> = Vec::new();
                 let mut extra = Vec::new();
@@ -129,11 +134,14 @@ fn convert_all(
                     }
                 }
                 let mut outputs =
-                    convert::virtual_gateway(&resource.name, gateway, &routes, files_root);
+                    convert::virtual_gateway(&resource.name, gateway, &routes, files_root, &mesh);
                 outputs.notes.extend(extra);
                 outputs
             }
-            Spec::GatewayRoute(_) => continue,
+            Spec::GatewayRoute(_)
+            | Spec::VirtualService(_)
+            | Spec::VirtualRouter(_)
+            | Spec::Route(_) => continue,
         };
         let stem = file_stem(&resource.name);
         let policy_name = format!("{stem}.policy.json");
@@ -147,21 +155,48 @@ fn convert_all(
             name: envoy_name.clone(),
             contents: result.envoy_yaml,
         });
+        let mut written = vec![policy_name, envoy_name];
+        for (name, contents) in result.secret_files {
+            written.push(name.clone());
+            outputs.push(Output { name, contents });
+        }
+        let written: Vec<String> = written
+            .iter()
+            .map(|name| args.out.join(name).display().to_string())
+            .collect();
         let _ = writeln!(
             report,
-            "\n{} `{}` ({}, {}) -> {}, {}",
+            "\n{} `{}` ({}, {}) -> {}",
             resource.kind().label(),
             resource.name,
             resource.form,
             resource.origin,
-            args.out.join(&policy_name).display(),
-            args.out.join(&envoy_name).display()
+            written.join(", ")
         );
         let mut notes: Vec<&Note> = file_notes
             .iter()
             .filter(|note| belongs_to(note, resource))
             .collect();
         notes.extend(result.notes.iter());
+        write_notes(&mut report, &notes);
+    }
+    // Virtual services, routers and routes write nothing: they say where backends are.
+    for resource in resources
+        .iter()
+        .filter(|r| !r.kind().has_outputs() && r.kind() != Kind::GatewayRoute)
+    {
+        let _ = writeln!(
+            report,
+            "\n{} `{}` ({}, {}) -> where the backends that name it are reached",
+            resource.kind().label(),
+            resource.name,
+            resource.form,
+            resource.origin
+        );
+        let notes: Vec<&Note> = file_notes
+            .iter()
+            .filter(|note| belongs_to(note, resource))
+            .collect();
         write_notes(&mut report, &notes);
     }
     let unattached: Vec<Note> = resources

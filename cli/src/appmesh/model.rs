@@ -28,6 +28,10 @@ pub enum Kind {
     VirtualNode,
     VirtualGateway,
     GatewayRoute,
+    VirtualService,
+    VirtualRouter,
+    /// A virtual router's route.
+    Route,
 }
 
 impl Kind {
@@ -36,7 +40,38 @@ impl Kind {
             Kind::VirtualNode => "VirtualNode",
             Kind::VirtualGateway => "VirtualGateway",
             Kind::GatewayRoute => "GatewayRoute",
+            Kind::VirtualService => "VirtualService",
+            Kind::VirtualRouter => "VirtualRouter",
+            Kind::Route => "Route",
         }
+    }
+
+    /// The field that names a resource of this kind (any case: CLI input, describe output and
+    /// CloudFormation spell it differently).
+    pub fn name_key(self) -> &'static str {
+        match self {
+            Kind::VirtualNode => "virtualNodeName",
+            Kind::VirtualGateway => "virtualGatewayName",
+            Kind::GatewayRoute => "gatewayRouteName",
+            Kind::VirtualService => "virtualServiceName",
+            Kind::VirtualRouter => "virtualRouterName",
+            Kind::Route => "routeName",
+        }
+    }
+
+    /// The kind a resource of this kind belongs to (gateway routes to a gateway, routes to a
+    /// router).
+    pub fn parent(self) -> Option<Kind> {
+        match self {
+            Kind::GatewayRoute => Some(Kind::VirtualGateway),
+            Kind::Route => Some(Kind::VirtualRouter),
+            _ => None,
+        }
+    }
+
+    /// Whether the importer writes outputs for this kind (the others name backends).
+    pub fn has_outputs(self) -> bool {
+        matches!(self, Kind::VirtualNode | Kind::VirtualGateway)
     }
 }
 
@@ -123,6 +158,44 @@ pub struct VirtualNode {
     pub listeners: Vec<Listener>,
     pub backends: Vec<Backend>,
     pub backend_defaults: Option<ClientTls>,
+    /// `serviceDiscovery.dns.hostname`: where the node's clients found it.
+    pub dns_hostname: Option<String>,
+}
+
+/// Who answers for a virtual service.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Provider {
+    Node(String),
+    Router(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualService {
+    /// Kubernetes `awsName`: the service's DNS name when it differs from the resource's name.
+    pub aws_name: Option<String>,
+    pub provider: Option<Provider>,
+}
+
+/// A virtual node a route sends a share of the requests to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightedTarget {
+    pub node: String,
+    pub weight: u32,
+    /// The node listener's port, when the node has several.
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualRouter {
+    /// The routes written inside the router (Kubernetes); others are `Route` resources.
+    pub routes: Vec<Vec<WeightedTarget>>,
+}
+
+/// A virtual router's route: only its targets matter to the importer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouterRoute {
+    pub router: Option<String>,
+    pub targets: Vec<WeightedTarget>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -186,6 +259,9 @@ pub enum Spec {
     VirtualNode(VirtualNode),
     VirtualGateway(VirtualGateway),
     GatewayRoute(GatewayRoute),
+    VirtualService(VirtualService),
+    VirtualRouter(VirtualRouter),
+    Route(RouterRoute),
 }
 
 /// One resource read from the inputs, with what the reader noted about its settings.
@@ -204,6 +280,9 @@ impl Resource {
             Spec::VirtualNode(_) => Kind::VirtualNode,
             Spec::VirtualGateway(_) => Kind::VirtualGateway,
             Spec::GatewayRoute(_) => Kind::GatewayRoute,
+            Spec::VirtualService(_) => Kind::VirtualService,
+            Spec::VirtualRouter(_) => Kind::VirtualRouter,
+            Spec::Route(_) => Kind::Route,
         }
     }
 }

@@ -77,6 +77,7 @@ pub fn read_file(path: &Path, text: &str) -> Result<FileContents> {
         let mut reader = Reader {
             file: file.clone(),
             notes: Vec::new(),
+            template_names: Vec::new(),
         };
         reader.document(document, &root, &stem, &mut contents)?;
         contents.notes.extend(reader.notes);
@@ -147,6 +148,9 @@ fn placeholder(intrinsic: &str) -> String {
 struct Reader {
     file: String,
     notes: Vec<Note>,
+    /// A CloudFormation template's own App Mesh names, (logical ID, name field, name), so that
+    /// `!GetAtt Gateway.VirtualGatewayName` resolves.
+    template_names: Vec<(String, String, String)>,
 }
 
 impl Reader {
@@ -217,38 +221,29 @@ impl Reader {
             .map(|(name, value)| (join(path, name), value))
     }
 
-    /// The name a `virtualService` reference gives a backend: `virtualServiceName`, a Kubernetes
-    /// `virtualServiceRef` (noted: the operator checks it is the service's DNS name) or the last
-    /// segment of `virtualServiceARN`.
-    fn virtual_service_name(&mut self, service: &Node, vs_path: &str) -> Result<String> {
-        let name = if let Some(name) = self.opt_string(service, vs_path, "virtualServiceName")? {
-            name
-        } else if let Some((ref_path, reference)) =
-            self.child(service, vs_path, "virtualServiceRef")
-        {
-            let name = self.req_string(reference, &ref_path, "name")?;
-            let namespace = self.opt_string(reference, &ref_path, "namespace")?;
-            self.note(reference, &ref_path, NoteKind::NeedsOperator, format!(
-                "Kubernetes VirtualService `{name}`{}: the backend cluster dials the name `{name}`; set it to the service's DNS name (its App Mesh awsName) if that differs",
-                namespace.map(|ns| format!(" in namespace `{ns}`")).unwrap_or_default()));
-            name
-        } else if let Some(arn) = self.opt_string(service, vs_path, "virtualServiceARN")? {
+    /// The name a reference to another resource gives: `name_key` (`virtualServiceName`, a
+    /// CloudFormation `!GetAtt` of the same template), a Kubernetes `<prefix>Ref` (the resource's
+    /// `metadata.name`) or the last segment of `<prefix>ARN`.
+    fn reference(
+        &mut self,
+        node: &Node,
+        path: &str,
+        name_key: &str,
+        prefix: &str,
+    ) -> Result<String> {
+        if let Some((name_path, value)) = self.child(node, path, name_key) {
+            return self.name_reference(value, &name_path);
+        }
+        if let Some((ref_path, reference)) = self.child(node, path, &format!("{prefix}Ref")) {
+            self.fields(reference, &ref_path, &["name", "namespace"], &[])?;
+            return self.req_string(reference, &ref_path, "name");
+        }
+        if let Some(arn) = self.opt_string(node, path, &format!("{prefix}ARN"))? {
             let name = arn.rsplit('/').next().unwrap_or(&arn).to_string();
-            self.note(
-                service,
-                vs_path,
-                NoteKind::Became,
-                format!("virtual service ARN {arn}: backend `{name}`"),
-            );
-            name
-        } else {
-            return Err(self.error(
-                service,
-                &join(vs_path, "virtualServiceName"),
-                "required field is missing",
-            ));
-        };
-        Ok(name)
+            self.note(node, path, NoteKind::Became, format!("ARN {arn}: `{name}`"));
+            return Ok(name);
+        }
+        Err(self.error(node, &join(path, name_key), "required field is missing"))
     }
 
     /// [`Self::child`] that must be there: its absence is an error naming its path.
@@ -416,12 +411,13 @@ impl Reader {
         for (key, kind) in DESCRIBE_KEYS {
             if let Some((path, inner)) = self.child(document, root, key) {
                 if inner.get("spec").is_some() {
-                    if let Some(kind) = kind {
-                        let resource =
-                            self.api_resource(inner, &path, kind, None, "describe output")?;
-                        contents.resources.push(resource);
-                    } else {
-                        self.note(inner, &path, NoteKind::NotImported, OTHER_KINDS_REASON);
+                    match kind {
+                        Some(kind) => {
+                            let resource =
+                                self.api_resource(inner, &path, kind, None, "describe output")?;
+                            contents.resources.push(resource);
+                        }
+                        None => self.note(inner, &path, NoteKind::NotImported, MESH_REASON),
                     }
                     return Ok(());
                 }
@@ -435,7 +431,7 @@ impl Reader {
                         self.api_resource(document, root, kind, Some(stem), "CLI input")?;
                     contents.resources.push(resource);
                 }
-                None => self.note(document, root, NoteKind::NotImported, OTHER_KINDS_REASON),
+                None => self.note(document, root, NoteKind::NotImported, MESH_REASON),
             }
             return Ok(());
         }
@@ -459,11 +455,14 @@ impl Reader {
         if document.get("virtualGatewayName").is_some() {
             return Some(Kind::VirtualGateway);
         }
-        if ["virtualServiceName", "virtualRouterName", "routeName"]
-            .iter()
-            .any(|key| document.get(key).is_some())
-        {
-            return None;
+        if document.get("routeName").is_some() {
+            return Some(Kind::Route);
+        }
+        if document.get("virtualRouterName").is_some() {
+            return Some(Kind::VirtualRouter);
+        }
+        if document.get("virtualServiceName").is_some() {
+            return Some(Kind::VirtualService);
         }
         let spec = document.get("spec").map(|(_, spec)| spec)?;
         let guess = if ["httpRoute", "http2Route", "grpcRoute"]
@@ -502,11 +501,7 @@ impl Reader {
         fallback_name: Option<&str>,
         form: &'static str,
     ) -> Result<Resource> {
-        let name_key = match kind {
-            Kind::VirtualNode => "virtualNodeName",
-            Kind::VirtualGateway => "virtualGatewayName",
-            Kind::GatewayRoute => "gatewayRouteName",
-        };
+        let name_key = kind.name_key();
         let name = match (self.opt_string(node, path, name_key)?, fallback_name) {
             (Some(name), _) => name,
             (None, Some(stem)) => stem.to_string(),
@@ -514,10 +509,9 @@ impl Reader {
                 return Err(self.error(node, &join(path, name_key), "required field is missing"))
             }
         };
-        let gateway = if kind == Kind::GatewayRoute {
-            self.opt_string(node, path, "virtualGatewayName")?
-        } else {
-            None
+        let parent = match kind.parent() {
+            Some(parent) => self.opt_string(node, path, parent.name_key())?,
+            None => None,
         };
         if let Some(mesh) = self.opt_string(node, path, "meshName")? {
             self.note(
@@ -540,7 +534,7 @@ impl Reader {
         let Some((spec_path, spec)) = self.child(node, path, "spec") else {
             return Err(self.error(node, &join(path, "spec"), "required field is missing"));
         };
-        let spec = self.spec(spec, &spec_path, kind, gateway)?;
+        let spec = self.spec(spec, &spec_path, kind, parent)?;
         Ok(Resource {
             name,
             origin: self.origin(node, path),
@@ -563,15 +557,21 @@ impl Reader {
                 format!("expected a mapping, found {}", resources.describe()),
             ));
         };
-        // Names of the template's own App Mesh resources, so `!GetAtt Gateway.VirtualGatewayName`
-        // resolves.
-        let mut names: Vec<(String, String, String)> = Vec::new();
         for (logical, resource) in entries {
-            for key in ["VirtualGatewayName", "VirtualNodeName"] {
+            for key in [
+                "VirtualGatewayName",
+                "VirtualNodeName",
+                "VirtualRouterName",
+                "VirtualServiceName",
+            ] {
                 if let Some((_, properties)) = resource.get("Properties") {
                     if let Some((_, value)) = properties.get(key) {
                         if let Some(text) = value.scalar().filter(|_| value.tag.is_none()) {
-                            names.push((logical.clone(), key.to_string(), text.to_string()));
+                            self.template_names.push((
+                                logical.clone(),
+                                key.to_string(),
+                                text.to_string(),
+                            ));
                         }
                     }
                 }
@@ -584,12 +584,15 @@ impl Reader {
                 "AWS::AppMesh::VirtualNode" => Kind::VirtualNode,
                 "AWS::AppMesh::VirtualGateway" => Kind::VirtualGateway,
                 "AWS::AppMesh::GatewayRoute" => Kind::GatewayRoute,
+                "AWS::AppMesh::VirtualService" => Kind::VirtualService,
+                "AWS::AppMesh::VirtualRouter" => Kind::VirtualRouter,
+                "AWS::AppMesh::Route" => Kind::Route,
                 other if other.starts_with("AWS::AppMesh::") => {
                     self.note(
                         resource,
                         &path,
                         NoteKind::NotImported,
-                        format!("{other}: {OTHER_KINDS_REASON}"),
+                        format!("{other}: {MESH_REASON}"),
                     );
                     continue;
                 }
@@ -611,11 +614,7 @@ impl Reader {
                     "required field is missing",
                 ));
             };
-            let name_key = match kind {
-                Kind::VirtualNode => "VirtualNodeName",
-                Kind::VirtualGateway => "VirtualGatewayName",
-                Kind::GatewayRoute => "GatewayRouteName",
-            };
+            let name_key = kind.name_key();
             let name = match self.child(properties, &properties_path, name_key) {
                 Some((_, value)) if intrinsic(value).is_none() => {
                     self.string(value, &join(&properties_path, name_key))?
@@ -640,15 +639,12 @@ impl Reader {
                     logical.clone()
                 }
             };
-            let gateway = if kind == Kind::GatewayRoute {
-                match self.child(properties, &properties_path, "VirtualGatewayName") {
-                    Some((gateway_path, value)) => {
-                        Some(self.gateway_reference(value, &gateway_path, &names)?)
-                    }
-                    None => None,
-                }
-            } else {
-                None
+            let parent = match kind
+                .parent()
+                .and_then(|parent| self.child(properties, &properties_path, parent.name_key()))
+            {
+                Some((parent_path, value)) => Some(self.name_reference(value, &parent_path)?),
+                None => None,
             };
             if let Some((mesh_path, value)) = self.child(properties, &properties_path, "MeshName") {
                 let mesh = self.string(value, &mesh_path)?;
@@ -672,7 +668,7 @@ impl Reader {
                 }
             }
             let (spec_path, spec) = self.required_child(properties, &properties_path, "Spec")?;
-            let spec = self.spec(spec, &spec_path, kind, gateway)?;
+            let spec = self.spec(spec, &spec_path, kind, parent)?;
             contents.resources.push(Resource {
                 name,
                 origin: self.origin(resource, &path),
@@ -683,14 +679,9 @@ impl Reader {
         Ok(())
     }
 
-    /// A gateway route's `VirtualGatewayName`: a name, or `!GetAtt G.VirtualGatewayName` of a
-    /// gateway of the same template.
-    fn gateway_reference(
-        &mut self,
-        node: &Node,
-        path: &str,
-        names: &[(String, String, String)],
-    ) -> Result<String> {
+    /// A reference to another resource by name (`VirtualGatewayName`, `VirtualNodeName`, ...): a
+    /// name, or `!GetAtt R.VirtualGatewayName` of a resource of the same template.
+    fn name_reference(&mut self, node: &Node, path: &str) -> Result<String> {
         let get_att = match (&node.tag, &node.value) {
             (Some(tag), Value::Scalar { text, .. }) if tag == "!GetAtt" => Some(text.clone()),
             (None, Value::Map(entries)) if entries.len() == 1 && entries[0].0 == "Fn::GetAtt" => {
@@ -710,19 +701,19 @@ impl Reader {
         };
         if let Some(target) = get_att {
             if let Some((logical, attribute)) = target.split_once('.') {
-                if let Some((_, _, name)) = names
+                let found = self
+                    .template_names
                     .iter()
                     .find(|(l, key, _)| l == logical && key == attribute)
-                {
+                    .map(|(_, _, name)| name.clone());
+                if let Some(name) = found {
                     self.note(
                         node,
                         path,
                         NoteKind::Became,
-                        format!(
-                            "`GetAtt {target}` resolved to the template's virtual gateway `{name}`"
-                        ),
+                        format!("`GetAtt {target}` resolved to the template's `{name}`"),
                     );
-                    return Ok(name.clone());
+                    return Ok(name);
                 }
             }
         }
@@ -765,8 +756,10 @@ impl Reader {
             "VirtualNode" => Kind::VirtualNode,
             "VirtualGateway" => Kind::VirtualGateway,
             "GatewayRoute" => Kind::GatewayRoute,
-            "Mesh" | "VirtualService" | "VirtualRouter" | "BackendGroup" => {
-                self.note(document, root, NoteKind::NotImported, format!("{label}: {OTHER_KINDS_REASON}"));
+            "VirtualService" => Kind::VirtualService,
+            "VirtualRouter" => Kind::VirtualRouter,
+            "Mesh" | "BackendGroup" => {
+                self.note(document, root, NoteKind::NotImported, format!("{label}: {MESH_REASON}"));
                 return Ok(());
             }
             other => {
@@ -807,20 +800,149 @@ impl Reader {
 
     // ---- specs ----
 
+    /// The spec of a `kind` resource; `parent` names the gateway of a gateway route or the router
+    /// of a route.
     fn spec(
         &mut self,
         spec: &Node,
         path: &str,
         kind: Kind,
-        gateway: Option<String>,
+        parent: Option<String>,
     ) -> Result<Spec> {
         match kind {
             Kind::VirtualNode => self.virtual_node(spec, path).map(Spec::VirtualNode),
             Kind::VirtualGateway => self.virtual_gateway(spec, path).map(Spec::VirtualGateway),
             Kind::GatewayRoute => self
-                .gateway_route(spec, path, gateway)
+                .gateway_route(spec, path, parent)
                 .map(Spec::GatewayRoute),
+            Kind::VirtualService => self.virtual_service(spec, path).map(Spec::VirtualService),
+            Kind::VirtualRouter => self.virtual_router(spec, path).map(Spec::VirtualRouter),
+            Kind::Route => {
+                self.fields(spec, path, &ROUTE_FIELDS, KUBERNETES_BOOKKEEPING)?;
+                Ok(Spec::Route(RouterRoute {
+                    router: parent,
+                    targets: self.route_targets(spec, path)?,
+                }))
+            }
         }
+    }
+
+    fn virtual_service(&mut self, spec: &Node, path: &str) -> Result<VirtualService> {
+        self.fields(
+            spec,
+            path,
+            &["provider", "awsName"],
+            &[("meshRef", "Kubernetes: the mesh; certgate has none")],
+        )?;
+        let aws_name = self.opt_string(spec, path, "awsName")?;
+        let provider = match self.child(spec, path, "provider") {
+            Some((provider_path, provider)) => {
+                self.fields(
+                    provider,
+                    &provider_path,
+                    &["virtualNode", "virtualRouter"],
+                    &[],
+                )?;
+                if let Some((node_path, node)) = self.child(provider, &provider_path, "virtualNode")
+                {
+                    self.fields(
+                        node,
+                        &node_path,
+                        &["virtualNodeName", "virtualNodeRef", "virtualNodeARN"],
+                        &[],
+                    )?;
+                    let name =
+                        self.reference(node, &node_path, "virtualNodeName", "virtualNode")?;
+                    Some(Provider::Node(name))
+                } else if let Some((router_path, router)) =
+                    self.child(provider, &provider_path, "virtualRouter")
+                {
+                    self.fields(
+                        router,
+                        &router_path,
+                        &["virtualRouterName", "virtualRouterRef", "virtualRouterARN"],
+                        &[],
+                    )?;
+                    let name =
+                        self.reference(router, &router_path, "virtualRouterName", "virtualRouter")?;
+                    Some(Provider::Router(name))
+                } else {
+                    return Err(self.error(
+                        provider,
+                        &provider_path,
+                        "expected one of virtualNode, virtualRouter",
+                    ));
+                }
+            }
+            None => None,
+        };
+        Ok(VirtualService { aws_name, provider })
+    }
+
+    fn virtual_router(&mut self, spec: &Node, path: &str) -> Result<VirtualRouter> {
+        let mut skipped = vec![("listeners", "the router's port, on which clients addressed the service: the importer dials each target node's own listener port")];
+        skipped.extend_from_slice(KUBERNETES_BOOKKEEPING);
+        self.fields(spec, path, &["routes"], &skipped)?;
+        let mut routes = Vec::new();
+        for (route_path, route) in self.list(spec, path, "routes")? {
+            let mut known = vec!["name"];
+            known.extend_from_slice(&ROUTE_FIELDS);
+            self.fields(route, &route_path, &known, &[])?;
+            routes.push(self.route_targets(route, &route_path)?);
+        }
+        Ok(VirtualRouter { routes })
+    }
+
+    /// The weighted targets of a router's route (`httpRoute`, `http2Route`, `grpcRoute` or
+    /// `tcpRoute`); its match, retries and timeouts are noted, not imported.
+    fn route_targets(&mut self, route: &Node, path: &str) -> Result<Vec<WeightedTarget>> {
+        let mut targets = Vec::new();
+        for protocol in ["httpRoute", "http2Route", "grpcRoute", "tcpRoute"] {
+            let Some((protocol_path, body)) = self.child(route, path, protocol) else {
+                continue;
+            };
+            self.fields(body, &protocol_path, &["action"], &[
+                ("match", "a router route's match: the importer sends every request for the virtual service to the targets of all its routes, by weight"),
+                ("retryPolicy", "retries are not imported: Envoy's defaults apply"),
+                ("timeout", "timeouts are not imported: Envoy's defaults apply"),
+            ])?;
+            let (action_path, action) = self.required_child(body, &protocol_path, "action")?;
+            self.fields(action, &action_path, &["weightedTargets"], &[])?;
+            for (target_path, target) in self.list(action, &action_path, "weightedTargets")? {
+                self.fields(
+                    target,
+                    &target_path,
+                    &[
+                        "virtualNode",
+                        "virtualNodeRef",
+                        "virtualNodeARN",
+                        "weight",
+                        "port",
+                    ],
+                    &[],
+                )?;
+                let node = self.reference(target, &target_path, "virtualNode", "virtualNode")?;
+                let (weight_path, weight_node) =
+                    self.required_child(target, &target_path, "weight")?;
+                let weight = self.integer(weight_node, &weight_path)?;
+                let weight = u32::try_from(weight)
+                    .ok()
+                    .filter(|w| *w <= 100)
+                    .ok_or_else(|| {
+                        self.error(
+                            weight_node,
+                            &weight_path,
+                            format!("{weight} is not a weight (0 to 100)"),
+                        )
+                    })?;
+                targets.push(WeightedTarget {
+                    node,
+                    weight,
+                    port: self.opt_port(target, &target_path, "port")?,
+                });
+            }
+        }
+        Ok(targets)
     }
 
     fn virtual_node(&mut self, spec: &Node, path: &str) -> Result<VirtualNode> {
@@ -854,7 +976,7 @@ impl Reader {
                 ],
                 &[],
             )?;
-            let name = self.virtual_service_name(service, &vs_path)?;
+            let name = self.reference(service, &vs_path, "virtualServiceName", "virtualService")?;
             let tls = match self.child(service, &vs_path, "clientPolicy") {
                 Some((policy_path, policy)) => self.client_policy(policy, &policy_path)?,
                 None => None,
@@ -865,14 +987,18 @@ impl Reader {
                 tls,
             });
         }
-        if let Some((discovery_path, discovery)) = self.child(spec, path, "serviceDiscovery") {
-            self.service_discovery(discovery, &discovery_path)?;
-        }
+        let dns_hostname = match self.child(spec, path, "serviceDiscovery") {
+            Some((discovery_path, discovery)) => {
+                self.service_discovery(discovery, &discovery_path)?
+            }
+            None => None,
+        };
         self.logging(spec, path)?;
         Ok(VirtualNode {
             listeners,
             backends,
             backend_defaults,
+            dns_hostname,
         })
     }
 
@@ -920,7 +1046,8 @@ impl Reader {
         Ok(())
     }
 
-    fn service_discovery(&mut self, discovery: &Node, path: &str) -> Result<()> {
+    /// Notes how clients found the node; its DNS name, when it has one.
+    fn service_discovery(&mut self, discovery: &Node, path: &str) -> Result<Option<String>> {
         self.fields(discovery, path, &["awsCloudMap", "dns"], &[])?;
         if let Some((cm_path, cloud_map)) = self.child(discovery, path, "awsCloudMap") {
             let namespace = self.req_string(cloud_map, &cm_path, "namespaceName")?;
@@ -932,8 +1059,9 @@ impl Reader {
             let hostname = self.req_string(dns, &dns_path, "hostname")?;
             self.note(dns, &dns_path, NoteKind::Became, format!(
                 "DNS name `{hostname}`: how clients found this node; nothing changes on the Envoy side, clients keep dialling `{hostname}` (point it at the new Envoy's ${{LISTENER_PORT}})"));
+            return Ok(Some(hostname));
         }
-        Ok(())
+        Ok(None)
     }
 
     fn listeners(&mut self, spec: &Node, path: &str) -> Result<Vec<Listener>> {
@@ -1236,7 +1364,8 @@ impl Reader {
             ],
             &[],
         )?;
-        let service_name = self.virtual_service_name(service, &vs_path)?;
+        let service_name =
+            self.reference(service, &vs_path, "virtualServiceName", "virtualService")?;
         let mut rewrite_host = true;
         let mut prefix_rewrite = matcher.prefix.as_ref().map(|_| "/".to_string());
         let mut path_rewrite = None;
@@ -1432,12 +1561,26 @@ const DESCRIBE_KEYS: [(&str, Option<Kind>); 7] = [
     ("virtualNode", Some(Kind::VirtualNode)),
     ("virtualGateway", Some(Kind::VirtualGateway)),
     ("gatewayRoute", Some(Kind::GatewayRoute)),
-    ("virtualService", None),
-    ("virtualRouter", None),
-    ("route", None),
+    ("virtualService", Some(Kind::VirtualService)),
+    ("virtualRouter", Some(Kind::VirtualRouter)),
+    ("route", Some(Kind::Route)),
     ("mesh", None),
 ];
 
-const OTHER_KINDS_REASON: &str = "meshes, virtual services and virtual routers name the backends \
-    that virtual nodes and gateway routes address; the importer writes one Envoy per virtual node \
-    or virtual gateway and addresses each backend by its virtual service name";
+const MESH_REASON: &str = "a mesh (or a backend group) groups resources: certgate has none; each \
+    output is one standalone Envoy";
+
+/// The fields of a router's route besides its name.
+const ROUTE_FIELDS: [&str; 5] = [
+    "httpRoute",
+    "http2Route",
+    "grpcRoute",
+    "tcpRoute",
+    "priority",
+];
+
+/// Kubernetes fields every App Mesh resource may carry that mean nothing to Envoy.
+const KUBERNETES_BOOKKEEPING: &[(&str, &str)] = &[
+    ("awsName", "Kubernetes: the resource's App Mesh name"),
+    ("meshRef", "Kubernetes: the mesh; certgate has none"),
+];

@@ -193,13 +193,37 @@ fn kubernetes_multi_document_manifest() {
         [
             ("red", Kind::VirtualNode),
             ("front", Kind::VirtualNode),
+            ("color", Kind::VirtualService),
+            ("color-router", Kind::VirtualRouter),
             ("ingress-gw", Kind::VirtualGateway),
             ("gateway-route-headers", Kind::GatewayRoute)
         ]
     );
+    // The virtual service the front node's backend names, and the router's weighted target.
+    assert_eq!(
+        contents.resources[2].spec,
+        Spec::VirtualService(VirtualService {
+            aws_name: Some("color.howto-k8s-mtls-sds.svc.cluster.local".into()),
+            provider: Some(Provider::Router("color-router".into())),
+        })
+    );
+    assert_eq!(
+        contents.resources[3].spec,
+        Spec::VirtualRouter(VirtualRouter {
+            routes: vec![vec![WeightedTarget {
+                node: "red".into(),
+                weight: 1,
+                port: None
+            }]]
+        })
+    );
+    assert_eq!(
+        node(&contents.resources[0]).dns_hostname.as_deref(),
+        Some("red.howto-k8s-mtls-sds.svc.cluster.local")
+    );
     let front = node(&contents.resources[1]);
     assert_eq!(front.backends[0].service, "color");
-    let Spec::VirtualGateway(gateway) = &contents.resources[2].spec else {
+    let Spec::VirtualGateway(gateway) = &contents.resources[4].spec else {
         panic!()
     };
     // `certificateARN`, the CRD's spelling.
@@ -251,4 +275,43 @@ fn unreadable_inputs_name_file_line_and_field() {
             "{name}: {message:?} does not start with {expected:?}"
         );
     }
+}
+
+#[test]
+fn file_certificates_become_sds_files_that_watch_their_directory() {
+    let contents = fixture("colorteller-white.json");
+    let mesh = super::resolve::Mesh::new(&contents.resources);
+    let outputs = super::convert::virtual_node(
+        "colorteller-white",
+        node(&contents.resources[0]),
+        Some(Path::new("/mnt/task")),
+        &mesh,
+    );
+    let names: Vec<&str> = outputs
+        .secret_files
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "colorteller-white.ingress-cert.sds.yaml",
+            "colorteller-white.ingress-trust.sds.yaml"
+        ]
+    );
+    for (name, contents) in &outputs.secret_files {
+        assert!(
+            contents.contains("watched_directory:\n        path: \"/mnt/task/keys\""),
+            "{name}:\n{contents}"
+        );
+        assert!(
+            outputs
+                .envoy_yaml
+                .contains(&format!("path: \"${{SDS_DIR}}/{name}\"")),
+            "{name} is not named by the template"
+        );
+    }
+    // No certificate is read once at start: every one goes through SDS.
+    assert!(!outputs.envoy_yaml.contains("tls_certificates"));
+    assert!(!outputs.envoy_yaml.contains("trusted_ca"));
 }
