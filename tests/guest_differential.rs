@@ -369,24 +369,22 @@ impl EnvoySide {
                 body: response.body_text(),
             });
         }
-        outcome.upstream = self.upstream.take_received().pop().map(|received| {
-            let (pseudo, headers) = pseudo_headers(&received);
-            ReceivedRequest {
-                headers: pseudo.into_iter().chain(headers).collect(),
+        outcome.upstream = self
+            .upstream
+            .take_received()
+            .pop()
+            .map(|received| ReceivedRequest {
+                headers: as_guest_saw(&received),
                 body: received.body,
-            }
-        });
+            });
         outcome.http_calls = self
             .call_backend
             .take_received()
             .into_iter()
-            .map(|received| {
-                let (pseudo, headers) = pseudo_headers(&received);
-                SentHttpCall {
-                    cluster: self.call_cluster.clone(),
-                    headers: pseudo.into_iter().chain(headers).collect(),
-                    body: received.body,
-                }
+            .map(|received| SentHttpCall {
+                cluster: self.call_cluster.clone(),
+                headers: as_guest_saw(&received),
+                body: received.body,
             })
             .collect();
         if scenario.advance_ms > 0 && scenario.expect.logs.is_empty() {
@@ -436,25 +434,21 @@ fn guest_log_line(line: &str) -> Option<String> {
     Some(format!("{level}: {message}"))
 }
 
-/// The request line and `host` as the pseudo-headers the guest saw, and the other headers.
-fn pseudo_headers(
-    received: &testkit::EchoedRequest,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
-    let pseudo = vec![
-        (
-            ":authority".to_owned(),
-            received.header("host").unwrap_or_default().to_owned(),
-        ),
-        (":path".to_owned(), received.path.clone()),
-        (":method".to_owned(), received.method.clone()),
-    ];
-    let headers = received
+/// The headers of a request as the guest saw them: the request line and `host` as pseudo-headers,
+/// then the other headers.
+fn as_guest_saw(received: &testkit::EchoedRequest) -> Vec<(String, String)> {
+    let pseudo = [
+        (":authority", received.header("host").unwrap_or_default()),
+        (":path", received.path.as_str()),
+        (":method", received.method.as_str()),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.to_owned()));
+    let regular = received
         .headers
         .iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
-        .filter(|(name, _)| name != "host")
-        .collect();
-    (pseudo, headers)
+        .filter(|(name, _)| name != "host");
+    pseudo.into_iter().chain(regular).collect()
 }
 
 fn scripted(answer: &pwh::HttpAnswer) -> ScriptedAnswer {
@@ -478,14 +472,8 @@ fn between(harness: &Outcome, envoy: &Outcome) -> Vec<String> {
     };
     differ(
         "client response",
-        format!(
-            "{:?}",
-            harness.response.as_ref().map(|r| comparable_response(r))
-        ),
-        format!(
-            "{:?}",
-            envoy.response.as_ref().map(|r| comparable_response(r))
-        ),
+        format!("{:?}", harness.response.as_ref().map(comparable_response)),
+        format!("{:?}", envoy.response.as_ref().map(comparable_response)),
     );
     differ(
         "upstream request",
