@@ -4,24 +4,17 @@
 
 use crate::abi::{LogLevel, Status};
 use crate::callbacks::{Callback, Callbacks};
-use crate::connection::Connection;
 use crate::error::HarnessError;
-use crate::exchange::{
-    Configured, DispatchedHttpCall, Exchange, HttpCallResponse, Request, UpstreamResponse,
-};
+use crate::exchange::{Configured, DispatchedHttpCall, HttpCallResponse};
 use crate::module::{engine, GuestModule};
 use crate::observe::{LogRecord, MetricsSnapshot};
 use crate::settings::PluginSettings;
 use crate::shared::SharedData;
-use crate::state::{HostState, StreamState};
-use crate::stream::Stream;
+use crate::state::{HostState, StreamState, ROOT_CONTEXT_ID};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Linker, Store};
-
-/// The id of the plugin's root context (cpp-host numbers the VM context 0, the root 1).
-pub(crate) const ROOT_CONTEXT_ID: u32 = 1;
 
 /// One VM running a guest module, with its root context started and configured.
 ///
@@ -380,54 +373,11 @@ impl Plugin {
         self.store.data().done_called.contains(&ROOT_CONTEXT_ID)
     }
 
-    /// Opens an HTTP stream for `request` on `connection` and runs the request path.
-    pub fn stream(
-        &mut self,
-        connection: &Connection,
-        request: Request,
-    ) -> Result<Stream<'_>, HarnessError> {
-        if !self.configured.accepted {
-            return Err(HarnessError::usage(
-                "the plugin rejected its configuration; Envoy would not have started it",
-            ));
-        }
+    /// A fresh context id for a stream.
+    pub(crate) fn new_context_id(&mut self) -> u32 {
         let id = self.next_context_id;
         self.next_context_id += 1;
-        // Clones share the TLS session: opening a stream copies no certificate.
-        let connection = connection.clone();
-        let mut headers = request.headers;
-        let state = self.store.data_mut();
-        let first_log = state.logs.len();
-        let hcm = state.settings.hcm.clone();
-        let source = hcm.apply(&mut headers, &connection, &mut || state.new_request_id());
-        let stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
-        state.streams.insert(id, stream);
-        self.call(Callback::ContextCreate, &[id, ROOT_CONTEXT_ID])?;
-        Stream::open(self, id, request.body, request.trailers, first_log)
-    }
-
-    /// One complete exchange: the request path, a `200` from the upstream if the request went
-    /// through, then `proxy_on_log`, `proxy_on_done` and `proxy_on_delete`.
-    pub fn send(
-        &mut self,
-        connection: &Connection,
-        request: Request,
-    ) -> Result<Exchange, HarnessError> {
-        self.exchange(connection, request, UpstreamResponse::ok())
-    }
-
-    /// Like [`Plugin::send`] with the upstream answering `response`.
-    pub fn exchange(
-        &mut self,
-        connection: &Connection,
-        request: Request,
-        response: UpstreamResponse,
-    ) -> Result<Exchange, HarnessError> {
-        let mut stream = self.stream(connection, request)?;
-        if stream.outcome().is_continued() {
-            stream.respond(response)?;
-        }
-        stream.finish()
+        id
     }
 
     /// Calls a guest callback with the current context set to the first argument; a missing
@@ -498,6 +448,8 @@ fn epoch_ticks(timeout: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::Connection;
+    use crate::exchange::Request;
 
     /// A guest whose every request grows its memory by one page, as a leak would.
     const GROWING_GUEST: &str = r#"(module

@@ -4,10 +4,12 @@
 use crate::abi::{LogLevel, Status};
 use crate::hcm::HttpConnectionManager;
 use crate::shared::SharedData;
-use crate::state::ForeignFunction;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A test-registered foreign function: arguments in, result bytes or a status out.
+pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
 
 /// How the plugin is configured, as the `envoy.filters.http.wasm` config would say.
 ///

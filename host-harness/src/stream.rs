@@ -4,16 +4,18 @@
 
 use crate::abi::{DataAction, HeadersAction};
 use crate::callbacks::Callback;
+use crate::connection::Connection;
 use crate::declared::struct_fields;
 use crate::error::HarnessError;
 use crate::exchange::{
-    ClientResponse, Exchange, HttpCallResponse, LocalResponse, RequestOutcome, UpstreamRequest,
-    UpstreamResponse,
+    ClientResponse, Exchange, HttpCallResponse, LocalResponse, Request, RequestOutcome,
+    UpstreamRequest, UpstreamResponse,
 };
 use crate::headers::HeaderMap;
 use crate::observe::HostcallCounts;
 use crate::plugin::Plugin;
 use crate::properties::FILTER_STATE_PREFIX;
+use crate::state::{StreamState, ROOT_CONTEXT_ID};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -529,6 +531,58 @@ impl<'p> Stream<'p> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Requests through a plugin: each opens a stream (a new HTTP context) and runs it.
+impl Plugin {
+    /// Opens an HTTP stream for `request` on `connection` and runs the request path.
+    pub fn stream(
+        &mut self,
+        connection: &Connection,
+        request: Request,
+    ) -> Result<Stream<'_>, HarnessError> {
+        if !self.configured().accepted {
+            return Err(HarnessError::usage(
+                "the plugin rejected its configuration; Envoy would not have started it",
+            ));
+        }
+        let id = self.new_context_id();
+        // Clones share the TLS session: opening a stream copies no certificate.
+        let connection = connection.clone();
+        let mut headers = request.headers;
+        let state = self.store.data_mut();
+        let first_log = state.logs.len();
+        let hcm = state.settings.hcm.clone();
+        let source = hcm.apply(&mut headers, &connection, &mut || state.new_request_id());
+        let stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
+        state.streams.insert(id, stream);
+        self.call(Callback::ContextCreate, &[id, ROOT_CONTEXT_ID])?;
+        Stream::open(self, id, request.body, request.trailers, first_log)
+    }
+
+    /// One complete exchange: the request path, a `200` from the upstream if the request went
+    /// through, then `proxy_on_log`, `proxy_on_done` and `proxy_on_delete`.
+    pub fn send(
+        &mut self,
+        connection: &Connection,
+        request: Request,
+    ) -> Result<Exchange, HarnessError> {
+        self.exchange(connection, request, UpstreamResponse::ok())
+    }
+
+    /// Like [`Plugin::send`] with the upstream answering `response`.
+    pub fn exchange(
+        &mut self,
+        connection: &Connection,
+        request: Request,
+        response: UpstreamResponse,
+    ) -> Result<Exchange, HarnessError> {
+        let mut stream = self.stream(connection, request)?;
+        if stream.outcome().is_continued() {
+            stream.respond(response)?;
+        }
+        stream.finish()
     }
 }
 

@@ -231,10 +231,3 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(env, H::ProxyGetMetric.name(), metrics::proxy_get_metric)?;
     Ok(())
 }
-
-impl HostState {
-    /// The root context hostcalls from any context of this plugin belong to.
-    pub(crate) fn settings_root_context(&self) -> u32 {
-        crate::plugin::ROOT_CONTEXT_ID
-    }
-}
