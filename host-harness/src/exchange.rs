@@ -141,6 +141,12 @@ impl UpstreamResponse {
         self
     }
 
+    /// Adds one body chunk; each chunk is one `proxy_on_response_body` call.
+    pub fn body_chunk(mut self, chunk: impl Into<Vec<u8>>) -> UpstreamResponse {
+        self.body.push(chunk.into());
+        self
+    }
+
     pub fn trailer(mut self, key: &str, value: &str) -> UpstreamResponse {
         self.trailers
             .get_or_insert_with(HeaderMap::new)
@@ -215,6 +221,9 @@ pub struct ClientResponse {
     pub local: bool,
     /// Whether the filter still holds the response (stopped iteration without resuming).
     pub paused: bool,
+    /// Whether Envoy reset the stream after the headers went out, so the client got the
+    /// headers and a truncated body (a filter buffered a response body past the buffer limit).
+    pub reset: bool,
 }
 
 /// An http call the guest dispatched (`proxy_http_call`), waiting for the test's answer.

@@ -8,6 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Envoy's default `per_connection_buffer_limit_bytes`.
+pub const DEFAULT_BUFFER_LIMIT_BYTES: usize = 1024 * 1024;
+
 /// A test-registered foreign function: arguments in, result bytes or a status out.
 pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
 
@@ -35,6 +38,7 @@ pub struct PluginSettings {
     pub(crate) call_timeout: Duration,
     pub(crate) shared_data: SharedData,
     pub(crate) abi_0_1_0: bool,
+    pub(crate) buffer_limit_bytes: usize,
 }
 
 impl PluginSettings {
@@ -57,6 +61,7 @@ impl PluginSettings {
             call_timeout: Duration::from_secs(10),
             shared_data: SharedData::new(),
             abi_0_1_0: false,
+            buffer_limit_bytes: DEFAULT_BUFFER_LIMIT_BYTES,
         }
     }
 
@@ -140,6 +145,14 @@ impl PluginSettings {
     /// workers sharing data. Each plugin gets its own store unless set.
     pub fn shared_data(mut self, store: SharedData) -> PluginSettings {
         self.shared_data = store;
+        self
+    }
+
+    /// The listener's `per_connection_buffer_limit_bytes` (Envoy's default 1 MiB; 0: no limit):
+    /// how much body a filter may buffer before Envoy answers 413 (request) or resets the
+    /// stream (response).
+    pub fn per_connection_buffer_limit_bytes(mut self, bytes: usize) -> PluginSettings {
+        self.buffer_limit_bytes = bytes;
         self
     }
 

@@ -329,6 +329,7 @@ impl<'p> Stream<'p> {
                 }
                 Stage::Body if more_body => {
                     let chunk = self.request_body.pop_front().unwrap_or_default();
+                    let buffering = !stream.request_body.is_empty();
                     stream.request_body_bytes += chunk.len() as u64;
                     stream.request_body.extend_from_slice(&chunk);
                     stream.live.request_body = true;
@@ -337,6 +338,18 @@ impl<'p> Stream<'p> {
                     let args = [id, stream.request_body.len() as u32, u32::from(eos)];
                     let action = self.plugin.call(Callback::RequestBody, &args)?;
                     let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
+                    // A stopped chunk is buffered, and so is one continuing a buffered body.
+                    if (!go || buffering) && self.buffered_past_limit(false)? {
+                        // Envoy's decoder buffer overflowed: it answers 413 itself.
+                        self.plugin.stream_state(id)?.local_response = Some(LocalResponse {
+                            status: 413,
+                            headers: HeaderMap::new(),
+                            body: b"Payload Too Large".to_vec(),
+                            grpc_status: None,
+                            details: "request_payload_too_large".to_string(),
+                        });
+                        continue;
+                    }
                     // A stopped chunk short of the end keeps buffering: the next chunk arrives.
                     if !go && !eos && !self.take_continue_request()? {
                         continue;
@@ -426,6 +439,7 @@ impl<'p> Stream<'p> {
                 trailers: None,
                 local: true,
                 paused: false,
+                reset: false,
             });
             self.response_stage = Stage::Done;
             return Ok(true);
@@ -447,6 +461,44 @@ impl<'p> Stream<'p> {
         Ok(true)
     }
 
+    /// Whether the body a filter is buffering (`StopIterationAndBuffer`) on one side has grown
+    /// past the settings' buffer limit, Envoy's watermark (strictly above; 0: no limit).
+    fn buffered_past_limit(&mut self, response: bool) -> Result<bool, HarnessError> {
+        let limit = self.plugin.store.data().settings.buffer_limit_bytes;
+        let stream = self.plugin.stream_state(self.id)?;
+        let buffered = if response {
+            stream.response_body.len()
+        } else {
+            stream.request_body.len()
+        };
+        Ok(limit != 0 && buffered > limit)
+    }
+
+    /// Envoy's answer to an overflowing encoder buffer once the response headers went out: it
+    /// records `response_payload_too_large` and resets the stream, so the client keeps the
+    /// headers and whatever body had passed, and nothing more.
+    fn reset_response_too_large(&mut self) -> Result<(), HarnessError> {
+        let stream = self.plugin.stream_state(self.id)?;
+        stream.live = Default::default();
+        stream.response_body.clear();
+        stream.response_code_details = Some(Cow::Borrowed("response_payload_too_large"));
+        let mut headers = stream.response_headers.clone().unwrap_or_default();
+        headers.set("server", "envoy");
+        self.response_body.clear();
+        self.response_trailers = None;
+        self.response_stage = Stage::Done;
+        self.response = Some(ClientResponse {
+            status: parse_status(&headers),
+            headers,
+            body: std::mem::take(&mut self.client_body),
+            trailers: None,
+            local: false,
+            paused: false,
+            reset: true,
+        });
+        Ok(())
+    }
+
     /// Runs response callbacks until the response reaches the client or stops.
     fn drive_response(&mut self, local: bool) -> Result<(), HarnessError> {
         let id = self.id;
@@ -465,6 +517,7 @@ impl<'p> Stream<'p> {
                 }
                 Stage::Body if more_body => {
                     let chunk = self.response_body.pop_front().unwrap_or_default();
+                    let buffering = !stream.response_body.is_empty();
                     stream.response_body.extend_from_slice(&chunk);
                     stream.live.response_body = true;
                     stream.end_of_stream = self.response_body.is_empty() && !has_trailers;
@@ -472,6 +525,10 @@ impl<'p> Stream<'p> {
                     let args = [id, stream.response_body.len() as u32, u32::from(eos)];
                     let action = self.plugin.call(Callback::ResponseBody, &args)?;
                     let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
+                    if (!go || buffering) && self.buffered_past_limit(true)? {
+                        self.reset_response_too_large()?;
+                        return Ok(());
+                    }
                     if !go && !eos {
                         continue;
                     }
@@ -508,6 +565,7 @@ impl<'p> Stream<'p> {
                         trailers: stream.response_trailers.clone(),
                         local,
                         paused: false,
+                        reset: false,
                     });
                     return Ok(());
                 }
@@ -527,6 +585,7 @@ impl<'p> Stream<'p> {
                     trailers: None,
                     local,
                     paused: true,
+                    reset: false,
                 });
                 return Ok(());
             }

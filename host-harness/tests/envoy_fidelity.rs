@@ -40,3 +40,82 @@ fn pseudo_headers_come_first_as_in_envoys_header_map() {
     assert_eq!(keys[first_regular - 1], ":x-guest", "{keys:?}");
     assert_eq!(keys.last(), Some(&"x-guest"), "{keys:?}");
 }
+
+/// A guest that buffers whole bodies, as the Rust SDK's examples do: it stops
+/// (`StopIterationAndBuffer`) on every body chunk short of the end.
+const BODY_BUFFERER: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (select (i32.const 0) (i32.const 1) (local.get 2)))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (select (i32.const 0) (i32.const 1) (local.get 2))))"#;
+
+fn body_bufferer(settings: PluginSettings) -> Plugin {
+    let module = GuestModule::from_wat("body-bufferer", BODY_BUFFERER).unwrap();
+    Plugin::new(&module, settings).unwrap()
+}
+
+#[test]
+fn a_request_body_buffered_past_the_limit_gets_envoys_413() {
+    let mut plugin = body_bufferer(PluginSettings::new("bufferer"));
+    let half = vec![b'a'; host_harness::DEFAULT_BUFFER_LIMIT_BYTES / 2];
+    let within = Request::post("/")
+        .body_chunk(half.clone())
+        .body_chunk(half.clone());
+    let exchange = plugin.send(&Connection::plain(), within).unwrap();
+    let upstream = exchange
+        .request
+        .upstream()
+        .expect("1 MiB fits the default limit");
+    assert_eq!(
+        upstream.body.len(),
+        host_harness::DEFAULT_BUFFER_LIMIT_BYTES
+    );
+
+    let over = Request::post("/")
+        .body_chunk(half.clone())
+        .body_chunk(half.clone())
+        .body_chunk(b"x".to_vec());
+    let exchange = plugin.send(&Connection::plain(), over).unwrap();
+    let local = exchange.request.local_response().expect("Envoy answers");
+    assert_eq!(
+        (local.status, local.details.as_str()),
+        (413, "request_payload_too_large")
+    );
+    let response = exchange.response.expect("client response");
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (413, &b"Payload Too Large"[..])
+    );
+    assert_eq!(response.headers.get("content-type"), Some("text/plain"));
+}
+
+#[test]
+fn a_response_body_buffered_past_the_limit_resets_the_stream_after_the_headers() {
+    let mut plugin =
+        body_bufferer(PluginSettings::new("bufferer").per_connection_buffer_limit_bytes(1000));
+    let upstream = UpstreamResponse::ok()
+        .header("x-app", "1")
+        .body_chunk(vec![b'a'; 600])
+        .body_chunk(vec![b'b'; 600])
+        .body_chunk(vec![b'c'; 10]);
+    let exchange = plugin
+        .exchange(&Connection::plain(), Request::get("/"), upstream)
+        .unwrap();
+    let response = exchange.response.expect("the headers went out");
+    assert!(response.reset, "{response:?}");
+    assert_eq!((response.status, response.body.len()), (200, 0));
+    assert_eq!(response.headers.get("x-app"), Some("1"));
+
+    let within = UpstreamResponse::ok()
+        .body_chunk(vec![b'a'; 500])
+        .body_chunk(vec![b'b'; 500]);
+    let exchange = plugin
+        .exchange(&Connection::plain(), Request::get("/"), within)
+        .unwrap();
+    let response = exchange.response.expect("client response");
+    assert!(!response.reset);
+    assert_eq!(response.body.len(), 1000);
+}
