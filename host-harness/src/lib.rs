@@ -65,7 +65,7 @@ pub use headers::HeaderMap;
 pub use module::GuestModule;
 pub use observe::{HostcallCounts, LogRecord, Metric, MetricChange, MetricsSnapshot};
 pub use plugin::Plugin;
-pub use settings::{PluginSettings, DEFAULT_BUFFER_LIMIT_BYTES};
+pub use settings::{FailurePolicy, PluginSettings, DEFAULT_BUFFER_LIMIT_BYTES};
 pub use shared::SharedData;
 pub use stream::Stream;
 pub use tls::{Certificate, Tls, TlsVersion};

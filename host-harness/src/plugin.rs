@@ -8,7 +8,7 @@ use crate::error::HarnessError;
 use crate::exchange::{Configured, DispatchedHttpCall, HttpCallResponse};
 use crate::module::{engine, GuestModule};
 use crate::observe::{LogRecord, MetricsSnapshot};
-use crate::settings::PluginSettings;
+use crate::settings::{FailurePolicy, PluginSettings};
 use crate::shared::SharedData;
 use crate::state::{HostState, StreamState, ROOT_CONTEXT_ID};
 use std::collections::HashSet;
@@ -38,16 +38,19 @@ use wasmtime::{Linker, Store};
 pub struct Plugin {
     pub(crate) store: Store<HostState>,
     callbacks: Callbacks,
-    module_name: Arc<str>,
+    module: GuestModule,
     configured: Configured,
     failure: Option<String>,
     next_context_id: u32,
+    /// The test clock when this VM was loaded (FAIL_RELOAD's backoff counts from it).
+    loaded_ns: u64,
+    reloads: u32,
 }
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
-            .field("module", &self.module_name)
+            .field("module", &self.module.name)
             .field("configured", &self.configured)
             .finish()
     }
@@ -80,10 +83,17 @@ impl Plugin {
             });
         }
         settings.abi_0_1_0 = exports.contains("proxy_abi_version_0_1_0");
+        Plugin::start(module, HostState::new(Arc::new(settings)))
+    }
+
+    /// Instantiates the module into a store holding `state` and runs Envoy's start-up sequence.
+    fn start(module: &GuestModule, state: HostState) -> Result<Plugin, HarnessError> {
+        let exports: HashSet<String> = module.exports().into_iter().collect();
         let mut linker = Linker::new(engine());
         crate::hostcalls::add_to_linker(&mut linker).map_err(|e| instantiate_error(module, e))?;
         crate::wasi::add_to_linker(&mut linker).map_err(|e| instantiate_error(module, e))?;
-        let mut store = Store::new(engine(), HostState::new(Arc::new(settings)));
+        let loaded_ns = state.now_ns;
+        let mut store = Store::new(engine(), state);
         store.set_epoch_deadline(epoch_ticks(store.data().settings.call_timeout));
         let instance = linker
             .instantiate(&mut store, &module.module)
@@ -109,13 +119,15 @@ impl Plugin {
         let mut plugin = Plugin {
             store,
             callbacks,
-            module_name: module.name.clone(),
+            module: module.clone(),
             configured: Configured {
                 accepted: false,
                 logs: Vec::new(),
             },
             failure: None,
             next_context_id: ROOT_CONTEXT_ID + 1,
+            loaded_ns,
+            reloads: 0,
         };
         let initializer = if exports.contains("_initialize") {
             Callback::Initialize
@@ -371,6 +383,52 @@ impl Plugin {
     /// Whether the guest called `proxy_done` for its root context after a deferred shutdown.
     pub fn done_called(&self) -> bool {
         self.store.data().done_called.contains(&ROOT_CONTEXT_ID)
+    }
+
+    /// Why the VM failed (the first trap's message), while it stays failed.
+    pub fn vm_failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// How many times a failed VM was replaced by a fresh one (`FailurePolicy::FailReload`).
+    pub fn vm_reloads(&self) -> u32 {
+        self.reloads
+    }
+
+    /// What the settings' failure policy makes of a request arriving now: `None` when the guest
+    /// runs it (the VM is healthy, or was just reloaded), else the policy that answers it.
+    pub(crate) fn failed_vm_policy(&mut self) -> Result<Option<FailurePolicy>, HarnessError> {
+        if self.failure.is_none() {
+            return Ok(None);
+        }
+        let Some(policy) = self.store.data().settings.failure_policy else {
+            // No policy: the guest call fails with `VmFailed`, as before.
+            return Ok(None);
+        };
+        match policy {
+            FailurePolicy::FailReload { backoff }
+                if self.now_ns().saturating_sub(self.loaded_ns) >= backoff.as_nanos() as u64 =>
+            {
+                self.reload()?;
+                Ok(None)
+            }
+            policy => Ok(Some(policy)),
+        }
+    }
+
+    /// Replaces the failed VM with a fresh instance, started and configured again. What Envoy
+    /// keeps outside the VM carries over: metrics (stats), logs, the clock, shared data.
+    fn reload(&mut self) -> Result<(), HarnessError> {
+        let old = self.store.data_mut();
+        let mut state = HostState::new(old.settings.clone());
+        state.now_ns = old.now_ns;
+        state.metrics = std::mem::take(&mut old.metrics);
+        state.logs = std::mem::take(&mut old.logs);
+        let mut fresh = Plugin::start(&self.module, state)?;
+        fresh.next_context_id = self.next_context_id;
+        fresh.reloads = self.reloads + 1;
+        *self = fresh;
+        Ok(())
     }
 
     /// A fresh context id for a stream.

@@ -39,6 +39,20 @@ pub struct PluginSettings {
     pub(crate) shared_data: SharedData,
     pub(crate) abi_0_1_0: bool,
     pub(crate) buffer_limit_bytes: usize,
+    pub(crate) failure_policy: Option<FailurePolicy>,
+}
+
+/// What Envoy does for the client once the VM failed (`PluginConfig.failure_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Envoy's default: the failing request and every later one are answered 503
+    /// (`wasm_fail_stream`; a gRPC request gets `200` with `grpc-status: 14`).
+    FailClosed,
+    /// Requests pass through the filter chain without the filter.
+    FailOpen,
+    /// Like `FailClosed` until `backoff` (Envoy's default: 1 s) has passed since the failed VM
+    /// was loaded; the next request then gets a fresh VM, started and configured again.
+    FailReload { backoff: Duration },
 }
 
 impl PluginSettings {
@@ -62,6 +76,7 @@ impl PluginSettings {
             shared_data: SharedData::new(),
             abi_0_1_0: false,
             buffer_limit_bytes: DEFAULT_BUFFER_LIMIT_BYTES,
+            failure_policy: None,
         }
     }
 
@@ -153,6 +168,17 @@ impl PluginSettings {
     /// stream (response).
     pub fn per_connection_buffer_limit_bytes(mut self, bytes: usize) -> PluginSettings {
         self.buffer_limit_bytes = bytes;
+        self
+    }
+
+    /// Answers a VM failure as Envoy does under `policy`: the client gets Envoy's response and the
+    /// exchange is an outcome, not an error. Unset, a trap is a [`HarnessError::Trap`] (and every
+    /// later call [`HarnessError::VmFailed`]), so a test notices a guest that traps.
+    ///
+    /// [`HarnessError::Trap`]: crate::HarnessError::Trap
+    /// [`HarnessError::VmFailed`]: crate::HarnessError::VmFailed
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> PluginSettings {
+        self.failure_policy = Some(policy);
         self
     }
 

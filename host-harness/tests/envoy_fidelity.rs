@@ -2,7 +2,10 @@
 //! order, Envoy's buffer limits and its local replies, failure policies. Each test runs a small
 //! raw-ABI guest written for it.
 
-use host_harness::{Connection, GuestModule, Plugin, PluginSettings, Request, UpstreamResponse};
+use host_harness::{
+    Connection, FailurePolicy, GuestModule, Plugin, PluginSettings, Request, UpstreamResponse,
+};
+use std::time::Duration;
 
 /// A guest that adds `x-guest`, then `:x-guest`, to the request headers.
 const PSEUDO_ADDER: &str = r#"(module
@@ -118,4 +121,101 @@ fn a_response_body_buffered_past_the_limit_resets_the_stream_after_the_headers()
     let response = exchange.response.expect("client response");
     assert!(!response.reset);
     assert_eq!(response.body.len(), 1000);
+}
+
+/// A guest that tags each request `x-guest: 1` and traps on a request carrying `x-trap`.
+const TRAPPER: &str = r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-trap")
+  (data (i32.const 32) "x-guest")
+  (data (i32.const 48) "1")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 16) (i32.const 6) (i32.const 64) (i32.const 68)))
+      (then unreachable))
+    (drop (call $add (i32.const 0) (i32.const 32) (i32.const 7) (i32.const 48) (i32.const 1)))
+    (i32.const 0)))"#;
+
+fn trapper(policy: FailurePolicy) -> Plugin {
+    let module = GuestModule::from_wat("trapper", TRAPPER).unwrap();
+    Plugin::new(
+        &module,
+        PluginSettings::new("trapper").failure_policy(policy),
+    )
+    .unwrap()
+}
+
+/// (status, whether the upstream got the request, whether the guest tagged it) for one request.
+fn outcome(plugin: &mut Plugin, request: Request) -> (u32, bool, bool) {
+    let exchange = plugin.send(&Connection::plain(), request).unwrap();
+    let upstream = exchange.request.upstream();
+    let tagged = upstream.is_some_and(|u| u.headers.get("x-guest") == Some("1"));
+    (
+        exchange.response.unwrap().status,
+        upstream.is_some(),
+        tagged,
+    )
+}
+
+#[test]
+fn fail_closed_answers_503_to_the_failing_request_and_every_later_one() {
+    let mut plugin = trapper(FailurePolicy::FailClosed);
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, true));
+    let exchange = plugin
+        .send(
+            &Connection::plain(),
+            Request::get("/").header("x-trap", "1"),
+        )
+        .unwrap();
+    let local = exchange.request.local_response().expect("Envoy answers");
+    assert_eq!(
+        (local.status, local.details.as_str()),
+        (503, "wasm_fail_stream")
+    );
+    assert_eq!(exchange.response.unwrap().status, 503);
+    assert!(plugin
+        .vm_failure()
+        .is_some_and(|failure| failure.contains("proxy_on_request_headers")));
+    for _ in 0..3 {
+        assert_eq!(outcome(&mut plugin, Request::get("/")), (503, false, false));
+    }
+    let grpc = Request::post("/pkg.Service/Call").header("content-type", "application/grpc");
+    let response = plugin
+        .send(&Connection::plain(), grpc)
+        .unwrap()
+        .response
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers.get("grpc-status"), Some("14"));
+    assert_eq!(response.headers.get("connection"), Some("close"));
+}
+
+#[test]
+fn fail_open_lets_requests_through_without_the_filter() {
+    let mut plugin = trapper(FailurePolicy::FailOpen);
+    let trapping = Request::get("/").header("x-trap", "1");
+    assert_eq!(outcome(&mut plugin, trapping), (200, true, false));
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, false));
+    assert!(plugin.vm_failure().is_some());
+}
+
+#[test]
+fn fail_reload_answers_503_until_the_backoff_then_runs_a_fresh_vm() {
+    let backoff = Duration::from_secs(1);
+    let mut plugin = trapper(FailurePolicy::FailReload { backoff });
+    plugin.advance_time(backoff).unwrap();
+    // The VM was loaded a backoff ago: the request after the trap gets a fresh one.
+    let trapping = Request::get("/").header("x-trap", "1");
+    assert_eq!(outcome(&mut plugin, trapping.clone()), (503, false, false));
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, true));
+    assert_eq!((plugin.vm_reloads(), plugin.vm_failure()), (1, None));
+    // This VM was loaded just now: until the backoff has passed, requests get 503.
+    assert_eq!(outcome(&mut plugin, trapping), (503, false, false));
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (503, false, false));
+    plugin.advance_time(backoff).unwrap();
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, true));
+    assert_eq!(plugin.vm_reloads(), 2);
 }
