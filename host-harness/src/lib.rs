@@ -41,6 +41,7 @@ mod hcm;
 mod headers;
 mod hostcalls;
 mod memory;
+mod metadata;
 mod module;
 mod observe;
 mod plugin;
@@ -62,6 +63,7 @@ pub use exchange::{
 };
 pub use hcm::{ClientCertDetails, ForwardClientCert, HttpConnectionManager};
 pub use headers::HeaderMap;
+pub use metadata::Metadata;
 pub use module::GuestModule;
 pub use observe::{HostcallCounts, LogRecord, Metric, MetricChange, MetricsSnapshot};
 pub use plugin::Plugin;

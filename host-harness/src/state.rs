@@ -6,6 +6,7 @@ use crate::abi::{LogLevel, MapType, MetricType};
 use crate::connection::Connection;
 use crate::exchange::{DispatchedHttpCall, HttpCallResponse, LocalResponse, Route};
 use crate::headers::HeaderMap;
+use crate::metadata::Metadata;
 use crate::observe::{Hostcall, HostcallCounts, LogRecord, Metric};
 use crate::settings::PluginSettings;
 use std::borrow::Cow;
@@ -102,6 +103,7 @@ pub(crate) struct StreamState {
     pub connection: Connection,
     pub source_address: SocketAddr,
     pub route: Route,
+    pub dynamic_metadata: Metadata,
     pub start_ns: u64,
     pub protocol: &'static str,
     pub request_headers: HeaderMap,
@@ -136,6 +138,7 @@ impl StreamState {
             connection,
             source_address,
             route,
+            dynamic_metadata: Metadata::default(),
             start_ns,
             protocol: "HTTP/1.1",
             request_headers,

@@ -757,6 +757,8 @@ impl Plugin {
         request: Request,
     ) -> Result<Stream<'_>, HarnessError> {
         // A failed VM is reloaded here under FAIL_RELOAD, or answers by its policy.
+        request.route.metadata.check("route metadata")?;
+        request.dynamic_metadata.check("dynamic metadata")?;
         let failed_vm = self.failed_vm_policy()?;
         if !self.configured().accepted {
             return Err(HarnessError::usage(
@@ -771,7 +773,8 @@ impl Plugin {
         let first_log = state.logs.len();
         let hcm = state.settings.hcm.clone();
         let source = hcm.apply(&mut headers, &connection, &mut || state.new_request_id());
-        let stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
+        let mut stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
+        stream.dynamic_metadata = request.dynamic_metadata;
         state.streams.insert(id, stream);
         Stream::open(
             self,

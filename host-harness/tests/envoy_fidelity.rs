@@ -219,3 +219,62 @@ fn fail_reload_answers_503_until_the_backoff_then_runs_a_fresh_vm() {
     assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, true));
     assert_eq!(plugin.vm_reloads(), 2);
 }
+
+/// A guest that copies two metadata fields into request headers: `x-sub` from another filter's
+/// dynamic metadata, `x-tier` from the route's.
+const METADATA_READER: &str = r#"(module
+  (import "env" "proxy_get_property" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "metadata\00filter_metadata\00jwt\00sub")
+  (data (i32.const 200) "xds\00route_metadata\00filter_metadata\00app\00tier")
+  (data (i32.const 300) "x-sub")
+  (data (i32.const 310) "x-tier")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func $copy (param $path i32) (param $len i32) (param $key i32) (param $key_len i32)
+    (if (i32.eqz (call $get (local.get $path) (local.get $len) (i32.const 64) (i32.const 68)))
+      (then (drop (call $add (i32.const 0) (local.get $key) (local.get $key_len)
+                             (i32.load (i32.const 64)) (i32.load (i32.const 68)))))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $copy (i32.const 100) (i32.const 32) (i32.const 300) (i32.const 5))
+    (call $copy (i32.const 200) (i32.const 43) (i32.const 310) (i32.const 6))
+    (i32.const 0)))"#;
+
+#[test]
+fn dynamic_and_route_metadata_reach_the_guest_as_envoy_serialises_them() {
+    let module = GuestModule::from_wat("metadata-reader", METADATA_READER).unwrap();
+    let mut plugin = Plugin::new(&module, PluginSettings::new("metadata-reader")).unwrap();
+    let request = Request::get("/")
+        .route_name("app")
+        .route_metadata("app", serde_json::json!({"tier": "gold", "weight": 3}))
+        .dynamic_metadata("jwt", serde_json::json!({"sub": "alice"}));
+    let exchange = plugin.send(&Connection::plain(), request).unwrap();
+    let upstream = exchange.request.upstream().expect("went upstream");
+    assert_eq!(upstream.headers.get("x-sub"), Some("alice"));
+    assert_eq!(upstream.headers.get("x-tier"), Some("gold"));
+
+    let without = plugin.send(&Connection::plain(), Request::get("/").route_name("app"));
+    let upstream = without
+        .unwrap()
+        .request
+        .upstream()
+        .cloned()
+        .expect("went upstream");
+    assert_eq!(
+        (
+            upstream.headers.get("x-sub"),
+            upstream.headers.get("x-tier")
+        ),
+        (None, None)
+    );
+
+    let not_an_object = Request::get("/").dynamic_metadata("jwt", serde_json::json!("alice"));
+    let error = plugin
+        .send(&Connection::plain(), not_an_object)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("dynamic metadata `jwt`"),
+        "{error}"
+    );
+}
