@@ -39,17 +39,9 @@ const REQUEST_ID: KnownLimit = KnownLimit {
     name: "request id",
     reason: "Envoy generates a random x-request-id, the harness a deterministic one",
 };
-const PSEUDO_HEADER_ORDER: KnownLimit = KnownLimit {
-    name: "pseudo-header order",
-    reason: "the harness's HCM appends :scheme after the regular headers; Envoy keeps pseudo-headers first",
-};
 const REPLACE_MOVES_HEADER: KnownLimit = KnownLimit {
     name: "replace moves the header",
     reason: "Envoy's replace_header_map_value of a present header moves it to the end of the map; the harness replaces the value in place",
-};
-const NO_METADATA: KnownLimit = KnownLimit {
-    name: "no dynamic metadata",
-    reason: "the harness has no other filters, so no dynamic metadata for a guest to read",
 };
 const NO_GRPC_CALLS: KnownLimit = KnownLimit {
     name: "no gRPC calls",
@@ -122,10 +114,7 @@ const GUESTS: [Guest; 8] = [
         name: "envoy_filter_metadata",
         wasm: || sdk("envoy_filter_metadata"),
         filters_before: Some(METADATA_LUA),
-        limits: &[(
-            "another filter's metadata comes back in the answer",
-            NO_METADATA,
-        )],
+        limits: &[],
     },
     Guest {
         name: "grpc_auth_random",
@@ -143,10 +132,7 @@ const GUESTS: [Guest; 8] = [
         name: "assemblyscript_probe",
         wasm: testkit::assemblyscript_probe,
         filters_before: None,
-        limits: &[
-            ("header edits reach the upstream", PSEUDO_HEADER_ORDER),
-            ("header edits reach the upstream", REPLACE_MOVES_HEADER),
-        ],
+        limits: &[("header edits reach the upstream", REPLACE_MOVES_HEADER)],
     },
 ];
 

@@ -109,6 +109,12 @@ fn harness_request(spec: &RequestSpec) -> Request {
     if !spec.body.is_empty() {
         request = request.body(spec.body.as_bytes().to_vec());
     }
+    for (namespace, fields) in &spec.dynamic_metadata {
+        request = request.dynamic_metadata(namespace, fields.clone().into());
+    }
+    for (namespace, fields) in &spec.route_metadata {
+        request = request.route_metadata(namespace, fields.clone().into());
+    }
     request
 }
 

@@ -100,6 +100,13 @@ pub struct RequestSpec {
     pub headers: Headers,
     #[serde(default)]
     pub body: String,
+    /// Dynamic metadata earlier filters left, by namespace (`envoy.filters.http.lua: {key: value}`),
+    /// read by the guest as `metadata.filter_metadata.<namespace>.<key>`.
+    #[serde(default)]
+    pub dynamic_metadata: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// The matched route's metadata by namespace, read by the guest as `xds.route_metadata`.
+    #[serde(default)]
+    pub route_metadata: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 fn default_method() -> String {

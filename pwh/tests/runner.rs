@@ -86,7 +86,7 @@ fn bad_input_exits_2_naming_file_field_path_and_line() {
     assert_eq!(
         stderr.trim(),
         format!(
-            "pwh: {}: scenarios[0].request: unknown field `header`, expected one of `method`, `path`, `authority`, `headers`, `body` at line 7 column 7",
+            "pwh: {}: scenarios[0].request: unknown field `header`, expected one of `method`, `path`, `authority`, `headers`, `body`, `dynamic_metadata`, `route_metadata` at line 7 column 7",
             file.display()
         )
     );
