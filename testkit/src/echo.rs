@@ -451,6 +451,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_scripted_server_answers_what_is_set_and_keeps_each_request() {
+        let server = EchoServer::scripted().unwrap();
+        let client = Client::plain(server.addr());
+        let first = client.send(&Request::get("/a", "h")).await.unwrap();
+        assert_eq!((first.status, first.body.len()), (200, 0));
+        server
+            .set_answer(&ScriptedAnswer {
+                status: 418,
+                headers: vec![("x-s".into(), "1".into())],
+                body: b"tea".to_vec(),
+            })
+            .unwrap();
+        let second = client
+            .send(&Request::new("POST", "/b").header("host", "h").body("hi"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (second.status, second.header("x-s"), second.body_text()),
+            (418, Some("1"), "tea".to_string())
+        );
+        let received = server.take_received();
+        assert_eq!(received.len(), 2);
+        assert_eq!(
+            (received[1].method.as_str(), received[1].path.as_str()),
+            ("POST", "/b")
+        );
+        assert_eq!(received[1].body, "hi");
+        assert!(server.take_received().is_empty());
+        assert!(EchoServer::plain()
+            .unwrap()
+            .set_answer(&ScriptedAnswer::default())
+            .is_err());
+    }
+
+    #[tokio::test]
     async fn serves_tls() {
         let ca = TestCa::new("echo test CA").unwrap();
         let cert = ca.issue(&CertSpec::server().dns("backend.test")).unwrap();
