@@ -45,6 +45,15 @@ impl HarnessError {
         }
     }
 
+    /// Whether this is the VM failing (a trap now, or a trap earlier), which Envoy's failure
+    /// policy answers for the client.
+    pub(crate) fn is_vm_failure(&self) -> bool {
+        matches!(
+            self,
+            HarnessError::Trap { .. } | HarnessError::VmFailed { .. }
+        )
+    }
+
     /// The guest's panic message, if this is a trap that followed a logged panic.
     pub fn panic_message(&self) -> Option<&str> {
         match self {

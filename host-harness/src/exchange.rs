@@ -3,16 +3,19 @@
 //! configuration results).
 
 use crate::headers::HeaderMap;
+use crate::metadata::Metadata;
 use crate::observe::{HostcallCounts, LogRecord};
 use std::collections::BTreeMap;
 
 /// The route Envoy matched for a request: what `xds.route_name`, `xds.cluster_name` and
-/// `xds.virtual_host_name` return (each missing when unset).
+/// `xds.virtual_host_name` return (each missing when unset), and its metadata
+/// (`xds.route_metadata`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Route {
     pub name: Option<String>,
     pub cluster: Option<String>,
     pub virtual_host: Option<String>,
+    pub metadata: Metadata,
 }
 
 /// A request as the client sends it.
@@ -32,6 +35,7 @@ pub struct Request {
     pub(crate) body: Vec<Vec<u8>>,
     pub(crate) trailers: Option<HeaderMap>,
     pub(crate) route: Route,
+    pub(crate) dynamic_metadata: Metadata,
 }
 
 impl Request {
@@ -45,6 +49,7 @@ impl Request {
             body: Vec::new(),
             trailers: None,
             route: Route::default(),
+            dynamic_metadata: Metadata::default(),
         }
     }
 
@@ -105,6 +110,20 @@ impl Request {
         self.route.virtual_host = Some(name.to_string());
         self
     }
+
+    /// The matched route's `metadata.filter_metadata[namespace]` (a JSON object), read by the
+    /// guest as `xds.route_metadata`.
+    pub fn route_metadata(mut self, namespace: &str, fields: serde_json::Value) -> Request {
+        self.route.metadata.insert(namespace, fields);
+        self
+    }
+
+    /// Dynamic metadata an earlier filter left under `namespace` (a JSON object), read by the
+    /// guest as `metadata.filter_metadata.<namespace>...`.
+    pub fn dynamic_metadata(mut self, namespace: &str, fields: serde_json::Value) -> Request {
+        self.dynamic_metadata.insert(namespace, fields);
+        self
+    }
 }
 
 /// A response as the test upstream sends it.
@@ -138,6 +157,12 @@ impl UpstreamResponse {
 
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> UpstreamResponse {
         self.body = vec![body.into()];
+        self
+    }
+
+    /// Adds one body chunk; each chunk is one `proxy_on_response_body` call.
+    pub fn body_chunk(mut self, chunk: impl Into<Vec<u8>>) -> UpstreamResponse {
+        self.body.push(chunk.into());
         self
     }
 
@@ -215,6 +240,9 @@ pub struct ClientResponse {
     pub local: bool,
     /// Whether the filter still holds the response (stopped iteration without resuming).
     pub paused: bool,
+    /// Whether Envoy reset the stream after the headers went out, so the client got the
+    /// headers and a truncated body (a filter buffered a response body past the buffer limit).
+    pub reset: bool,
 }
 
 /// An http call the guest dispatched (`proxy_http_call`), waiting for the test's answer.

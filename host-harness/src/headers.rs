@@ -61,9 +61,21 @@ impl HeaderMap {
         self.add_owned(key, value.to_string());
     }
 
-    /// [`HeaderMap::add`] for a value the caller built and no longer needs.
+    /// [`HeaderMap::add`] for a value the caller built and no longer needs. A pseudo-header
+    /// (`:name`) goes after the last pseudo-header, not at the end: Envoy's header map keeps
+    /// pseudo-headers ahead of regular ones whatever order they were added in.
     pub(crate) fn add_owned(&mut self, key: &str, value: String) {
-        Arc::make_mut(&mut self.entries).push((key.to_ascii_lowercase(), value));
+        let key = key.to_ascii_lowercase();
+        let entries = Arc::make_mut(&mut self.entries);
+        if key.starts_with(':') {
+            let regular = entries
+                .iter()
+                .position(|(k, _)| !k.starts_with(':'))
+                .unwrap_or(entries.len());
+            entries.insert(regular, (key, value));
+        } else {
+            entries.push((key, value));
+        }
     }
 
     /// Replaces every value of `key` with one value in the place of the first
@@ -177,6 +189,17 @@ mod tests {
             map.to_pairs(),
             vec![("a".into(), "9".into()), ("b".into(), "2".into())]
         );
+    }
+
+    #[test]
+    fn pseudo_headers_stay_ahead_of_regular_ones() {
+        let mut map = HeaderMap::from_pairs(&[("x-a", "1"), (":method", "GET"), ("x-b", "2")]);
+        map.add(":scheme", "https");
+        map.set(":authority", "example.org");
+        map.set(":method", "POST");
+        let keys: Vec<&str> = map.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, [":method", ":scheme", ":authority", "x-a", "x-b"]);
+        assert_eq!(map.get(":method"), Some("POST"));
     }
 
     #[test]

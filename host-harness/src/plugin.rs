@@ -4,24 +4,17 @@
 
 use crate::abi::{LogLevel, Status};
 use crate::callbacks::{Callback, Callbacks};
-use crate::connection::Connection;
 use crate::error::HarnessError;
-use crate::exchange::{
-    Configured, DispatchedHttpCall, Exchange, HttpCallResponse, Request, UpstreamResponse,
-};
+use crate::exchange::{Configured, DispatchedHttpCall, HttpCallResponse};
 use crate::module::{engine, GuestModule};
 use crate::observe::{LogRecord, MetricsSnapshot};
-use crate::settings::PluginSettings;
+use crate::settings::{FailurePolicy, PluginSettings};
 use crate::shared::SharedData;
-use crate::state::{HostState, StreamState};
-use crate::stream::Stream;
+use crate::state::{HostState, StreamState, ROOT_CONTEXT_ID};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Linker, Store};
-
-/// The id of the plugin's root context (cpp-host numbers the VM context 0, the root 1).
-pub(crate) const ROOT_CONTEXT_ID: u32 = 1;
 
 /// One VM running a guest module, with its root context started and configured.
 ///
@@ -45,16 +38,19 @@ pub(crate) const ROOT_CONTEXT_ID: u32 = 1;
 pub struct Plugin {
     pub(crate) store: Store<HostState>,
     callbacks: Callbacks,
-    module_name: Arc<str>,
+    module: GuestModule,
     configured: Configured,
     failure: Option<String>,
     next_context_id: u32,
+    /// The test clock when this VM was loaded (FAIL_RELOAD's backoff counts from it).
+    loaded_ns: u64,
+    reloads: u32,
 }
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
-            .field("module", &self.module_name)
+            .field("module", &self.module.name)
             .field("configured", &self.configured)
             .finish()
     }
@@ -87,10 +83,17 @@ impl Plugin {
             });
         }
         settings.abi_0_1_0 = exports.contains("proxy_abi_version_0_1_0");
+        Plugin::start(module, HostState::new(Arc::new(settings)))
+    }
+
+    /// Instantiates the module into a store holding `state` and runs Envoy's start-up sequence.
+    fn start(module: &GuestModule, state: HostState) -> Result<Plugin, HarnessError> {
+        let exports: HashSet<String> = module.exports().into_iter().collect();
         let mut linker = Linker::new(engine());
         crate::hostcalls::add_to_linker(&mut linker).map_err(|e| instantiate_error(module, e))?;
         crate::wasi::add_to_linker(&mut linker).map_err(|e| instantiate_error(module, e))?;
-        let mut store = Store::new(engine(), HostState::new(Arc::new(settings)));
+        let loaded_ns = state.now_ns;
+        let mut store = Store::new(engine(), state);
         store.set_epoch_deadline(epoch_ticks(store.data().settings.call_timeout));
         let instance = linker
             .instantiate(&mut store, &module.module)
@@ -116,13 +119,15 @@ impl Plugin {
         let mut plugin = Plugin {
             store,
             callbacks,
-            module_name: module.name.clone(),
+            module: module.clone(),
             configured: Configured {
                 accepted: false,
                 logs: Vec::new(),
             },
             failure: None,
             next_context_id: ROOT_CONTEXT_ID + 1,
+            loaded_ns,
+            reloads: 0,
         };
         let initializer = if exports.contains("_initialize") {
             Callback::Initialize
@@ -380,54 +385,57 @@ impl Plugin {
         self.store.data().done_called.contains(&ROOT_CONTEXT_ID)
     }
 
-    /// Opens an HTTP stream for `request` on `connection` and runs the request path.
-    pub fn stream(
-        &mut self,
-        connection: &Connection,
-        request: Request,
-    ) -> Result<Stream<'_>, HarnessError> {
-        if !self.configured.accepted {
-            return Err(HarnessError::usage(
-                "the plugin rejected its configuration; Envoy would not have started it",
-            ));
+    /// Why the VM failed (the first trap's message), while it stays failed.
+    pub fn vm_failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// How many times a failed VM was replaced by a fresh one (`FailurePolicy::FailReload`).
+    pub fn vm_reloads(&self) -> u32 {
+        self.reloads
+    }
+
+    /// What the settings' failure policy makes of a request arriving now: `None` when the guest
+    /// runs it (the VM is healthy, or was just reloaded), else the policy that answers it.
+    pub(crate) fn failed_vm_policy(&mut self) -> Result<Option<FailurePolicy>, HarnessError> {
+        if self.failure.is_none() {
+            return Ok(None);
         }
+        let Some(policy) = self.store.data().settings.failure_policy else {
+            // No policy: the guest call fails with `VmFailed`, as before.
+            return Ok(None);
+        };
+        match policy {
+            FailurePolicy::FailReload { backoff }
+                if self.now_ns().saturating_sub(self.loaded_ns) >= backoff.as_nanos() as u64 =>
+            {
+                self.reload()?;
+                Ok(None)
+            }
+            policy => Ok(Some(policy)),
+        }
+    }
+
+    /// Replaces the failed VM with a fresh instance, started and configured again. What Envoy
+    /// keeps outside the VM carries over: metrics (stats), logs, the clock, shared data.
+    fn reload(&mut self) -> Result<(), HarnessError> {
+        let old = self.store.data_mut();
+        let mut state = HostState::new(old.settings.clone());
+        state.now_ns = old.now_ns;
+        state.metrics = std::mem::take(&mut old.metrics);
+        state.logs = std::mem::take(&mut old.logs);
+        let mut fresh = Plugin::start(&self.module, state)?;
+        fresh.next_context_id = self.next_context_id;
+        fresh.reloads = self.reloads + 1;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// A fresh context id for a stream.
+    pub(crate) fn new_context_id(&mut self) -> u32 {
         let id = self.next_context_id;
         self.next_context_id += 1;
-        // Clones share the TLS session: opening a stream copies no certificate.
-        let connection = connection.clone();
-        let mut headers = request.headers;
-        let state = self.store.data_mut();
-        let first_log = state.logs.len();
-        let hcm = state.settings.hcm.clone();
-        let source = hcm.apply(&mut headers, &connection, &mut || state.new_request_id());
-        let stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
-        state.streams.insert(id, stream);
-        self.call(Callback::ContextCreate, &[id, ROOT_CONTEXT_ID])?;
-        Stream::open(self, id, request.body, request.trailers, first_log)
-    }
-
-    /// One complete exchange: the request path, a `200` from the upstream if the request went
-    /// through, then `proxy_on_log`, `proxy_on_done` and `proxy_on_delete`.
-    pub fn send(
-        &mut self,
-        connection: &Connection,
-        request: Request,
-    ) -> Result<Exchange, HarnessError> {
-        self.exchange(connection, request, UpstreamResponse::ok())
-    }
-
-    /// Like [`Plugin::send`] with the upstream answering `response`.
-    pub fn exchange(
-        &mut self,
-        connection: &Connection,
-        request: Request,
-        response: UpstreamResponse,
-    ) -> Result<Exchange, HarnessError> {
-        let mut stream = self.stream(connection, request)?;
-        if stream.outcome().is_continued() {
-            stream.respond(response)?;
-        }
-        stream.finish()
+        id
     }
 
     /// Calls a guest callback with the current context set to the first argument; a missing
@@ -498,6 +506,8 @@ fn epoch_ticks(timeout: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::Connection;
+    use crate::exchange::Request;
 
     /// A guest whose every request grows its memory by one page, as a leak would.
     const GROWING_GUEST: &str = r#"(module

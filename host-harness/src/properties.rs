@@ -65,6 +65,13 @@ pub(crate) fn get_property(state: &HostState, path: &[u8]) -> Result<Vec<u8>, St
         // Root contexts have no stream info: every stream attribute is missing.
         return Err(Status::NotFound);
     };
+    match (top, rest) {
+        ("metadata", _) => return stream.dynamic_metadata.property(rest),
+        ("xds", ["route_metadata", below @ ..]) if stream.route.name.is_some() => {
+            return stream.route.metadata.property(below);
+        }
+        _ => {}
+    }
     let value = match top {
         "request" => lookup(rest, |key| request_attribute(state, stream, key))?,
         "response" => lookup(rest, |key| response_attribute(stream, key))?,
@@ -240,8 +247,6 @@ fn xds_attribute(stream: &StreamState, key: &str) -> Option<Value> {
         "route_name" => route.name.clone().map(Value::text),
         "cluster_name" => route.cluster.clone().map(Value::text),
         "virtual_host_name" => route.virtual_host.clone().map(Value::text),
-        // No metadata is configured in the harness: Envoy serialises an empty message.
-        "route_metadata" if route.name.is_some() => Some(Value::Bytes(Vec::new())),
         "filter_chain_name" => Some(Value::text("")),
         _ => None,
     }
@@ -403,6 +408,7 @@ mod tests {
             name: Some("admin".into()),
             cluster: Some("backend".into()),
             virtual_host: None,
+            metadata: Default::default(),
         };
         let connection = Connection::plain().source("203.0.113.9:4444".parse().unwrap());
         let state = state_for(connection, route);

@@ -4,10 +4,15 @@
 use crate::abi::{LogLevel, Status};
 use crate::hcm::HttpConnectionManager;
 use crate::shared::SharedData;
-use crate::state::ForeignFunction;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Envoy's default `per_connection_buffer_limit_bytes`.
+pub const DEFAULT_BUFFER_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// A test-registered foreign function: arguments in, result bytes or a status out.
+pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
 
 /// How the plugin is configured, as the `envoy.filters.http.wasm` config would say.
 ///
@@ -33,6 +38,21 @@ pub struct PluginSettings {
     pub(crate) call_timeout: Duration,
     pub(crate) shared_data: SharedData,
     pub(crate) abi_0_1_0: bool,
+    pub(crate) buffer_limit_bytes: usize,
+    pub(crate) failure_policy: Option<FailurePolicy>,
+}
+
+/// What Envoy does for the client once the VM failed (`PluginConfig.failure_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Envoy's default: the failing request and every later one are answered 503
+    /// (`wasm_fail_stream`; a gRPC request gets `200` with `grpc-status: 14`).
+    FailClosed,
+    /// Requests pass through the filter chain without the filter.
+    FailOpen,
+    /// Like `FailClosed` until `backoff` (Envoy's default: 1 s) has passed since the failed VM
+    /// was loaded; the next request then gets a fresh VM, started and configured again.
+    FailReload { backoff: Duration },
 }
 
 impl PluginSettings {
@@ -55,6 +75,8 @@ impl PluginSettings {
             call_timeout: Duration::from_secs(10),
             shared_data: SharedData::new(),
             abi_0_1_0: false,
+            buffer_limit_bytes: DEFAULT_BUFFER_LIMIT_BYTES,
+            failure_policy: None,
         }
     }
 
@@ -138,6 +160,25 @@ impl PluginSettings {
     /// workers sharing data. Each plugin gets its own store unless set.
     pub fn shared_data(mut self, store: SharedData) -> PluginSettings {
         self.shared_data = store;
+        self
+    }
+
+    /// The listener's `per_connection_buffer_limit_bytes` (Envoy's default 1 MiB; 0: no limit):
+    /// how much body a filter may buffer before Envoy answers 413 (request) or resets the
+    /// stream (response).
+    pub fn per_connection_buffer_limit_bytes(mut self, bytes: usize) -> PluginSettings {
+        self.buffer_limit_bytes = bytes;
+        self
+    }
+
+    /// Answers a VM failure as Envoy does under `policy`: the client gets Envoy's response and the
+    /// exchange is an outcome, not an error. Unset, a trap is a [`HarnessError::Trap`] (and every
+    /// later call [`HarnessError::VmFailed`]), so a test notices a guest that traps.
+    ///
+    /// [`HarnessError::Trap`]: crate::HarnessError::Trap
+    /// [`HarnessError::VmFailed`]: crate::HarnessError::VmFailed
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> PluginSettings {
+        self.failure_policy = Some(policy);
         self
     }
 

@@ -2,10 +2,11 @@
 //! metrics, shared data and queues, dispatched http calls, the test's clock, hostcall counts.
 //! Nothing here is global: every `Plugin` owns one.
 
-use crate::abi::{LogLevel, MapType, MetricType, Status};
+use crate::abi::{LogLevel, MapType, MetricType};
 use crate::connection::Connection;
 use crate::exchange::{DispatchedHttpCall, HttpCallResponse, LocalResponse, Route};
 use crate::headers::HeaderMap;
+use crate::metadata::Metadata;
 use crate::observe::{Hostcall, HostcallCounts, LogRecord, Metric};
 use crate::settings::PluginSettings;
 use std::borrow::Cow;
@@ -15,8 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use wasmtime::{Memory, TypedFunc};
 
-/// A test-registered foreign function: arguments in, result bytes or a status out.
-pub type ForeignFunction = Arc<dyn Fn(&[u8]) -> Result<Vec<u8>, Status> + Send + Sync>;
+/// The id of the plugin's root context (cpp-host numbers the VM context 0, the root 1).
+pub(crate) const ROOT_CONTEXT_ID: u32 = 1;
 
 /// A map keyed by the ids the host hands out itself (context and metric ids): SipHash's defence
 /// against chosen keys buys nothing there and costs more than the lookup, several per hostcall.
@@ -102,6 +103,7 @@ pub(crate) struct StreamState {
     pub connection: Connection,
     pub source_address: SocketAddr,
     pub route: Route,
+    pub dynamic_metadata: Metadata,
     pub start_ns: u64,
     pub protocol: &'static str,
     pub request_headers: HeaderMap,
@@ -136,6 +138,7 @@ impl StreamState {
             connection,
             source_address,
             route,
+            dynamic_metadata: Metadata::default(),
             start_ns,
             protocol: "HTTP/1.1",
             request_headers,
@@ -305,6 +308,11 @@ impl HostState {
     pub fn stream_mut(&mut self) -> Option<&mut StreamState> {
         let id = self.context();
         self.streams.get_mut(&id)
+    }
+
+    /// The root context hostcalls from any context of this plugin belong to.
+    pub(crate) fn settings_root_context(&self) -> u32 {
+        ROOT_CONTEXT_ID
     }
 
     pub fn context_exists(&self, id: u32) -> bool {

@@ -4,16 +4,19 @@
 
 use crate::abi::{DataAction, HeadersAction};
 use crate::callbacks::Callback;
+use crate::connection::Connection;
 use crate::declared::struct_fields;
 use crate::error::HarnessError;
 use crate::exchange::{
-    ClientResponse, Exchange, HttpCallResponse, LocalResponse, RequestOutcome, UpstreamRequest,
-    UpstreamResponse,
+    ClientResponse, Exchange, HttpCallResponse, LocalResponse, Request, RequestOutcome,
+    UpstreamRequest, UpstreamResponse,
 };
 use crate::headers::HeaderMap;
 use crate::observe::HostcallCounts;
 use crate::plugin::Plugin;
 use crate::properties::FILTER_STATE_PREFIX;
+use crate::settings::FailurePolicy;
+use crate::state::{StreamState, ROOT_CONTEXT_ID};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -63,6 +66,9 @@ pub struct Stream<'p> {
     response: Option<ClientResponse>,
     first_log: usize,
     finished: bool,
+    /// The VM failed before or during this stream: the failure policy answered it and the guest
+    /// is not called again for it.
+    vm_failed: bool,
 }
 
 impl<'p> Stream<'p> {
@@ -73,6 +79,7 @@ impl<'p> Stream<'p> {
         body: Vec<Vec<u8>>,
         trailers: Option<HeaderMap>,
         first_log: usize,
+        failed_vm: Option<FailurePolicy>,
     ) -> Result<Stream<'p>, HarnessError> {
         let mut stream = Stream {
             plugin,
@@ -89,8 +96,20 @@ impl<'p> Stream<'p> {
             response: None,
             first_log,
             finished: false,
+            vm_failed: false,
         };
-        stream.drive_request()?;
+        if let Some(policy) = failed_vm {
+            stream.answer_vm_failure(policy)?;
+            return Ok(stream);
+        }
+        let started = match stream
+            .plugin
+            .call(Callback::ContextCreate, &[id, ROOT_CONTEXT_ID])
+        {
+            Ok(_) => stream.drive_request(),
+            Err(error) => Err(error),
+        };
+        stream.under_failure_policy(started)?;
         Ok(stream)
     }
     /// The stream's context id.
@@ -141,21 +160,30 @@ impl<'p> Stream<'p> {
         token: u32,
         response: HttpCallResponse,
     ) -> Result<(), HarnessError> {
-        self.plugin.respond_http_call(token, response)?;
-        self.resume()
+        let resumed = match self.plugin.respond_http_call(token, response) {
+            Ok(()) => self.resume(),
+            Err(error) => Err(error),
+        };
+        self.under_failure_policy(resumed)
     }
 
     /// Fails an http call and resumes the stream if the guest continued it.
     pub fn fail_http_call(&mut self, token: u32) -> Result<(), HarnessError> {
-        self.plugin.fail_http_call(token)?;
-        self.resume()
+        let resumed = match self.plugin.fail_http_call(token) {
+            Ok(()) => self.resume(),
+            Err(error) => Err(error),
+        };
+        self.under_failure_policy(resumed)
     }
 
     /// Moves the test clock (ticks, http call timeouts) and resumes the stream if the guest
     /// continued it meanwhile.
     pub fn advance_time(&mut self, by: Duration) -> Result<(), HarnessError> {
-        self.plugin.advance_time(by)?;
-        self.resume()
+        let resumed = match self.plugin.advance_time(by) {
+            Ok(()) => self.resume(),
+            Err(error) => Err(error),
+        };
+        self.under_failure_policy(resumed)
     }
 
     /// Runs the response path with the upstream's `response`; returns what the client gets.
@@ -174,7 +202,13 @@ impl<'p> Stream<'p> {
         self.response_body = response.body.into();
         self.response_trailers = response.trailers;
         self.response_stage = Stage::Headers;
-        self.drive_response(false)?;
+        if self.vm_failed {
+            // Only FAIL_OPEN lets a request of a failed VM through: the response passes as well.
+            self.pass_response_through()?;
+        } else {
+            let driven = self.drive_response(false);
+            self.under_failure_policy(driven)?;
+        }
         self.response
             .as_ref()
             .ok_or_else(|| HarnessError::usage("the response path produced no response"))
@@ -186,14 +220,24 @@ impl<'p> Stream<'p> {
         let id = self.id;
         let stream = self.plugin.stream_state(id)?;
         stream.live = Default::default();
-        stream.access_log_phase = true;
-        let logged = self.plugin.call(Callback::Log, &[id]);
-        if let Ok(stream) = self.plugin.stream_state(id) {
-            stream.access_log_phase = false;
+        if !self.vm_failed {
+            stream.access_log_phase = true;
+            let mut ended = self.plugin.call(Callback::Log, &[id]).map(drop);
+            if let Ok(stream) = self.plugin.stream_state(id) {
+                stream.access_log_phase = false;
+            }
+            for callback in [Callback::Done, Callback::Delete] {
+                if ended.is_ok() {
+                    ended = self.plugin.call(callback, &[id]).map(drop);
+                }
+            }
+            // The client has its answer: a failure now only fails the VM for later requests.
+            if let Err(error) = ended {
+                if self.failure_policy().is_none() || !error.is_vm_failure() {
+                    return Err(error);
+                }
+            }
         }
-        logged?;
-        self.plugin.call(Callback::Done, &[id])?;
-        self.plugin.call(Callback::Delete, &[id])?;
         let state = self.plugin.store.data_mut();
         let (filter_state, hostcalls) = state
             .streams
@@ -227,6 +271,123 @@ impl<'p> Stream<'p> {
             hostcalls,
             logs,
         })
+    }
+
+    /// The settings' failure policy, if the test set one.
+    fn failure_policy(&self) -> Option<FailurePolicy> {
+        self.plugin.store.data().settings.failure_policy
+    }
+
+    /// Passes `result` on, unless it is the VM failing under a failure policy: then the client
+    /// gets what Envoy answers, and the stream goes on without the guest.
+    fn under_failure_policy(
+        &mut self,
+        result: Result<(), HarnessError>,
+    ) -> Result<(), HarnessError> {
+        match (result, self.failure_policy()) {
+            (Err(error), Some(policy)) if error.is_vm_failure() && !self.vm_failed => {
+                self.answer_vm_failure(policy)
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// What Envoy does with this stream once the VM has failed: under FAIL_OPEN the request (or
+    /// the response, if it is on its way back) continues as it stands without the filter;
+    /// otherwise the client gets Envoy's `wasm_fail_stream` reply.
+    fn answer_vm_failure(&mut self, policy: FailurePolicy) -> Result<(), HarnessError> {
+        self.vm_failed = true;
+        if policy != FailurePolicy::FailOpen {
+            return self.fail_stream_reply();
+        }
+        if self.outcome.is_continued() {
+            return self.pass_response_through();
+        }
+        if let RequestOutcome::LocalResponse(_) = self.outcome {
+            return self.fail_stream_reply();
+        }
+        let stream = self.plugin.stream_state(self.id)?;
+        stream.live = Default::default();
+        let mut body = std::mem::take(&mut self.upstream_body);
+        body.append(&mut stream.request_body);
+        body.extend(self.request_body.drain(..).flatten());
+        let trailers = self
+            .request_trailers
+            .take()
+            .or(stream.request_trailers.clone());
+        self.request_stage = Stage::Done;
+        self.outcome = RequestOutcome::Continued(UpstreamRequest {
+            headers: stream.request_headers.clone(),
+            body,
+            trailers,
+        });
+        Ok(())
+    }
+
+    /// The response as the upstream sent it (and as far as the guest had let it through), with
+    /// no more guest callbacks.
+    fn pass_response_through(&mut self) -> Result<(), HarnessError> {
+        let stream = self.plugin.stream_state(self.id)?;
+        stream.live = Default::default();
+        let mut body = std::mem::take(&mut self.client_body);
+        body.append(&mut stream.response_body);
+        body.extend(self.response_body.drain(..).flatten());
+        let mut headers = stream.response_headers.clone().unwrap_or_default();
+        headers.set("server", "envoy");
+        let trailers = self
+            .response_trailers
+            .take()
+            .or(stream.response_trailers.clone());
+        self.response_stage = Stage::Done;
+        self.response = Some(ClientResponse {
+            status: parse_status(&headers),
+            headers,
+            body,
+            trailers,
+            local: false,
+            paused: false,
+            reset: false,
+        });
+        Ok(())
+    }
+
+    /// Envoy's reply for a stream whose VM failed (the Wasm filter's `failStream`, and the
+    /// filter standing in for a failed VM's): 503 with details `wasm_fail_stream`, for a gRPC
+    /// request a trailers-only `200` with `grpc-status: 14` and `connection: close`. It goes
+    /// straight to the client: the failed VM runs no response callbacks.
+    fn fail_stream_reply(&mut self) -> Result<(), HarnessError> {
+        let local = LocalResponse {
+            status: 503,
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+            grpc_status: Some(14),
+            details: "wasm_fail_stream".to_string(),
+        };
+        let stream = self.plugin.stream_state(self.id)?;
+        let grpc = is_grpc(&stream.request_headers);
+        let (mut headers, body) = local_reply(&local, grpc);
+        if grpc {
+            headers.set("connection", "close");
+        }
+        headers.set("server", "envoy");
+        stream.live = Default::default();
+        stream.response_code = Some(parse_status(&headers));
+        stream.response_code_details = Some(Cow::Borrowed("wasm_fail_stream"));
+        if !self.outcome.is_continued() {
+            self.outcome = RequestOutcome::LocalResponse(local);
+        }
+        self.request_stage = Stage::Done;
+        self.response_stage = Stage::Done;
+        self.response = Some(ClientResponse {
+            status: parse_status(&headers),
+            headers,
+            body,
+            trailers: None,
+            local: true,
+            paused: false,
+            reset: false,
+        });
+        Ok(())
     }
 
     /// Continues whichever side the guest resumed with `proxy_continue_stream`.
@@ -327,6 +488,7 @@ impl<'p> Stream<'p> {
                 }
                 Stage::Body if more_body => {
                     let chunk = self.request_body.pop_front().unwrap_or_default();
+                    let buffering = !stream.request_body.is_empty();
                     stream.request_body_bytes += chunk.len() as u64;
                     stream.request_body.extend_from_slice(&chunk);
                     stream.live.request_body = true;
@@ -335,6 +497,18 @@ impl<'p> Stream<'p> {
                     let args = [id, stream.request_body.len() as u32, u32::from(eos)];
                     let action = self.plugin.call(Callback::RequestBody, &args)?;
                     let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
+                    // A stopped chunk is buffered, and so is one continuing a buffered body.
+                    if (!go || buffering) && self.buffered_past_limit(false)? {
+                        // Envoy's decoder buffer overflowed: it answers 413 itself.
+                        self.plugin.stream_state(id)?.local_response = Some(LocalResponse {
+                            status: 413,
+                            headers: HeaderMap::new(),
+                            body: b"Payload Too Large".to_vec(),
+                            grpc_status: None,
+                            details: "request_payload_too_large".to_string(),
+                        });
+                        continue;
+                    }
                     // A stopped chunk short of the end keeps buffering: the next chunk arrives.
                     if !go && !eos && !self.take_continue_request()? {
                         continue;
@@ -400,11 +574,7 @@ impl<'p> Stream<'p> {
         let Some(local) = stream.local_response.take() else {
             return Ok(false);
         };
-        let grpc_request = stream
-            .request_headers
-            .get("content-type")
-            .is_some_and(|content_type| content_type.starts_with("application/grpc"));
-        let (headers, mut body) = local_reply(&local, grpc_request);
+        let (headers, mut body) = local_reply(&local, is_grpc(&stream.request_headers));
         // Envoy answers HEAD with the reply's headers (content length included) and no body.
         if stream
             .request_headers
@@ -424,6 +594,7 @@ impl<'p> Stream<'p> {
                 trailers: None,
                 local: true,
                 paused: false,
+                reset: false,
             });
             self.response_stage = Stage::Done;
             return Ok(true);
@@ -445,6 +616,44 @@ impl<'p> Stream<'p> {
         Ok(true)
     }
 
+    /// Whether the body a filter is buffering (`StopIterationAndBuffer`) on one side has grown
+    /// past the settings' buffer limit, Envoy's watermark (strictly above; 0: no limit).
+    fn buffered_past_limit(&mut self, response: bool) -> Result<bool, HarnessError> {
+        let limit = self.plugin.store.data().settings.buffer_limit_bytes;
+        let stream = self.plugin.stream_state(self.id)?;
+        let buffered = if response {
+            stream.response_body.len()
+        } else {
+            stream.request_body.len()
+        };
+        Ok(limit != 0 && buffered > limit)
+    }
+
+    /// Envoy's answer to an overflowing encoder buffer once the response headers went out: it
+    /// records `response_payload_too_large` and resets the stream, so the client keeps the
+    /// headers and whatever body had passed, and nothing more.
+    fn reset_response_too_large(&mut self) -> Result<(), HarnessError> {
+        let stream = self.plugin.stream_state(self.id)?;
+        stream.live = Default::default();
+        stream.response_body.clear();
+        stream.response_code_details = Some(Cow::Borrowed("response_payload_too_large"));
+        let mut headers = stream.response_headers.clone().unwrap_or_default();
+        headers.set("server", "envoy");
+        self.response_body.clear();
+        self.response_trailers = None;
+        self.response_stage = Stage::Done;
+        self.response = Some(ClientResponse {
+            status: parse_status(&headers),
+            headers,
+            body: std::mem::take(&mut self.client_body),
+            trailers: None,
+            local: false,
+            paused: false,
+            reset: true,
+        });
+        Ok(())
+    }
+
     /// Runs response callbacks until the response reaches the client or stops.
     fn drive_response(&mut self, local: bool) -> Result<(), HarnessError> {
         let id = self.id;
@@ -463,6 +672,7 @@ impl<'p> Stream<'p> {
                 }
                 Stage::Body if more_body => {
                     let chunk = self.response_body.pop_front().unwrap_or_default();
+                    let buffering = !stream.response_body.is_empty();
                     stream.response_body.extend_from_slice(&chunk);
                     stream.live.response_body = true;
                     stream.end_of_stream = self.response_body.is_empty() && !has_trailers;
@@ -470,6 +680,10 @@ impl<'p> Stream<'p> {
                     let args = [id, stream.response_body.len() as u32, u32::from(eos)];
                     let action = self.plugin.call(Callback::ResponseBody, &args)?;
                     let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
+                    if (!go || buffering) && self.buffered_past_limit(true)? {
+                        self.reset_response_too_large()?;
+                        return Ok(());
+                    }
                     if !go && !eos {
                         continue;
                     }
@@ -506,6 +720,7 @@ impl<'p> Stream<'p> {
                         trailers: stream.response_trailers.clone(),
                         local,
                         paused: false,
+                        reset: false,
                     });
                     return Ok(());
                 }
@@ -525,10 +740,74 @@ impl<'p> Stream<'p> {
                     trailers: None,
                     local,
                     paused: true,
+                    reset: false,
                 });
                 return Ok(());
             }
         }
+    }
+}
+
+/// Requests through a plugin: each opens a stream (a new HTTP context) and runs it.
+impl Plugin {
+    /// Opens an HTTP stream for `request` on `connection` and runs the request path.
+    pub fn stream(
+        &mut self,
+        connection: &Connection,
+        request: Request,
+    ) -> Result<Stream<'_>, HarnessError> {
+        // A failed VM is reloaded here under FAIL_RELOAD, or answers by its policy.
+        request.route.metadata.check("route metadata")?;
+        request.dynamic_metadata.check("dynamic metadata")?;
+        let failed_vm = self.failed_vm_policy()?;
+        if !self.configured().accepted {
+            return Err(HarnessError::usage(
+                "the plugin rejected its configuration; Envoy would not have started it",
+            ));
+        }
+        let id = self.new_context_id();
+        // Clones share the TLS session: opening a stream copies no certificate.
+        let connection = connection.clone();
+        let mut headers = request.headers;
+        let state = self.store.data_mut();
+        let first_log = state.logs.len();
+        let hcm = state.settings.hcm.clone();
+        let source = hcm.apply(&mut headers, &connection, &mut || state.new_request_id());
+        let mut stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
+        stream.dynamic_metadata = request.dynamic_metadata;
+        state.streams.insert(id, stream);
+        Stream::open(
+            self,
+            id,
+            request.body,
+            request.trailers,
+            first_log,
+            failed_vm,
+        )
+    }
+
+    /// One complete exchange: the request path, a `200` from the upstream if the request went
+    /// through, then `proxy_on_log`, `proxy_on_done` and `proxy_on_delete`.
+    pub fn send(
+        &mut self,
+        connection: &Connection,
+        request: Request,
+    ) -> Result<Exchange, HarnessError> {
+        self.exchange(connection, request, UpstreamResponse::ok())
+    }
+
+    /// Like [`Plugin::send`] with the upstream answering `response`.
+    pub fn exchange(
+        &mut self,
+        connection: &Connection,
+        request: Request,
+        response: UpstreamResponse,
+    ) -> Result<Exchange, HarnessError> {
+        let mut stream = self.stream(connection, request)?;
+        if stream.outcome().is_continued() {
+            stream.respond(response)?;
+        }
+        stream.finish()
     }
 }
 
@@ -545,6 +824,13 @@ impl Drop for Stream<'_> {
         }
         self.plugin.store.data_mut().streams.remove(&id);
     }
+}
+
+/// Whether a request is a gRPC call, which Envoy's local replies answer the gRPC way.
+fn is_grpc(request_headers: &HeaderMap) -> bool {
+    request_headers
+        .get("content-type")
+        .is_some_and(|content_type| content_type.starts_with("application/grpc"))
 }
 
 fn parse_status(headers: &HeaderMap) -> u32 {

@@ -5,7 +5,8 @@
 //! a test proves a marked request never got through). The plain server also answers gRPC calls
 //! over h2c on the same port, as an app behind a sidecar does. For the load bench it can instead
 //! answer an empty 200 without building anything ([`EchoServer::plain_ok`]), so the upstream costs
-//! next to nothing.
+//! next to nothing. For a differential test it can answer what the test scripts and keep every
+//! request it received ([`EchoServer::scripted`]), so the same answer can be given to the harness.
 
 use crate::certs::IssuedCert;
 use crate::http1::{self, BodyFraming, Stream};
@@ -25,12 +26,55 @@ use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 enum Reply {
     /// JSON describing the request.
     Echo,
     /// An empty 200.
     EmptyOk,
+    /// The answer the test set last; every request is kept.
+    Scripted(Arc<Scripted>),
+}
+
+/// The scripted answer and the requests received, shared by the server and the test.
+#[derive(Debug, Default)]
+struct Scripted {
+    answer: Mutex<Vec<u8>>,
+    received: Mutex<Vec<EchoedRequest>>,
+}
+
+/// An HTTP/1.1 answer of a scripted server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptedAnswer {
+    pub status: u16,
+    /// Header lines as written (`content-length` is added from the body).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Default for ScriptedAnswer {
+    /// An empty 200.
+    fn default() -> Self {
+        ScriptedAnswer {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+}
+
+impl ScriptedAnswer {
+    /// The whole HTTP/1.1 response.
+    fn wire(&self) -> Vec<u8> {
+        let mut head = format!("HTTP/1.1 {} Scripted\r\n", self.status);
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", self.body.len()));
+        let mut wire = head.into_bytes();
+        wire.extend_from_slice(&self.body);
+        wire
+    }
 }
 
 /// The whole [`Reply::EmptyOk`] response.
@@ -43,6 +87,7 @@ pub struct EchoServer {
     seen: Arc<SeenHeaders>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    scripted: Option<Arc<Scripted>>,
 }
 
 impl EchoServer {
@@ -58,6 +103,35 @@ impl EchoServer {
     /// upstream, for the load bench, where the upstream must never be the bottleneck.
     pub fn plain_ok() -> Result<Self> {
         Self::start(None, Reply::EmptyOk)
+    }
+
+    /// Plain HTTP, answering every request with the last [`EchoServer::set_answer`] (an empty 200
+    /// until then) and keeping each request it receives for [`EchoServer::take_received`].
+    pub fn scripted() -> Result<Self> {
+        let scripted = Arc::new(Scripted::default());
+        *lock(&scripted.answer) = ScriptedAnswer::default().wire();
+        let mut server = Self::start(None, Reply::Scripted(scripted.clone()))?;
+        server.scripted = Some(scripted);
+        Ok(server)
+    }
+
+    /// What a scripted server answers from now on; an error on a server that is not scripted.
+    pub fn set_answer(&self, answer: &ScriptedAnswer) -> Result<()> {
+        let scripted = self
+            .scripted
+            .as_ref()
+            .context("set_answer needs EchoServer::scripted")?;
+        *lock(&scripted.answer) = answer.wire();
+        Ok(())
+    }
+
+    /// The requests a scripted server received since the last call, in order (none for the
+    /// other kinds).
+    pub fn take_received(&self) -> Vec<EchoedRequest> {
+        self.scripted
+            .as_ref()
+            .map(|scripted| std::mem::take(&mut *lock(&scripted.received)))
+            .unwrap_or_default()
     }
 
     /// HTTPS with this server certificate (the gateway's backends).
@@ -114,6 +188,7 @@ impl EchoServer {
             seen,
             shutdown: Some(shutdown),
             thread: Some(thread),
+            scripted: None,
         })
     }
 
@@ -149,22 +224,23 @@ impl SeenHeaders {
             .collect();
         names.sort_unstable();
         names.dedup();
-        let mut seen = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut seen = lock(&self.0);
         for name in names {
             *seen.entry(name).or_default() += 1;
         }
     }
 
     fn count(&self, name: &str) -> usize {
-        let seen = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seen = lock(&self.0);
         seen.get(&name.to_ascii_lowercase()).copied().unwrap_or(0)
     }
+}
+
+/// The lock's data, also after a panic elsewhere (every writer leaves it consistent).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What the server counts, shared with its connections.
@@ -195,6 +271,7 @@ async fn accept_loop(
     while let Ok((tcp, _)) = listener.accept().await {
         let tls = tls.clone();
         let counters = counters.clone();
+        let reply = reply.clone();
         tokio::spawn(async move {
             // A connection that fails (reset, bad TLS) only ends itself.
             let _ = serve_connection(tcp, tls, reply, counters).await;
@@ -210,7 +287,7 @@ async fn serve_connection(
 ) -> Result<()> {
     tcp.set_nodelay(true)?;
     let stream = match tls {
-        None if reply == Reply::Echo && opens_with_h2_preface(&tcp).await? => {
+        None if matches!(reply, Reply::Echo) && opens_with_h2_preface(&tcp).await? => {
             crate::grpc::serve_connection(tcp, counters.requests).await;
             return Ok(());
         }
@@ -230,7 +307,7 @@ async fn serve_connection(
         let close = head
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let response = match reply {
+        let response = match &reply {
             Reply::Echo => {
                 counters.seen.record(&head.headers);
                 out.clear();
@@ -238,6 +315,18 @@ async fn serve_connection(
                 out.as_slice()
             }
             Reply::EmptyOk => EMPTY_OK,
+            Reply::Scripted(scripted) => {
+                let mut parts = head.start_line.splitn(3, ' ');
+                lock(&scripted.received).push(EchoedRequest {
+                    method: parts.next().unwrap_or_default().to_owned(),
+                    path: parts.next().unwrap_or_default().to_owned(),
+                    headers: head.headers.clone(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                out.clear();
+                out.extend_from_slice(&lock(&scripted.answer));
+                out.as_slice()
+            }
         };
         counters.requests.fetch_add(1, Ordering::SeqCst);
         io.get_mut().write_all(response).await?;
@@ -383,6 +472,41 @@ mod tests {
         assert_eq!(echo.requests_with_header("x-dup"), 3);
         assert_eq!(echo.requests_with_header("X-DUP"), 3);
         assert_eq!(echo.requests_with_header("x-absent"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_scripted_server_answers_what_is_set_and_keeps_each_request() {
+        let server = EchoServer::scripted().unwrap();
+        let client = Client::plain(server.addr());
+        let first = client.send(&Request::get("/a", "h")).await.unwrap();
+        assert_eq!((first.status, first.body.len()), (200, 0));
+        server
+            .set_answer(&ScriptedAnswer {
+                status: 418,
+                headers: vec![("x-s".into(), "1".into())],
+                body: b"tea".to_vec(),
+            })
+            .unwrap();
+        let second = client
+            .send(&Request::new("POST", "/b").header("host", "h").body("hi"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (second.status, second.header("x-s"), second.body_text()),
+            (418, Some("1"), "tea".to_string())
+        );
+        let received = server.take_received();
+        assert_eq!(received.len(), 2);
+        assert_eq!(
+            (received[1].method.as_str(), received[1].path.as_str()),
+            ("POST", "/b")
+        );
+        assert_eq!(received[1].body, "hi");
+        assert!(server.take_received().is_empty());
+        assert!(EchoServer::plain()
+            .unwrap()
+            .set_answer(&ScriptedAnswer::default())
+            .is_err());
     }
 
     #[tokio::test]

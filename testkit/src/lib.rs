@@ -1,9 +1,10 @@
 //! Real parts for certgate's end-to-end suites, the demo and the load bench: rcgen certificates
 //! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
-//! the headers it received ([`echo`]), a gRPC backend over h2c or TLS ([`grpc`]), an mTLS client speaking
-//! HTTP/1.1 or HTTP/2 ([`client`]), an SDS server as the SPIRE agent is one ([`sds`]), the load
-//! bench's load generator ([`load`]), and the extra Wasm builds: the test-only fault-injection filter
-//! ([`fault`]), the bench's Wasm floor and certgate at opt-level z ([`wasm_build`]).
+//! the headers it received or answers what a test scripts ([`echo`]), a gRPC backend over h2c or TLS
+//! ([`grpc`]), an mTLS client speaking HTTP/1.1 or HTTP/2 ([`client`]), an SDS server as the SPIRE agent
+//! is one ([`sds`]), the load bench's load generator ([`load`]), and the extra Wasm builds: the test-only
+//! fault-injection filter ([`fault`]), the bench's Wasm floor, certgate at opt-level z and the
+//! third-party guests ([`wasm_build`]).
 //!
 //! Everything binds ephemeral loopback ports, bounds every wait, and cleans up on drop.
 
@@ -27,7 +28,7 @@ pub mod wasm_build;
 
 pub use certs::{CertDir, CertSpec, IssuedCert, San, TestCa, Validity};
 pub use client::{Client, ClientTls, Connection, Request, Response};
-pub use echo::{EchoServer, EchoedRequest};
+pub use echo::{EchoServer, EchoedRequest, ScriptedAnswer};
 pub use envoy::{certgate_wasm, envoy, envoy_binary, Envoy, EnvoyBuilder};
 pub use fault::{fault_injection_wasm, BUILD_HEADER, FAULT_HEADER};
 pub use grpc::GrpcBackend;
@@ -36,4 +37,4 @@ pub use load::{Drive, Exchange, LoadMode, LoadReport, LoadSpec};
 pub use pki::Pki;
 pub use sds::{SdsSecret, SdsServer};
 pub use stats::{Prometheus, Stats};
-pub use wasm_build::{certgate_wasm_opt_z, wasm_floor};
+pub use wasm_build::{assemblyscript_probe, certgate_wasm_opt_z, sdk_example, wasm_floor};

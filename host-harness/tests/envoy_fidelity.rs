@@ -1,0 +1,280 @@
+//! Behaviour a guest can observe in Envoy beyond the hostcalls themselves: the header map's
+//! order, Envoy's buffer limits and its local replies, failure policies. Each test runs a small
+//! raw-ABI guest written for it.
+
+use host_harness::{
+    Connection, FailurePolicy, GuestModule, Plugin, PluginSettings, Request, UpstreamResponse,
+};
+use std::time::Duration;
+
+/// A guest that adds `x-guest`, then `:x-guest`, to the request headers.
+const PSEUDO_ADDER: &str = r#"(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-guest")
+  (data (i32.const 32) ":x-guest")
+  (data (i32.const 48) "1")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 48) (i32.const 1)))
+    (drop (call $add (i32.const 0) (i32.const 32) (i32.const 8) (i32.const 48) (i32.const 1)))
+    (i32.const 0)))"#;
+
+#[test]
+fn pseudo_headers_come_first_as_in_envoys_header_map() {
+    let module = GuestModule::from_wat("pseudo-adder", PSEUDO_ADDER).unwrap();
+    let mut plugin = Plugin::new(&module, PluginSettings::new("pseudo-adder")).unwrap();
+    let request = Request::get("/").header("x-client", "1");
+    let exchange = plugin
+        .exchange(&Connection::plain(), request, UpstreamResponse::ok())
+        .unwrap();
+    let upstream = exchange.request.upstream().expect("went upstream");
+    let keys: Vec<&str> = upstream.headers.iter().map(|(key, _)| key).collect();
+    let first_regular = keys.iter().position(|key| !key.starts_with(':')).unwrap();
+    assert!(
+        keys[first_regular..]
+            .iter()
+            .all(|key| !key.starts_with(':')),
+        "pseudo-headers first: {keys:?}"
+    );
+    // The HCM's `:scheme` and the guest's `:x-guest` both joined the pseudo-headers.
+    assert!(keys[..first_regular].contains(&":scheme"), "{keys:?}");
+    assert_eq!(keys[first_regular - 1], ":x-guest", "{keys:?}");
+    assert_eq!(keys.last(), Some(&"x-guest"), "{keys:?}");
+}
+
+/// A guest that buffers whole bodies, as the Rust SDK's examples do: it stops
+/// (`StopIterationAndBuffer`) on every body chunk short of the end.
+const BODY_BUFFERER: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (select (i32.const 0) (i32.const 1) (local.get 2)))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (select (i32.const 0) (i32.const 1) (local.get 2))))"#;
+
+fn body_bufferer(settings: PluginSettings) -> Plugin {
+    let module = GuestModule::from_wat("body-bufferer", BODY_BUFFERER).unwrap();
+    Plugin::new(&module, settings).unwrap()
+}
+
+#[test]
+fn a_request_body_buffered_past_the_limit_gets_envoys_413() {
+    let mut plugin = body_bufferer(PluginSettings::new("bufferer"));
+    let half = vec![b'a'; host_harness::DEFAULT_BUFFER_LIMIT_BYTES / 2];
+    let within = Request::post("/")
+        .body_chunk(half.clone())
+        .body_chunk(half.clone());
+    let exchange = plugin.send(&Connection::plain(), within).unwrap();
+    let upstream = exchange
+        .request
+        .upstream()
+        .expect("1 MiB fits the default limit");
+    assert_eq!(
+        upstream.body.len(),
+        host_harness::DEFAULT_BUFFER_LIMIT_BYTES
+    );
+
+    let over = Request::post("/")
+        .body_chunk(half.clone())
+        .body_chunk(half.clone())
+        .body_chunk(b"x".to_vec());
+    let exchange = plugin.send(&Connection::plain(), over).unwrap();
+    let local = exchange.request.local_response().expect("Envoy answers");
+    assert_eq!(
+        (local.status, local.details.as_str()),
+        (413, "request_payload_too_large")
+    );
+    let response = exchange.response.expect("client response");
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (413, &b"Payload Too Large"[..])
+    );
+    assert_eq!(response.headers.get("content-type"), Some("text/plain"));
+}
+
+#[test]
+fn a_response_body_buffered_past_the_limit_resets_the_stream_after_the_headers() {
+    let mut plugin =
+        body_bufferer(PluginSettings::new("bufferer").per_connection_buffer_limit_bytes(1000));
+    let upstream = UpstreamResponse::ok()
+        .header("x-app", "1")
+        .body_chunk(vec![b'a'; 600])
+        .body_chunk(vec![b'b'; 600])
+        .body_chunk(vec![b'c'; 10]);
+    let exchange = plugin
+        .exchange(&Connection::plain(), Request::get("/"), upstream)
+        .unwrap();
+    let response = exchange.response.expect("the headers went out");
+    assert!(response.reset, "{response:?}");
+    assert_eq!((response.status, response.body.len()), (200, 0));
+    assert_eq!(response.headers.get("x-app"), Some("1"));
+
+    let within = UpstreamResponse::ok()
+        .body_chunk(vec![b'a'; 500])
+        .body_chunk(vec![b'b'; 500]);
+    let exchange = plugin
+        .exchange(&Connection::plain(), Request::get("/"), within)
+        .unwrap();
+    let response = exchange.response.expect("client response");
+    assert!(!response.reset);
+    assert_eq!(response.body.len(), 1000);
+}
+
+/// A guest that tags each request `x-guest: 1` and traps on a request carrying `x-trap`.
+const TRAPPER: &str = r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-trap")
+  (data (i32.const 32) "x-guest")
+  (data (i32.const 48) "1")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 16) (i32.const 6) (i32.const 64) (i32.const 68)))
+      (then unreachable))
+    (drop (call $add (i32.const 0) (i32.const 32) (i32.const 7) (i32.const 48) (i32.const 1)))
+    (i32.const 0)))"#;
+
+fn trapper(policy: FailurePolicy) -> Plugin {
+    let module = GuestModule::from_wat("trapper", TRAPPER).unwrap();
+    Plugin::new(
+        &module,
+        PluginSettings::new("trapper").failure_policy(policy),
+    )
+    .unwrap()
+}
+
+/// (status, whether the upstream got the request, whether the guest tagged it) for one request.
+fn outcome(plugin: &mut Plugin, request: Request) -> (u32, bool, bool) {
+    let exchange = plugin.send(&Connection::plain(), request).unwrap();
+    let upstream = exchange.request.upstream();
+    let tagged = upstream.is_some_and(|u| u.headers.get("x-guest") == Some("1"));
+    (
+        exchange.response.unwrap().status,
+        upstream.is_some(),
+        tagged,
+    )
+}
+
+#[test]
+fn fail_closed_answers_503_to_the_failing_request_and_every_later_one() {
+    let mut plugin = trapper(FailurePolicy::FailClosed);
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, true));
+    let exchange = plugin
+        .send(
+            &Connection::plain(),
+            Request::get("/").header("x-trap", "1"),
+        )
+        .unwrap();
+    let local = exchange.request.local_response().expect("Envoy answers");
+    assert_eq!(
+        (local.status, local.details.as_str()),
+        (503, "wasm_fail_stream")
+    );
+    assert_eq!(exchange.response.unwrap().status, 503);
+    assert!(plugin
+        .vm_failure()
+        .is_some_and(|failure| failure.contains("proxy_on_request_headers")));
+    for _ in 0..3 {
+        assert_eq!(outcome(&mut plugin, Request::get("/")), (503, false, false));
+    }
+    let grpc = Request::post("/pkg.Service/Call").header("content-type", "application/grpc");
+    let response = plugin
+        .send(&Connection::plain(), grpc)
+        .unwrap()
+        .response
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers.get("grpc-status"), Some("14"));
+    assert_eq!(response.headers.get("connection"), Some("close"));
+}
+
+#[test]
+fn fail_open_lets_requests_through_without_the_filter() {
+    let mut plugin = trapper(FailurePolicy::FailOpen);
+    let trapping = Request::get("/").header("x-trap", "1");
+    assert_eq!(outcome(&mut plugin, trapping), (200, true, false));
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, false));
+    assert!(plugin.vm_failure().is_some());
+}
+
+#[test]
+fn fail_reload_answers_503_until_the_backoff_then_runs_a_fresh_vm() {
+    let backoff = Duration::from_secs(1);
+    let mut plugin = trapper(FailurePolicy::FailReload { backoff });
+    plugin.advance_time(backoff).unwrap();
+    // The VM was loaded a backoff ago: the request after the trap gets a fresh one.
+    let trapping = Request::get("/").header("x-trap", "1");
+    assert_eq!(outcome(&mut plugin, trapping.clone()), (503, false, false));
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, true));
+    assert_eq!((plugin.vm_reloads(), plugin.vm_failure()), (1, None));
+    // This VM was loaded just now: until the backoff has passed, requests get 503.
+    assert_eq!(outcome(&mut plugin, trapping), (503, false, false));
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (503, false, false));
+    plugin.advance_time(backoff).unwrap();
+    assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, true));
+    assert_eq!(plugin.vm_reloads(), 2);
+}
+
+/// A guest that copies two metadata fields into request headers: `x-sub` from another filter's
+/// dynamic metadata, `x-tier` from the route's.
+const METADATA_READER: &str = r#"(module
+  (import "env" "proxy_get_property" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "metadata\00filter_metadata\00jwt\00sub")
+  (data (i32.const 200) "xds\00route_metadata\00filter_metadata\00app\00tier")
+  (data (i32.const 300) "x-sub")
+  (data (i32.const 310) "x-tier")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func $copy (param $path i32) (param $len i32) (param $key i32) (param $key_len i32)
+    (if (i32.eqz (call $get (local.get $path) (local.get $len) (i32.const 64) (i32.const 68)))
+      (then (drop (call $add (i32.const 0) (local.get $key) (local.get $key_len)
+                             (i32.load (i32.const 64)) (i32.load (i32.const 68)))))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $copy (i32.const 100) (i32.const 32) (i32.const 300) (i32.const 5))
+    (call $copy (i32.const 200) (i32.const 43) (i32.const 310) (i32.const 6))
+    (i32.const 0)))"#;
+
+#[test]
+fn dynamic_and_route_metadata_reach_the_guest_as_envoy_serialises_them() {
+    let module = GuestModule::from_wat("metadata-reader", METADATA_READER).unwrap();
+    let mut plugin = Plugin::new(&module, PluginSettings::new("metadata-reader")).unwrap();
+    let request = Request::get("/")
+        .route_name("app")
+        .route_metadata("app", serde_json::json!({"tier": "gold", "weight": 3}))
+        .dynamic_metadata("jwt", serde_json::json!({"sub": "alice"}));
+    let exchange = plugin.send(&Connection::plain(), request).unwrap();
+    let upstream = exchange.request.upstream().expect("went upstream");
+    assert_eq!(upstream.headers.get("x-sub"), Some("alice"));
+    assert_eq!(upstream.headers.get("x-tier"), Some("gold"));
+
+    let without = plugin.send(&Connection::plain(), Request::get("/").route_name("app"));
+    let upstream = without
+        .unwrap()
+        .request
+        .upstream()
+        .cloned()
+        .expect("went upstream");
+    assert_eq!(
+        (
+            upstream.headers.get("x-sub"),
+            upstream.headers.get("x-tier")
+        ),
+        (None, None)
+    );
+
+    let not_an_object = Request::get("/").dynamic_metadata("jwt", serde_json::json!("alice"));
+    let error = plugin
+        .send(&Connection::plain(), not_an_object)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("dynamic metadata `jwt`"),
+        "{error}"
+    );
+}

@@ -1,0 +1,338 @@
+//! The scenario file: the plugin's settings and, per scenario, the request, the answers of the
+//! upstream and of the guest's HTTP calls, a time advance and the expectations. Parsed with serde
+//! from YAML (JSON is YAML too); an unknown field, a wrong type or a missing one is an
+//! [`InputError`] naming the file, the field path and the line.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub plugin: PluginSpec,
+    pub scenarios: Vec<Scenario>,
+}
+
+/// The plugin as Envoy's `envoy.filters.http.wasm` config would set it up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// `PluginConfig.name`.
+    pub name: String,
+    /// `PluginConfig.root_id` (some SDKs pick the root context by it).
+    #[serde(default)]
+    pub root_id: String,
+    /// `VmConfig.vm_id`.
+    #[serde(default)]
+    pub vm_id: String,
+    /// `PluginConfig.configuration`: a string is passed as it is, anything else as its JSON.
+    #[serde(default)]
+    pub configuration: Option<serde_json::Value>,
+    /// The clusters the guest may send HTTP calls to (Envoy refuses a call to an unknown one).
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    /// The lowest level of the guest's log lines kept in outcomes, as Envoy's `--log-level`
+    /// filters them: trace, debug, info (default), warning, error or critical.
+    #[serde(default)]
+    pub log_level: LogLevelName,
+}
+
+/// A log level as Envoy names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevelName {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl PluginSpec {
+    /// The configuration's bytes as the guest reads them.
+    pub fn configuration_bytes(&self) -> Vec<u8> {
+        match &self.configuration {
+            None => Vec::new(),
+            Some(serde_json::Value::String(text)) => text.clone().into_bytes(),
+            Some(other) => other.to_string().into_bytes(),
+        }
+    }
+}
+
+/// One scenario: an optional request, the answers it meets, a time advance, the expectations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// The client's request; a scenario without one only advances time.
+    #[serde(default)]
+    pub request: Option<RequestSpec>,
+    /// The answers to the HTTP calls the guest dispatches, in dispatch order; a call without an
+    /// answer stays pending (a time advance past its timeout answers it 504, as Envoy does).
+    #[serde(default)]
+    pub http_calls: Vec<HttpAnswer>,
+    /// The upstream's answer when the request reaches it (default: 200, no headers, no body).
+    #[serde(default)]
+    pub upstream: HttpAnswer,
+    /// Milliseconds the clock moves after the request path (ticks fire, calls time out).
+    #[serde(default)]
+    pub advance_ms: u64,
+    #[serde(default)]
+    pub expect: Expectation,
+}
+
+/// The client's request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub path: String,
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    #[serde(default)]
+    pub headers: Headers,
+    #[serde(default)]
+    pub body: String,
+    /// Dynamic metadata earlier filters left, by namespace (`envoy.filters.http.lua: {key: value}`),
+    /// read by the guest as `metadata.filter_metadata.<namespace>.<key>`.
+    #[serde(default)]
+    pub dynamic_metadata: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// The matched route's metadata by namespace, read by the guest as `xds.route_metadata`.
+    #[serde(default)]
+    pub route_metadata: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+fn default_authority() -> String {
+    "example.com".into()
+}
+
+/// An HTTP answer: the upstream's, or a called cluster's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAnswer {
+    #[serde(default = "default_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Headers,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+impl Default for HttpAnswer {
+    fn default() -> Self {
+        HttpAnswer {
+            status: default_status(),
+            headers: Headers::default(),
+            body: String::new(),
+        }
+    }
+}
+
+/// What a scenario expects; every part is optional and only what is written is checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// What the client receives.
+    #[serde(default)]
+    pub response: Option<ExpectedResponse>,
+    /// What the upstream receives.
+    #[serde(default)]
+    pub upstream: Option<ExpectedUpstream>,
+    /// How many HTTP calls the guest dispatches, and to which clusters, in order.
+    #[serde(default)]
+    pub http_calls: Option<Vec<String>>,
+    /// Texts each of which some line the guest logged during the scenario contains.
+    #[serde(default)]
+    pub logs: Vec<String>,
+    /// A text the error contains when the guest fails (traps); without it, an error fails the
+    /// scenario.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The client's response as expected.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedResponse {
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderExpectation>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// The request the upstream receives, as expected.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedUpstream {
+    /// Whether the request reaches the upstream at all (default: it does, when this is written).
+    #[serde(default = "reached_by_default")]
+    pub reached: bool,
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderExpectation>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn reached_by_default() -> bool {
+    true
+}
+
+/// A header's expected first value, or (YAML `null`) its absence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderExpectation {
+    Absent,
+    Value(String),
+}
+
+impl<'de> Deserialize<'de> for HeaderExpectation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<Text>::deserialize(deserializer)? {
+            None => HeaderExpectation::Absent,
+            Some(Text(value)) => HeaderExpectation::Value(value),
+        })
+    }
+}
+
+/// Header lines in the order written: a YAML mapping from name to value (a scalar: `1` and `true`
+/// are read as text).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Headers;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping from header name to value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
+                let mut lines = Vec::new();
+                while let Some((name, Text(value))) = map.next_entry::<String, Text>()? {
+                    lines.push((name, value));
+                }
+                Ok(Headers(lines))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
+/// A scalar read as text.
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl Visitor<'_> for Scalar {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a number or a boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
+}
+
+/// A scenario file that could not be read or is not a valid one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub file: PathBuf,
+    /// What is wrong, with the field path and the line (`scenarios[1].request: missing field
+    /// `path` at line 7 column 5`).
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+impl ScenarioFile {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<ScenarioFile, InputError> {
+        let text = std::fs::read_to_string(path).map_err(|error| InputError {
+            file: path.to_owned(),
+            message: format!("cannot be read: {error}"),
+        })?;
+        ScenarioFile::parse(&text, path)
+    }
+
+    /// Parses `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<ScenarioFile, InputError> {
+        let parsed: ScenarioFile = serde_norway::from_str(text).map_err(|error| InputError {
+            file: file.to_owned(),
+            message: error.to_string(),
+        })?;
+        if let Some((index, _)) = parsed
+            .scenarios
+            .iter()
+            .enumerate()
+            .find(|(index, scenario)| {
+                parsed.scenarios[..*index]
+                    .iter()
+                    .any(|earlier| earlier.name == scenario.name)
+            })
+        {
+            let name = &parsed.scenarios[index].name;
+            let line = line_of_nth_name(text, name, 2)
+                .map(|line| format!(" at line {line}"))
+                .unwrap_or_default();
+            return Err(InputError {
+                file: file.to_owned(),
+                message: format!(
+                    "scenarios[{index}].name: {name:?} names an earlier scenario too; names must be unique{line}"
+                ),
+            });
+        }
+        Ok(parsed)
+    }
+}
+
+/// The 1-based line of the `nth` `name:` key whose value is `name`.
+fn line_of_nth_name(text: &str, name: &str, nth: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let key = line.trim_start().trim_start_matches("- ").trim_start();
+            key.strip_prefix("name:")
+                .is_some_and(|value| value.trim().trim_matches(|c| c == '"' || c == '\'') == name)
+        })
+        .nth(nth - 1)
+        .map(|(index, _)| index + 1)
+}

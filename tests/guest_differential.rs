@@ -1,0 +1,537 @@
+//! The differential suite on third-party guests: the proxy-wasm-rust-sdk examples vendored in
+//! `third_party/` and the AssemblyScript guest of `tests/guests/`, each played scenario by scenario
+//! (`tests/guests/scenarios/<guest>.yaml`, the declarative runner's format) through the host
+//! harness (the runner's own engine) and through real Envoy (`tests/guests/envoy.yaml`, a scripted
+//! upstream and call backend answering what the scenario says). Each side must meet the
+//! scenario's expectations and the two must agree on what the client received (status, headers,
+//! body), what the upstream received and the calls the guest sent.
+//!
+//! Where the harness is known to differ from Envoy, the difference is a [`KnownLimit`], named in
+//! `docs/harness.md`: headers only one side adds are left out of the comparison by the limit's
+//! name ([`IGNORED_HEADERS`]), and a scenario that shows a limit is listed with it in
+//! [`GUESTS`]. Such a scenario is still played and its differences printed; if it stops
+//! differing, the test fails until the mark is removed.
+
+use anyhow::{bail, Context, Result};
+use pwh::{Outcome, ReceivedRequest, ReceivedResponse, Scenario, ScenarioFile, SentHttpCall};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use testkit::{Client, EchoServer, ScriptedAnswer};
+
+/// A difference between the harness and Envoy, documented in `docs/harness.md`.
+#[derive(Clone, Copy, Debug)]
+struct KnownLimit {
+    name: &'static str,
+    reason: &'static str,
+}
+
+const ROUTER_HEADERS: KnownLimit = KnownLimit {
+    name: "router headers",
+    reason:
+        "Envoy's router and async client add x-envoy-* headers and `date`; the harness does not",
+};
+const CODEC_FRAMING: KnownLimit = KnownLimit {
+    name: "codec framing",
+    reason: "content-length / transfer-encoding are chosen by each side's codec, not by the guest",
+};
+const REQUEST_ID: KnownLimit = KnownLimit {
+    name: "request id",
+    reason: "Envoy generates a random x-request-id, the harness a deterministic one",
+};
+const REPLACE_MOVES_HEADER: KnownLimit = KnownLimit {
+    name: "replace moves the header",
+    reason: "Envoy's replace_header_map_value of a present header moves it to the end of the map; the harness replaces the value in place",
+};
+const NO_GRPC_CALLS: KnownLimit = KnownLimit {
+    name: "no gRPC calls",
+    reason: "proxy_grpc_call is not emulated: the harness answers PARSE_FAILURE",
+};
+
+/// Headers compared by presence only or not at all, with the limit that excuses each.
+/// `(where, header, limit)`; `where` is "response", "upstream" or "call".
+const IGNORED_HEADERS: [(&str, &str, KnownLimit); 9] = [
+    ("response", "date", ROUTER_HEADERS),
+    ("response", "x-envoy-upstream-service-time", ROUTER_HEADERS),
+    ("response", "content-length", CODEC_FRAMING),
+    ("response", "transfer-encoding", CODEC_FRAMING),
+    ("upstream", "x-envoy-expected-rq-timeout-ms", ROUTER_HEADERS),
+    ("upstream", "content-length", CODEC_FRAMING),
+    ("upstream", "x-request-id", REQUEST_ID),
+    ("call", "x-envoy-internal", ROUTER_HEADERS),
+    ("call", "x-envoy-expected-rq-timeout-ms", ROUTER_HEADERS),
+];
+
+/// A guest, how it is built, and the scenarios that show a known limit.
+struct Guest {
+    /// The scenario file's stem in `tests/guests/scenarios/`.
+    name: &'static str,
+    wasm: fn() -> Result<PathBuf>,
+    /// One `http_filters` item in front of the guest (flow style), or none.
+    filters_before: Option<&'static str>,
+    limits: &'static [(&'static str, KnownLimit)],
+}
+
+fn sdk(name: &str) -> Result<PathBuf> {
+    testkit::sdk_example(name)
+}
+
+/// The Lua filter of the SDK's envoy_filter_metadata example, which sets the metadata it reads.
+const METADATA_LUA: &str = r#"- {"name": "envoy.filters.http.lua", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": "function envoy_on_request(request_handle)\n  local data = request_handle:headers():get(\"x-custom-metadata\")\n  if data then\n    request_handle:streamInfo():dynamicMetadata():set(\"envoy.filters.http.lua\", \"uppercased-custom-metadata\", string.upper(data))\n  end\nend\n"}}}"#;
+
+const GUESTS: [Guest; 8] = [
+    Guest {
+        name: "hello_world",
+        wasm: || sdk("hello_world"),
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "http_headers",
+        wasm: || sdk("http_headers"),
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "http_body",
+        wasm: || sdk("http_body"),
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "http_config",
+        wasm: || sdk("http_config"),
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "http_auth_random",
+        wasm: || sdk("http_auth_random"),
+        filters_before: None,
+        limits: &[("an odd byte gets a 403", REPLACE_MOVES_HEADER)],
+    },
+    Guest {
+        name: "envoy_filter_metadata",
+        wasm: || sdk("envoy_filter_metadata"),
+        filters_before: Some(METADATA_LUA),
+        limits: &[],
+    },
+    Guest {
+        name: "grpc_auth_random",
+        wasm: || sdk("grpc_auth_random"),
+        filters_before: None,
+        limits: &[
+            ("a client that is not gRPC gets a 503", REPLACE_MOVES_HEADER),
+            (
+                "a gRPC call is decided by a gRPC call to grpcbin",
+                NO_GRPC_CALLS,
+            ),
+        ],
+    },
+    Guest {
+        name: "assemblyscript_probe",
+        wasm: testkit::assemblyscript_probe,
+        filters_before: None,
+        limits: &[("header edits reach the upstream", REPLACE_MOVES_HEADER)],
+    },
+];
+
+/// How long Envoy may take to log a line a scenario expects (after its time advance).
+const LOG_WAIT: Duration = Duration::from_secs(15);
+
+#[test]
+fn third_party_guests_behave_the_same_in_the_harness_and_in_envoy() {
+    let started = Instant::now();
+    let threads: Vec<_> = GUESTS
+        .iter()
+        .map(|guest| {
+            std::thread::Builder::new()
+                .name(guest.name.into())
+                .spawn(move || (guest.name, run_guest(guest)))
+                .expect("a thread per guest")
+        })
+        .collect();
+    let mut text = String::new();
+    let (mut failed, mut scenarios, mut limited) = (0, 0, 0);
+    for thread in threads {
+        let (name, result) = thread.join().expect("a guest thread panicked");
+        match result {
+            Err(error) => {
+                failed += 1;
+                let _ = writeln!(text, "\n{name}: {error:#}");
+            }
+            Ok(reports) => {
+                for report in reports {
+                    scenarios += 1;
+                    let limits: Vec<String> = report
+                        .limits
+                        .iter()
+                        .map(|limit| format!("{:?} ({})", limit.name, limit.reason))
+                        .collect();
+                    match (limits.is_empty(), report.diffs.is_empty()) {
+                        (false, false) => {
+                            limited += 1;
+                            let _ = writeln!(
+                                text,
+                                "\n{name} / {}: KNOWN LIMITS {}\n  {}",
+                                report.scenario,
+                                limits.join(", "),
+                                report.diffs.join("\n  ")
+                            );
+                        }
+                        (false, true) => {
+                            failed += 1;
+                            let _ = writeln!(
+                                text,
+                                "\n{name} / {}: FAILED: marked with the known limits {} but both sides agree and meet the expectations: remove the marks",
+                                report.scenario, limits.join(", ")
+                            );
+                        }
+                        (true, false) => {
+                            failed += 1;
+                            let _ = writeln!(
+                                text,
+                                "\n{name} / {}: FAILED\n  {}",
+                                report.scenario,
+                                report.diffs.join("\n  ")
+                            );
+                        }
+                        (true, true) => {}
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "guest differential: {} guests, {scenarios} scenarios, {failed} failed, {limited} known limits, {:.1?}{text}",
+        GUESTS.len(),
+        started.elapsed()
+    );
+    assert_eq!(failed, 0, "{failed} failures: see the report above");
+}
+
+/// What became of one scenario on both sides.
+struct Report {
+    scenario: String,
+    /// The known limits the scenario is marked with.
+    limits: Vec<KnownLimit>,
+    /// Missed expectations of each side and differences between them.
+    diffs: Vec<String>,
+}
+
+fn scenario_file(guest: &Guest) -> Result<ScenarioFile> {
+    let path = testkit::envoy::workspace_root()
+        .join("tests/guests/scenarios")
+        .join(format!("{}.yaml", guest.name));
+    Ok(ScenarioFile::load(&path)?)
+}
+
+fn run_guest(guest: &Guest) -> Result<Vec<Report>> {
+    let file = scenario_file(guest)?;
+    let wasm = (guest.wasm)()?;
+    for (scenario, _) in guest.limits {
+        if !file.scenarios.iter().any(|s| s.name == *scenario) {
+            bail!("a known limit names the scenario {scenario:?}, which the file does not have");
+        }
+    }
+    let module = host_harness::GuestModule::load(&wasm)?;
+    let mut plugin = pwh::start_plugin(&module, &file.plugin)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut envoy = runtime.block_on(EnvoySide::start(guest, &file, &wasm))?;
+    let mut first_log = 0;
+    let mut reports = Vec::new();
+    for scenario in &file.scenarios {
+        let on_harness = pwh::play(&mut plugin, scenario, first_log, file.plugin.log_level);
+        first_log = plugin.logs().len();
+        let on_envoy = runtime
+            .block_on(envoy.play(scenario))
+            .with_context(|| format!("{}: envoy", scenario.name))?;
+        let mut diffs: Vec<String> = pwh::check(&scenario.expect, &on_envoy)
+            .into_iter()
+            .map(|miss| format!("envoy: {miss}"))
+            .collect();
+        diffs.extend(
+            pwh::check(&scenario.expect, &on_harness)
+                .into_iter()
+                .map(|miss| format!("harness: {miss}")),
+        );
+        diffs.extend(between(&on_harness, &on_envoy));
+        reports.push(Report {
+            scenario: scenario.name.clone(),
+            limits: guest
+                .limits
+                .iter()
+                .filter(|(name, _)| *name == scenario.name)
+                .map(|(_, limit)| *limit)
+                .collect(),
+            diffs,
+        });
+    }
+    Ok(reports)
+}
+
+/// The guest in Envoy, with its scripted upstream and call backend.
+struct EnvoySide {
+    envoy: testkit::Envoy,
+    client: Client,
+    upstream: EchoServer,
+    call_backend: EchoServer,
+    call_cluster: String,
+    /// Bytes of Envoy's log read by earlier scenarios.
+    log_offset: usize,
+}
+
+impl EnvoySide {
+    async fn start(guest: &Guest, file: &ScenarioFile, wasm: &Path) -> Result<EnvoySide> {
+        let upstream = EchoServer::scripted()?;
+        let call_backend = EchoServer::scripted()?;
+        let plugin = &file.plugin;
+        let call_cluster = plugin
+            .clusters
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "no_calls".into());
+        let configuration = String::from_utf8_lossy(&plugin.configuration_bytes()).into_owned();
+        let envoy = testkit::envoy("envoy.yaml")
+            .template_dir(&testkit::envoy::workspace_root().join("tests/guests"))
+            .var("GUEST_WASM", wasm.display())
+            // The builder's own `.wasm` variable, so it does not look for certgate.wasm.
+            .wasm(wasm)
+            .var("PLUGIN_NAME", &plugin.name)
+            .var("ROOT_ID", &plugin.root_id)
+            .var("VM_ID", &plugin.vm_id)
+            .var("PLUGIN_CONFIG", serde_json::Value::String(configuration))
+            .var(
+                "FILTERS_BEFORE",
+                guest
+                    .filters_before
+                    .unwrap_or("# no filter before the guest"),
+            )
+            .upstream_port(upstream.port())
+            .var("CALL_CLUSTER", &call_cluster)
+            .var("CALL_PORT", call_backend.port())
+            .start()
+            .await?;
+        let client = Client::plain(envoy.listener("ingress")?);
+        Ok(EnvoySide {
+            envoy,
+            client,
+            upstream,
+            call_backend,
+            call_cluster,
+            log_offset: 0,
+        })
+    }
+
+    async fn play(&mut self, scenario: &Scenario) -> Result<Outcome> {
+        let mut outcome = Outcome::default();
+        self.upstream.set_answer(&scripted(&scenario.upstream))?;
+        // Envoy's client sees one backend: the first answer serves every call of the scenario.
+        if let Some(answer) = scenario.http_calls.first() {
+            self.call_backend.set_answer(&scripted(answer))?;
+        }
+        if let Some(request) = &scenario.request {
+            let mut wire = testkit::Request::new(&request.method, &request.path)
+                .header("host", &request.authority);
+            for (name, value) in &request.headers.0 {
+                wire = wire.header(name, value);
+            }
+            if !request.body.is_empty() {
+                wire = wire.body(request.body.as_bytes().to_vec());
+            }
+            let response = self.client.send(&wire).await?;
+            outcome.response = Some(ReceivedResponse {
+                status: response.status,
+                headers: std::iter::once((":status".to_owned(), response.status.to_string()))
+                    .chain(
+                        response
+                            .headers
+                            .iter()
+                            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone())),
+                    )
+                    .collect(),
+                body: response.body_text(),
+            });
+        }
+        outcome.upstream = self
+            .upstream
+            .take_received()
+            .pop()
+            .map(|received| ReceivedRequest {
+                headers: as_guest_saw(&received),
+                body: received.body,
+            });
+        outcome.http_calls = self
+            .call_backend
+            .take_received()
+            .into_iter()
+            .map(|received| SentHttpCall {
+                cluster: self.call_cluster.clone(),
+                headers: as_guest_saw(&received),
+                body: received.body,
+            })
+            .collect();
+        if scenario.advance_ms > 0 && scenario.expect.logs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(scenario.advance_ms)).await;
+        }
+        outcome.logs = self
+            .guest_logs(
+                &scenario.expect.logs,
+                Duration::from_millis(scenario.advance_ms),
+            )
+            .await;
+        Ok(outcome)
+    }
+
+    /// The guest's log lines since the last scenario, once each of `expected` is among them
+    /// (waiting at most `advance` plus [`LOG_WAIT`], as Envoy writes its log asynchronously).
+    async fn guest_logs(&mut self, expected: &[String], advance: Duration) -> Vec<String> {
+        let deadline = Instant::now() + advance + LOG_WAIT;
+        loop {
+            let log = self.envoy.log();
+            let lines: Vec<String> = log
+                .get(self.log_offset..)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(guest_log_line)
+                .collect();
+            let complete = expected
+                .iter()
+                .all(|text| lines.iter().any(|line| line.contains(text.as_str())));
+            if complete || Instant::now() > deadline {
+                self.log_offset = log.len();
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `level: message` of a line Envoy logged for the guest (`[..][info][wasm] [..] wasm log
+/// <plugin> <root> <vm>: message`).
+fn guest_log_line(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("wasm log ")?;
+    let (_, message) = rest.split_once(": ")?;
+    let level = ["trace", "debug", "info", "warning", "error", "critical"]
+        .into_iter()
+        .find(|level| line.contains(&format!("[{level}]")))?;
+    Some(format!("{level}: {message}"))
+}
+
+/// The headers of a request as the guest saw them: the request line and `host` as pseudo-headers,
+/// then the other headers.
+fn as_guest_saw(received: &testkit::EchoedRequest) -> Vec<(String, String)> {
+    let pseudo = [
+        (":authority", received.header("host").unwrap_or_default()),
+        (":path", received.path.as_str()),
+        (":method", received.method.as_str()),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.to_owned()));
+    let regular = received
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+        .filter(|(name, _)| name != "host");
+    pseudo.into_iter().chain(regular).collect()
+}
+
+fn scripted(answer: &pwh::HttpAnswer) -> ScriptedAnswer {
+    ScriptedAnswer {
+        status: answer.status,
+        headers: answer.headers.0.clone(),
+        body: answer.body.as_bytes().to_vec(),
+    }
+}
+
+/// Differences between what the harness and Envoy delivered, after leaving out the headers of
+/// [`IGNORED_HEADERS`] and the pseudo-headers the HTTP/1 wire does not carry (`:scheme`).
+fn between(harness: &Outcome, envoy: &Outcome) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut differ = |what: &str, h: String, e: String| {
+        if h != e {
+            diffs.push(format!(
+                "harness vs envoy: {what}:\n    harness {h}\n    envoy   {e}"
+            ));
+        }
+    };
+    differ(
+        "client response",
+        format!("{:?}", harness.response.as_ref().map(comparable_response)),
+        format!("{:?}", envoy.response.as_ref().map(comparable_response)),
+    );
+    differ(
+        "upstream request",
+        format!(
+            "{:?}",
+            harness
+                .upstream
+                .as_ref()
+                .map(|r| (comparable("upstream", &r.headers), &r.body))
+        ),
+        format!(
+            "{:?}",
+            envoy
+                .upstream
+                .as_ref()
+                .map(|r| (comparable("upstream", &r.headers), &r.body))
+        ),
+    );
+    let calls = |outcome: &Outcome| -> Vec<_> {
+        outcome
+            .http_calls
+            .iter()
+            .map(|call| {
+                (
+                    call.cluster.clone(),
+                    comparable("call", &call.headers),
+                    call.body.clone(),
+                )
+            })
+            .collect()
+    };
+    differ(
+        "http calls",
+        format!("{:?}", calls(harness)),
+        format!("{:?}", calls(envoy)),
+    );
+    diffs
+}
+
+fn comparable_response(response: &ReceivedResponse) -> (u16, Vec<(String, String)>, &str) {
+    (
+        response.status,
+        comparable("response", &response.headers),
+        &response.body,
+    )
+}
+
+/// `headers` without `:scheme` and the ignored headers of `place`, pseudo-headers first in name
+/// order (the HTTP/1 wire does not keep theirs); a header compared by presence keeps its name with
+/// the value `<any>`.
+fn comparable(place: &str, headers: &[(String, String)]) -> Vec<(String, String)> {
+    let mut pseudo: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| name.starts_with(':') && name != ":scheme")
+        .cloned()
+        .collect();
+    pseudo.sort();
+    let regular = headers
+        .iter()
+        .filter(|(name, _)| !name.starts_with(':'))
+        .filter(|(name, _)| name != ":scheme")
+        .filter_map(|(name, value)| {
+            let ignored = IGNORED_HEADERS
+                .iter()
+                .find(|(at, header, _)| *at == place && header == name);
+            match ignored {
+                Some((_, _, limit)) if limit.name == REQUEST_ID.name => {
+                    Some((name.clone(), "<any>".to_owned()))
+                }
+                Some(_) => None,
+                None => Some((name.clone(), value.clone())),
+            }
+        });
+    pseudo.into_iter().chain(regular).collect()
+}
