@@ -19,7 +19,7 @@
 //! envoy_churn -- --nocapture` runs it at N churned connections per half (default 300) and R policy
 //! routes (default 1,000); `cargo xtask churn` runs the larger population.
 
-use certgate::core::metrics::METRIC_CAPACITY;
+use certgate::record::metrics::METRIC_CAPACITY;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
