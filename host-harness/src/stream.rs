@@ -66,6 +66,8 @@ pub struct Stream<'p> {
     response: Option<ClientResponse>,
     first_log: usize,
     finished: bool,
+    /// The test clock when the request went upstream (the router's service time counts from it).
+    upstream_sent_ns: u64,
     /// The VM failed before or during this stream: the failure policy answered it and the guest
     /// is not called again for it.
     vm_failed: bool,
@@ -97,6 +99,7 @@ impl<'p> Stream<'p> {
             first_log,
             finished: false,
             vm_failed: false,
+            upstream_sent_ns: 0,
         };
         if let Some(policy) = failed_vm {
             stream.answer_vm_failure(policy)?;
@@ -195,8 +198,12 @@ impl<'p> Stream<'p> {
             )));
         }
         let status = parse_status(&response.headers);
+        let mut headers = response.headers;
+        // The router's header, there before the filter's response callbacks run.
+        let service_ms = self.plugin.now_ns().saturating_sub(self.upstream_sent_ns) / 1_000_000;
+        headers.set_owned("x-envoy-upstream-service-time", service_ms.to_string());
         let stream = self.plugin.stream_state(self.id)?;
-        stream.response_headers = Some(response.headers);
+        stream.response_headers = Some(headers);
         stream.response_code = Some(status);
         stream.response_code_details = Some(Cow::Borrowed("via_upstream"));
         self.response_body = response.body.into();
@@ -321,6 +328,7 @@ impl<'p> Stream<'p> {
             body,
             trailers,
         });
+        self.upstream_sent_ns = self.plugin.now_ns();
         Ok(())
     }
 
@@ -533,10 +541,12 @@ impl<'p> Stream<'p> {
                     }
                 },
                 Stage::Done => {
+                    let now_ns = self.plugin.now_ns();
                     let stream = self.plugin.stream_state(id)?;
                     stream.live.request_headers = false;
                     // Data still buffered by a stopped body callback flows once the stream does.
                     self.upstream_body.append(&mut stream.request_body);
+                    self.upstream_sent_ns = now_ns;
                     self.outcome = RequestOutcome::Continued(UpstreamRequest {
                         headers: stream.request_headers.clone(),
                         body: std::mem::take(&mut self.upstream_body),

@@ -278,3 +278,58 @@ fn dynamic_and_route_metadata_reach_the_guest_as_envoy_serialises_them() {
         "{error}"
     );
 }
+
+/// A guest that dispatches an http call (timeout 250 ms) with each request and copies the
+/// router's `x-envoy-upstream-service-time` into `x-seen` on the response.
+const ROUTER_HEADERS: &str = r#"(module
+  (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "\03\00\00\00\05\00\00\00\01\00\00\00\07\00\00\00\03\00\00\00\0a\00\00\00\04\00\00\00:path\00/\00:method\00GET\00:authority\00auth\00")
+  (data (i32.const 200) "auth")
+  (data (i32.const 220) "x-envoy-upstream-service-time")
+  (data (i32.const 260) "x-seen")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $call (i32.const 200) (i32.const 4) (i32.const 100) (i32.const 64)
+                      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+                      (i32.const 250) (i32.const 60)))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 2) (i32.const 220) (i32.const 29) (i32.const 64) (i32.const 68)))
+      (then (drop (call $add (i32.const 2) (i32.const 260) (i32.const 6)
+                             (i32.load (i32.const 64)) (i32.load (i32.const 68))))))
+    (i32.const 0)))"#;
+
+#[test]
+fn the_router_s_headers_are_where_the_guest_and_the_cluster_see_them() {
+    let module = GuestModule::from_wat("router-headers", ROUTER_HEADERS).unwrap();
+    let mut plugin = Plugin::new(&module, PluginSettings::new("router-headers")).unwrap();
+    let mut stream = plugin
+        .stream(&Connection::plain(), Request::get("/"))
+        .unwrap();
+    assert!(stream.outcome().is_continued());
+    let call = stream
+        .plugin()
+        .http_calls()
+        .pop()
+        .expect("a dispatched call");
+    assert_eq!(call.headers.get("x-envoy-internal"), Some("true"));
+    assert_eq!(
+        call.headers.get("x-envoy-expected-rq-timeout-ms"),
+        Some("250")
+    );
+    stream.advance_time(Duration::from_millis(7)).unwrap();
+    let response = stream.respond(UpstreamResponse::ok()).unwrap();
+    assert_eq!(
+        response.headers.get("x-envoy-upstream-service-time"),
+        Some("7")
+    );
+    assert_eq!(
+        response.headers.get("x-seen"),
+        Some("7"),
+        "seen in on_response_headers"
+    );
+}

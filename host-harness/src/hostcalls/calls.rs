@@ -44,6 +44,15 @@ pub(super) fn proxy_http_call(
     {
         return ok(Status::BadArgument);
     }
+    // Envoy's async client marks its requests internal and the router announces the timeout.
+    let mut headers = headers;
+    headers.set("x-envoy-internal", "true");
+    if timeout_ms != 0 {
+        headers.set_owned(
+            "x-envoy-expected-rq-timeout-ms",
+            (timeout_ms as u32).to_string(),
+        );
+    }
     let token = state.next_http_token;
     state.next_http_token += 1;
     let call = DispatchedHttpCall {
