@@ -377,7 +377,6 @@ impl<'p> Stream<'p> {
         if grpc {
             headers.set("connection", "close");
         }
-        headers.set("server", "envoy");
         stream.live = Default::default();
         stream.response_code = Some(parse_status(&headers));
         stream.response_code_details = Some(Cow::Borrowed("wasm_fail_stream"));
@@ -386,15 +385,7 @@ impl<'p> Stream<'p> {
         }
         self.request_stage = Stage::Done;
         self.response_stage = Stage::Done;
-        self.response = Some(ClientResponse {
-            status: parse_status(&headers),
-            headers,
-            body,
-            trailers: None,
-            local: true,
-            paused: false,
-            reset: false,
-        });
+        self.response = Some(direct_local_reply(headers, body));
         Ok(())
     }
 
@@ -595,17 +586,7 @@ impl<'p> Stream<'p> {
         }
         if self.outcome.is_continued() {
             // Sent during the response path: the client gets it instead of the upstream's.
-            let mut headers = headers;
-            headers.set("server", "envoy");
-            self.response = Some(ClientResponse {
-                status: parse_status(&headers),
-                headers,
-                body,
-                trailers: None,
-                local: true,
-                paused: false,
-                reset: false,
-            });
+            self.response = Some(direct_local_reply(headers, body));
             self.response_stage = Stage::Done;
             return Ok(true);
         }
@@ -833,6 +814,21 @@ impl Drop for Stream<'_> {
             }
         }
         self.plugin.store.data_mut().streams.remove(&id);
+    }
+}
+
+/// A local reply that goes to the client without passing the filter's response callbacks.
+fn direct_local_reply(mut headers: HeaderMap, body: Vec<u8>) -> ClientResponse {
+    // Envoy's default server_header_transformation (OVERWRITE).
+    headers.set("server", "envoy");
+    ClientResponse {
+        status: parse_status(&headers),
+        headers,
+        body,
+        trailers: None,
+        local: true,
+        paused: false,
+        reset: false,
     }
 }
 
