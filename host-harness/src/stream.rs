@@ -11,6 +11,7 @@ use crate::exchange::{
     ClientResponse, Exchange, HttpCallResponse, LocalResponse, Request, RequestOutcome,
     UpstreamRequest, UpstreamResponse,
 };
+use crate::grpc::GrpcAnswer;
 use crate::headers::HeaderMap;
 use crate::observe::HostcallCounts;
 use crate::plugin::Plugin;
@@ -164,6 +165,16 @@ impl<'p> Stream<'p> {
         response: HttpCallResponse,
     ) -> Result<(), HarnessError> {
         let resumed = match self.plugin.respond_http_call(token, response) {
+            Ok(()) => self.resume(),
+            Err(error) => Err(error),
+        };
+        self.under_failure_policy(resumed)
+    }
+
+    /// Answers a gRPC call or stream ([`Plugin::answer_grpc`]) and resumes the stream if the
+    /// guest continued it.
+    pub fn answer_grpc(&mut self, token: u32, answer: GrpcAnswer) -> Result<(), HarnessError> {
+        let resumed = match self.plugin.answer_grpc(token, answer) {
             Ok(()) => self.resume(),
             Err(error) => Err(error),
         };
