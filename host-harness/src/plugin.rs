@@ -85,7 +85,24 @@ impl Plugin {
             });
         }
         settings.abi_0_1_0 = exports.contains("proxy_abi_version_0_1_0");
-        Plugin::start(module, HostState::new(Arc::new(settings)))
+        let settings = Arc::new(settings);
+        let mut state = HostState::new(settings.clone());
+        // Envoy starts the plugin in the main thread's VM and in every worker's before this one.
+        for _ in 0..settings.concurrency {
+            state = Plugin::start(module, state)?.successor_state();
+        }
+        Plugin::start(module, state)
+    }
+
+    /// A fresh VM's state that keeps what Envoy keeps outside a VM: metrics (stats), logs, the
+    /// clock; shared data lives in the settings.
+    fn successor_state(&mut self) -> HostState {
+        let old = self.store.data_mut();
+        let mut state = HostState::new(old.settings.clone());
+        state.now_ns = old.now_ns;
+        state.metrics = std::mem::take(&mut old.metrics);
+        state.logs = std::mem::take(&mut old.logs);
+        state
     }
 
     /// Instantiates the module into a store holding `state` and runs Envoy's start-up sequence.
@@ -491,11 +508,7 @@ impl Plugin {
     /// Replaces the failed VM with a fresh instance, started and configured again. What Envoy
     /// keeps outside the VM carries over: metrics (stats), logs, the clock, shared data.
     fn reload(&mut self) -> Result<(), HarnessError> {
-        let old = self.store.data_mut();
-        let mut state = HostState::new(old.settings.clone());
-        state.now_ns = old.now_ns;
-        state.metrics = std::mem::take(&mut old.metrics);
-        state.logs = std::mem::take(&mut old.logs);
+        let state = self.successor_state();
         let mut fresh = Plugin::start(&self.module, state)?;
         fresh.next_context_id = self.next_context_id;
         fresh.reloads = self.reloads + 1;
