@@ -37,6 +37,7 @@ mod connection;
 mod declared;
 mod error;
 mod exchange;
+mod grpc;
 mod hcm;
 mod headers;
 mod hostcalls;
@@ -61,6 +62,7 @@ pub use exchange::{
     ClientResponse, Configured, DispatchedHttpCall, Exchange, HttpCallResponse, LocalResponse,
     Request, RequestOutcome, Route, UpstreamRequest, UpstreamResponse,
 };
+pub use grpc::{DispatchedGrpcCall, GrpcAnswer};
 pub use hcm::{ClientCertDetails, ForwardClientCert, HttpConnectionManager};
 pub use headers::HeaderMap;
 pub use metadata::Metadata;

@@ -6,6 +6,8 @@ use crate::abi::{LogLevel, Status};
 use crate::callbacks::{Callback, Callbacks};
 use crate::error::HarnessError;
 use crate::exchange::{Configured, DispatchedHttpCall, HttpCallResponse};
+use crate::grpc::{DispatchedGrpcCall, GrpcAnswer};
+use crate::headers::HeaderMap;
 use crate::module::{engine, GuestModule};
 use crate::observe::{LogRecord, MetricsSnapshot};
 use crate::settings::{FailurePolicy, PluginSettings};
@@ -83,7 +85,24 @@ impl Plugin {
             });
         }
         settings.abi_0_1_0 = exports.contains("proxy_abi_version_0_1_0");
-        Plugin::start(module, HostState::new(Arc::new(settings)))
+        let settings = Arc::new(settings);
+        let mut state = HostState::new(settings.clone());
+        // Envoy starts the plugin in the main thread's VM and in every worker's before this one.
+        for _ in 0..settings.concurrency {
+            state = Plugin::start(module, state)?.successor_state();
+        }
+        Plugin::start(module, state)
+    }
+
+    /// A fresh VM's state that keeps what Envoy keeps outside a VM: metrics (stats), logs, the
+    /// clock; shared data lives in the settings.
+    fn successor_state(&mut self) -> HostState {
+        let old = self.store.data_mut();
+        let mut state = HostState::new(old.settings.clone());
+        state.now_ns = old.now_ns;
+        state.metrics = std::mem::take(&mut old.metrics);
+        state.logs = std::mem::take(&mut old.logs);
+        state
     }
 
     /// Instantiates the module into a store holding `state` and runs Envoy's start-up sequence.
@@ -340,6 +359,76 @@ impl Plugin {
         result.map(drop)
     }
 
+    /// The gRPC calls and streams the guest opened and the test has not closed yet.
+    pub fn grpc_calls(&self) -> Vec<DispatchedGrpcCall> {
+        self.store.data().grpc_calls.values().cloned().collect()
+    }
+
+    /// Delivers the scripted service's `answer` for the call or stream `token` through the root
+    /// context's callbacks, as Envoy's async client does: a call gets `proxy_on_grpc_receive`
+    /// with its first message on OK, else `proxy_on_grpc_close` with the status; a stream gets
+    /// its initial metadata, each message and its trailing metadata, then the close, unless the
+    /// answer keeps it open.
+    pub fn answer_grpc(&mut self, token: u32, answer: GrpcAnswer) -> Result<(), HarnessError> {
+        let call = self
+            .store
+            .data()
+            .grpc_calls
+            .get(&token)
+            .cloned()
+            .ok_or_else(|| HarnessError::usage(format!("no open gRPC call with token {token}")))?;
+        if !call.stream {
+            self.store.data_mut().grpc_calls.remove(&token);
+            return match (answer.status, answer.messages.into_iter().next()) {
+                (0, Some(message)) => self.deliver_grpc_message(token, message),
+                (status, _) => self.close_grpc(token, status, answer.status_message),
+            };
+        }
+        let initial = answer.initial_metadata;
+        self.deliver_grpc_metadata(token, Callback::GrpcReceiveInitialMetadata, initial)?;
+        for message in answer.messages {
+            self.deliver_grpc_message(token, message)?;
+        }
+        let trailing = answer.trailing_metadata;
+        self.deliver_grpc_metadata(token, Callback::GrpcReceiveTrailingMetadata, trailing)?;
+        if answer.keep_open {
+            return Ok(());
+        }
+        self.store.data_mut().grpc_calls.remove(&token);
+        self.close_grpc(token, answer.status, answer.status_message)
+    }
+
+    fn deliver_grpc_metadata(
+        &mut self,
+        token: u32,
+        callback: Callback,
+        metadata: HeaderMap,
+    ) -> Result<(), HarnessError> {
+        if metadata.is_empty() {
+            return Ok(());
+        }
+        let count = metadata.len() as u32;
+        self.store.data_mut().grpc_metadata = Some(metadata);
+        let result = self.call(callback, &[ROOT_CONTEXT_ID, token, count]);
+        self.store.data_mut().grpc_metadata = None;
+        result.map(drop)
+    }
+
+    fn deliver_grpc_message(&mut self, token: u32, message: Vec<u8>) -> Result<(), HarnessError> {
+        let size = message.len() as u32;
+        self.store.data_mut().grpc_message = Some(message);
+        let result = self.call(Callback::GrpcReceive, &[ROOT_CONTEXT_ID, token, size]);
+        self.store.data_mut().grpc_message = None;
+        result.map(drop)
+    }
+
+    fn close_grpc(&mut self, token: u32, status: u32, message: String) -> Result<(), HarnessError> {
+        self.store.data_mut().status = (status, message);
+        let result = self.call(Callback::GrpcClose, &[ROOT_CONTEXT_ID, token, status]);
+        self.store.data_mut().status = (0, String::new());
+        result.map(drop)
+    }
+
     fn take_http_call(&mut self, token: u32) -> Result<DispatchedHttpCall, HarnessError> {
         self.store
             .data_mut()
@@ -419,11 +508,7 @@ impl Plugin {
     /// Replaces the failed VM with a fresh instance, started and configured again. What Envoy
     /// keeps outside the VM carries over: metrics (stats), logs, the clock, shared data.
     fn reload(&mut self) -> Result<(), HarnessError> {
-        let old = self.store.data_mut();
-        let mut state = HostState::new(old.settings.clone());
-        state.now_ns = old.now_ns;
-        state.metrics = std::mem::take(&mut old.metrics);
-        state.logs = std::mem::take(&mut old.logs);
+        let state = self.successor_state();
         let mut fresh = Plugin::start(&self.module, state)?;
         fresh.next_context_id = self.next_context_id;
         fresh.reloads = self.reloads + 1;

@@ -40,6 +40,7 @@ pub struct PluginSettings {
     pub(crate) abi_0_1_0: bool,
     pub(crate) buffer_limit_bytes: usize,
     pub(crate) failure_policy: Option<FailurePolicy>,
+    pub(crate) concurrency: u32,
 }
 
 /// What Envoy does for the client once the VM failed (`PluginConfig.failure_policy`).
@@ -77,6 +78,7 @@ impl PluginSettings {
             abi_0_1_0: false,
             buffer_limit_bytes: DEFAULT_BUFFER_LIMIT_BYTES,
             failure_policy: None,
+            concurrency: 0,
         }
     }
 
@@ -179,6 +181,15 @@ impl PluginSettings {
     /// [`HarnessError::VmFailed`]: crate::HarnessError::VmFailed
     pub fn failure_policy(mut self, policy: FailurePolicy) -> PluginSettings {
         self.failure_policy = Some(policy);
+        self
+    }
+
+    /// Envoy's `--concurrency`: the plugin starts in the main thread's VM and in each of
+    /// `workers` workers' VMs, each running `proxy_on_vm_start` and `proxy_on_configure`, so
+    /// start-up logs, metrics and shared data count every instance. Requests go through the last
+    /// worker's VM; the others only start. Unset, the plugin is one VM started once.
+    pub fn concurrency(mut self, workers: u32) -> PluginSettings {
+        self.concurrency = workers;
         self
     }
 

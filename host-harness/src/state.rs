@@ -5,6 +5,7 @@
 use crate::abi::{LogLevel, MapType, MetricType};
 use crate::connection::Connection;
 use crate::exchange::{DispatchedHttpCall, HttpCallResponse, LocalResponse, Route};
+use crate::grpc::DispatchedGrpcCall;
 use crate::headers::HeaderMap;
 use crate::metadata::Metadata;
 use crate::observe::{Hostcall, HostcallCounts, LogRecord, Metric};
@@ -61,6 +62,12 @@ pub(crate) struct HostState {
     pub http_calls: BTreeMap<u32, DispatchedHttpCall>,
     pub next_http_token: u32,
     pub http_call_response: Option<HttpCallResponse>,
+    pub grpc_calls: BTreeMap<u32, DispatchedGrpcCall>,
+    pub next_grpc_token: u32,
+    /// The message `proxy_on_grpc_receive` is delivering (`GrpcReceiveBuffer`).
+    pub grpc_message: Option<Vec<u8>>,
+    /// The metadata `proxy_on_grpc_receive_*_metadata` is delivering.
+    pub grpc_metadata: Option<HeaderMap>,
     pub status: (u32, String),
     pub current_context: u32,
     pub effective_context: Option<u32>,
@@ -283,6 +290,10 @@ impl HostState {
             http_calls: BTreeMap::new(),
             next_http_token: 1,
             http_call_response: None,
+            grpc_calls: BTreeMap::new(),
+            next_grpc_token: 1,
+            grpc_message: None,
+            grpc_metadata: None,
             status: (0, String::new()),
             current_context: 0,
             effective_context: None,

@@ -11,6 +11,7 @@ use crate::exchange::{
     ClientResponse, Exchange, HttpCallResponse, LocalResponse, Request, RequestOutcome,
     UpstreamRequest, UpstreamResponse,
 };
+use crate::grpc::GrpcAnswer;
 use crate::headers::HeaderMap;
 use crate::observe::HostcallCounts;
 use crate::plugin::Plugin;
@@ -66,6 +67,8 @@ pub struct Stream<'p> {
     response: Option<ClientResponse>,
     first_log: usize,
     finished: bool,
+    /// The test clock when the request went upstream (the router's service time counts from it).
+    upstream_sent_ns: u64,
     /// The VM failed before or during this stream: the failure policy answered it and the guest
     /// is not called again for it.
     vm_failed: bool,
@@ -97,6 +100,7 @@ impl<'p> Stream<'p> {
             first_log,
             finished: false,
             vm_failed: false,
+            upstream_sent_ns: 0,
         };
         if let Some(policy) = failed_vm {
             stream.answer_vm_failure(policy)?;
@@ -167,6 +171,16 @@ impl<'p> Stream<'p> {
         self.under_failure_policy(resumed)
     }
 
+    /// Answers a gRPC call or stream ([`Plugin::answer_grpc`]) and resumes the stream if the
+    /// guest continued it.
+    pub fn answer_grpc(&mut self, token: u32, answer: GrpcAnswer) -> Result<(), HarnessError> {
+        let resumed = match self.plugin.answer_grpc(token, answer) {
+            Ok(()) => self.resume(),
+            Err(error) => Err(error),
+        };
+        self.under_failure_policy(resumed)
+    }
+
     /// Fails an http call and resumes the stream if the guest continued it.
     pub fn fail_http_call(&mut self, token: u32) -> Result<(), HarnessError> {
         let resumed = match self.plugin.fail_http_call(token) {
@@ -195,8 +209,12 @@ impl<'p> Stream<'p> {
             )));
         }
         let status = parse_status(&response.headers);
+        let mut headers = response.headers;
+        // The router's header, there before the filter's response callbacks run.
+        let service_ms = self.plugin.now_ns().saturating_sub(self.upstream_sent_ns) / 1_000_000;
+        headers.set_owned("x-envoy-upstream-service-time", service_ms.to_string());
         let stream = self.plugin.stream_state(self.id)?;
-        stream.response_headers = Some(response.headers);
+        stream.response_headers = Some(headers);
         stream.response_code = Some(status);
         stream.response_code_details = Some(Cow::Borrowed("via_upstream"));
         self.response_body = response.body.into();
@@ -321,6 +339,7 @@ impl<'p> Stream<'p> {
             body,
             trailers,
         });
+        self.upstream_sent_ns = self.plugin.now_ns();
         Ok(())
     }
 
@@ -369,7 +388,6 @@ impl<'p> Stream<'p> {
         if grpc {
             headers.set("connection", "close");
         }
-        headers.set("server", "envoy");
         stream.live = Default::default();
         stream.response_code = Some(parse_status(&headers));
         stream.response_code_details = Some(Cow::Borrowed("wasm_fail_stream"));
@@ -378,15 +396,7 @@ impl<'p> Stream<'p> {
         }
         self.request_stage = Stage::Done;
         self.response_stage = Stage::Done;
-        self.response = Some(ClientResponse {
-            status: parse_status(&headers),
-            headers,
-            body,
-            trailers: None,
-            local: true,
-            paused: false,
-            reset: false,
-        });
+        self.response = Some(direct_local_reply(headers, body));
         Ok(())
     }
 
@@ -533,10 +543,12 @@ impl<'p> Stream<'p> {
                     }
                 },
                 Stage::Done => {
+                    let now_ns = self.plugin.now_ns();
                     let stream = self.plugin.stream_state(id)?;
                     stream.live.request_headers = false;
                     // Data still buffered by a stopped body callback flows once the stream does.
                     self.upstream_body.append(&mut stream.request_body);
+                    self.upstream_sent_ns = now_ns;
                     self.outcome = RequestOutcome::Continued(UpstreamRequest {
                         headers: stream.request_headers.clone(),
                         body: std::mem::take(&mut self.upstream_body),
@@ -585,17 +597,7 @@ impl<'p> Stream<'p> {
         }
         if self.outcome.is_continued() {
             // Sent during the response path: the client gets it instead of the upstream's.
-            let mut headers = headers;
-            headers.set("server", "envoy");
-            self.response = Some(ClientResponse {
-                status: parse_status(&headers),
-                headers,
-                body,
-                trailers: None,
-                local: true,
-                paused: false,
-                reset: false,
-            });
+            self.response = Some(direct_local_reply(headers, body));
             self.response_stage = Stage::Done;
             return Ok(true);
         }
@@ -823,6 +825,21 @@ impl Drop for Stream<'_> {
             }
         }
         self.plugin.store.data_mut().streams.remove(&id);
+    }
+}
+
+/// A local reply that goes to the client without passing the filter's response callbacks.
+fn direct_local_reply(mut headers: HeaderMap, body: Vec<u8>) -> ClientResponse {
+    // Envoy's default server_header_transformation (OVERWRITE).
+    headers.set("server", "envoy");
+    ClientResponse {
+        status: parse_status(&headers),
+        headers,
+        body,
+        trailers: None,
+        local: true,
+        paused: false,
+        reset: false,
     }
 }
 

@@ -3,7 +3,8 @@
 //! raw-ABI guest written for it.
 
 use host_harness::{
-    Connection, FailurePolicy, GuestModule, Plugin, PluginSettings, Request, UpstreamResponse,
+    Connection, FailurePolicy, GrpcAnswer, GuestModule, Plugin, PluginSettings, Request,
+    UpstreamResponse,
 };
 use std::time::Duration;
 
@@ -277,4 +278,204 @@ fn dynamic_and_route_metadata_reach_the_guest_as_envoy_serialises_them() {
         error.to_string().contains("dynamic metadata `jwt`"),
         "{error}"
     );
+}
+
+/// A guest that dispatches an http call (timeout 250 ms) with each request and copies the
+/// router's `x-envoy-upstream-service-time` into `x-seen` on the response.
+const ROUTER_HEADERS: &str = r#"(module
+  (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "\03\00\00\00\05\00\00\00\01\00\00\00\07\00\00\00\03\00\00\00\0a\00\00\00\04\00\00\00:path\00/\00:method\00GET\00:authority\00auth\00")
+  (data (i32.const 200) "auth")
+  (data (i32.const 220) "x-envoy-upstream-service-time")
+  (data (i32.const 260) "x-seen")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $call (i32.const 200) (i32.const 4) (i32.const 100) (i32.const 64)
+                      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+                      (i32.const 250) (i32.const 60)))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (call $get (i32.const 2) (i32.const 220) (i32.const 29) (i32.const 64) (i32.const 68)))
+      (then (drop (call $add (i32.const 2) (i32.const 260) (i32.const 6)
+                             (i32.load (i32.const 64)) (i32.load (i32.const 68))))))
+    (i32.const 0)))"#;
+
+#[test]
+fn the_router_s_headers_are_where_the_guest_and_the_cluster_see_them() {
+    let module = GuestModule::from_wat("router-headers", ROUTER_HEADERS).unwrap();
+    let mut plugin = Plugin::new(&module, PluginSettings::new("router-headers")).unwrap();
+    let mut stream = plugin
+        .stream(&Connection::plain(), Request::get("/"))
+        .unwrap();
+    assert!(stream.outcome().is_continued());
+    let call = stream
+        .plugin()
+        .http_calls()
+        .pop()
+        .expect("a dispatched call");
+    assert_eq!(call.headers.get("x-envoy-internal"), Some("true"));
+    assert_eq!(
+        call.headers.get("x-envoy-expected-rq-timeout-ms"),
+        Some("250")
+    );
+    stream.advance_time(Duration::from_millis(7)).unwrap();
+    let response = stream.respond(UpstreamResponse::ok()).unwrap();
+    assert_eq!(
+        response.headers.get("x-envoy-upstream-service-time"),
+        Some("7")
+    );
+    assert_eq!(
+        response.headers.get("x-seen"),
+        Some("7"),
+        "seen in on_response_headers"
+    );
+}
+
+/// A guest that, on each request, calls `pkg.Svc/Check` with "ping" and opens a `pkg.Svc/Watch`
+/// stream, sending "ping" and half-closing it; it pauses the request until the call's answer,
+/// which it copies into `x-grpc-reply`. It counts what its root context receives.
+const GRPC_CLIENT: &str = r#"(module
+  (import "env" "proxy_grpc_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_stream" (func $stream (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_grpc_send" (func $send (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_effective_context" (func $effective (param i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "grpc-backend")
+  (data (i32.const 120) "pkg.Svc")
+  (data (i32.const 130) "Check")
+  (data (i32.const 140) "ping")
+  (data (i32.const 150) "x-grpc-reply")
+  (data (i32.const 170) "grpc_messages")
+  (data (i32.const 190) "grpc_metadata")
+  (data (i32.const 210) "grpc_closes")
+  (data (i32.const 230) "Watch")
+  (global $stream_context (mut i32) (i32.const 0))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+    (drop (call $define (i32.const 0) (i32.const 170) (i32.const 13) (i32.const 300)))
+    (drop (call $define (i32.const 0) (i32.const 190) (i32.const 13) (i32.const 304)))
+    (drop (call $define (i32.const 0) (i32.const 210) (i32.const 11) (i32.const 308)))
+    (i32.const 1))
+  (func (export "proxy_on_request_headers") (param $context i32) (param i32 i32) (result i32)
+    (global.set $stream_context (local.get $context))
+    (drop (call $call (i32.const 100) (i32.const 12) (i32.const 120) (i32.const 7)
+                      (i32.const 130) (i32.const 5) (i32.const 0) (i32.const 0)
+                      (i32.const 140) (i32.const 4) (i32.const 1000) (i32.const 60)))
+    (drop (call $stream (i32.const 100) (i32.const 12) (i32.const 120) (i32.const 7)
+                        (i32.const 230) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 64)))
+    (drop (call $send (i32.load (i32.const 64)) (i32.const 140) (i32.const 4) (i32.const 1)))
+    (i32.const 1))
+  (func (export "proxy_on_grpc_receive") (param i32) (param $token i32) (param $size i32)
+    (drop (call $increment (i32.load (i32.const 300)) (i64.const 1)))
+    (if (i32.and (local.get $token) (i32.const 1))
+      (then
+        (drop (call $buffer (i32.const 5) (i32.const 0) (local.get $size) (i32.const 80) (i32.const 84)))
+        (drop (call $effective (global.get $stream_context)))
+        (drop (call $add (i32.const 0) (i32.const 150) (i32.const 12)
+                         (i32.load (i32.const 80)) (i32.load (i32.const 84))))
+        (drop (call $continue (i32.const 0))))))
+  (func (export "proxy_on_grpc_receive_initial_metadata") (param i32 i32 i32)
+    (drop (call $increment (i32.load (i32.const 304)) (i64.const 1))))
+  (func (export "proxy_on_grpc_close") (param i32 i32 i32)
+    (drop (call $increment (i32.load (i32.const 308)) (i64.const 1)))))"#;
+
+#[test]
+fn grpc_calls_and_streams_are_answered_by_the_test_s_scripted_service() {
+    let module = GuestModule::from_wat("grpc-client", GRPC_CLIENT).unwrap();
+    let settings = PluginSettings::new("grpc-client").cluster("grpc-backend");
+    let mut plugin = Plugin::new(&module, settings).unwrap();
+    let mut stream = plugin
+        .stream(&Connection::plain(), Request::get("/"))
+        .unwrap();
+    assert!(!stream.outcome().is_continued(), "waits for the call");
+    let calls = stream.plugin().grpc_calls();
+    let [call, watch] = calls.as_slice() else {
+        panic!("a call and a stream: {calls:?}");
+    };
+    assert_eq!(
+        (call.token % 2, call.stream, call.method.as_str()),
+        (1, false, "Check")
+    );
+    assert_eq!(call.messages, [b"ping".to_vec()]);
+    assert_eq!(
+        (watch.token % 2, watch.stream, watch.method.as_str()),
+        (0, true, "Watch")
+    );
+    assert_eq!(
+        (watch.service.as_str(), watch.local_closed),
+        ("pkg.Svc", true)
+    );
+    let (call, watch) = (call.token, watch.token);
+
+    let updates = GrpcAnswer::ok()
+        .initial_metadata("x-a", "1")
+        .message(b"m1".to_vec())
+        .message(b"m2".to_vec())
+        .keep_open();
+    stream.answer_grpc(watch, updates).unwrap();
+    let counts = |plugin: &mut Plugin| {
+        ["grpc_messages", "grpc_metadata", "grpc_closes"].map(|name| plugin.metric_value(name))
+    };
+    assert_eq!(counts(stream.plugin()), [Some(2), Some(1), Some(0)]);
+
+    stream
+        .answer_grpc(call, GrpcAnswer::ok().message(b"pong".to_vec()))
+        .unwrap();
+    let upstream = stream.outcome().upstream().expect("resumed by the answer");
+    assert_eq!(upstream.headers.get("x-grpc-reply"), Some("pong"));
+
+    stream
+        .answer_grpc(watch, GrpcAnswer::status(14, "gone"))
+        .unwrap();
+    assert_eq!(counts(stream.plugin()), [Some(3), Some(1), Some(1)]);
+    assert!(stream.plugin().grpc_calls().is_empty());
+    let unknown = stream.answer_grpc(watch, GrpcAnswer::ok());
+    assert!(unknown
+        .unwrap_err()
+        .to_string()
+        .contains("no open gRPC call"));
+}
+
+/// A guest that logs `started` and counts `starts` in `proxy_on_vm_start`.
+const STARTER: &str = r#"(module
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "started")
+  (data (i32.const 120) "starts")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+    (drop (call $log (i32.const 2) (i32.const 100) (i32.const 7)))
+    (drop (call $define (i32.const 0) (i32.const 120) (i32.const 6) (i32.const 60)))
+    (drop (call $increment (i32.load (i32.const 60)) (i64.const 1)))
+    (i32.const 1)))"#;
+
+#[test]
+fn each_worker_and_the_main_thread_start_their_own_vm() {
+    let module = GuestModule::from_wat("starter", STARTER).unwrap();
+    let single = Plugin::new(&module, PluginSettings::new("starter")).unwrap();
+    assert_eq!(single.metric_value("starts"), Some(1));
+    let mut plugin = Plugin::new(&module, PluginSettings::new("starter").concurrency(2)).unwrap();
+    assert_eq!(
+        plugin.metric_value("starts"),
+        Some(3),
+        "main thread and two workers"
+    );
+    assert_eq!(plugin.logs_at(host_harness::LogLevel::Info), ["started"; 3]);
+    let exchange = plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .unwrap();
+    assert!(exchange.request.is_continued());
 }

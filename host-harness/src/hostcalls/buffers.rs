@@ -44,9 +44,10 @@ fn buffer(state: &HostState, buffer: BufferType) -> Option<(Vec<u8>, bool)> {
             .http_call_response
             .as_ref()
             .map(|response| (response.body.clone(), false)),
-        BufferType::DownstreamData | BufferType::UpstreamData | BufferType::GrpcReceiveBuffer => {
-            Some((Vec::new(), false))
+        BufferType::GrpcReceiveBuffer => {
+            Some((state.grpc_message.clone().unwrap_or_default(), false))
         }
+        BufferType::DownstreamData | BufferType::UpstreamData => Some((Vec::new(), false)),
     }
 }
 

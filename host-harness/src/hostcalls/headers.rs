@@ -82,7 +82,9 @@ fn readable_map(state: &HostState, map: MapType) -> Option<&HeaderMap> {
     match map {
         MapType::HttpCallResponseHeaders => state.http_call_response.as_ref().map(|r| &r.headers),
         MapType::HttpCallResponseTrailers => state.http_call_response.as_ref().map(|r| &r.trailers),
-        MapType::GrpcReceiveInitialMetadata | MapType::GrpcReceiveTrailingMetadata => None,
+        MapType::GrpcReceiveInitialMetadata | MapType::GrpcReceiveTrailingMetadata => {
+            state.grpc_metadata.as_ref()
+        }
         _ => state.stream().and_then(|stream| stream.readable_map(map)),
     }
 }
