@@ -8,13 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use testkit::rotation::{rotate_under_load, Rotation, SecretMount, Target};
 use testkit::template;
 use testkit::{
     envoy, CertSpec, Client, ClientTls, EchoServer, EnvoyBuilder, IssuedCert, Pki, Request,
-    SdsSecret, SdsServer, TestCa, Validity,
+    SdsSecret, SdsServer, TestCa,
 };
 
 const FIXTURES: [&str; 5] = [
@@ -46,14 +45,12 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// The task's or pod's mounted volume: every `file` path the fixtures name, under one root, each
-/// directory laid out as Kubernetes mounts a Secret (and cert-manager renews it): the files are
-/// symlinks into `..data`, itself a symlink to the current generation's directory, and a renewal
-/// writes a new generation and moves a new `..data` over the old one in one rename.
+/// directory laid out as Kubernetes mounts a Secret (and cert-manager renews it).
 struct FilesRoot {
     dir: tempfile::TempDir,
     ca: TestCa,
     server: IssuedCert,
-    generation: usize,
+    mounts: BTreeMap<String, SecretMount>,
 }
 
 impl FilesRoot {
@@ -65,7 +62,7 @@ impl FilesRoot {
             dir,
             ca,
             server,
-            generation: 0,
+            mounts: BTreeMap::new(),
         };
         let (server, bundle) = (root.server.clone(), root.ca.cert_pem().to_string());
         root.publish_keys(&server, &bundle);
@@ -85,49 +82,40 @@ impl FilesRoot {
         self.dir.path().display().to_string()
     }
 
-    /// The walkthrough node's `/keys`: its certificate and key, and the bundle its clients must
-    /// chain to.
+    /// The walkthrough node's `/keys` (see [`key_files`]).
     fn publish_keys(&mut self, server: &IssuedCert, client_bundle: &str) {
-        self.publish(
-            "keys",
-            &[
-                ("colorteller_white_cert_chain.pem", &server.cert_pem),
-                ("colorteller_white_key.pem", &server.key_pem),
-                ("ca_1_cert.pem", client_bundle),
-            ],
-        );
+        self.publish("keys", &key_files(server, client_bundle));
     }
 
-    /// Writes `files` as the next generation of the mounted directory `name`, the way the kubelet
-    /// updates a Secret volume: a new `..<generation>` directory, a `..data_tmp` symlink to it
-    /// renamed over `..data`, then the old generation removed.
+    /// Writes `files` as the next generation of the mounted directory `name`.
     fn publish(&mut self, name: &str, files: &[(&str, &str)]) {
-        self.generation += 1;
-        let mount = self.dir.path().join(name);
-        let generation = format!("..{}", self.generation);
-        std::fs::create_dir_all(mount.join(&generation)).unwrap();
-        for (file, contents) in files {
-            std::fs::write(mount.join(&generation).join(file), contents).unwrap();
-        }
-        let previous = std::fs::read_link(mount.join("..data")).ok();
-        std::os::unix::fs::symlink(&generation, mount.join("..data_tmp")).unwrap();
-        std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
-        for (file, _) in files {
-            let link = mount.join(file);
-            if std::fs::symlink_metadata(&link).is_err() {
-                std::os::unix::fs::symlink(Path::new("..data").join(file), link).unwrap();
-            }
-        }
-        if let Some(previous) = previous {
-            std::fs::remove_dir_all(mount.join(previous)).unwrap();
-        }
+        let root = self.dir.path().join(name);
+        self.mounts
+            .entry(name.to_owned())
+            .or_insert_with(|| SecretMount::new(&root).unwrap())
+            .publish(files)
+            .unwrap();
     }
+}
+
+/// The walkthrough node's `/keys`: its certificate and key, and the bundle its clients must
+/// chain to.
+fn key_files<'a>(server: &'a IssuedCert, client_bundle: &'a str) -> [(&'static str, &'a str); 3] {
+    [
+        ("colorteller_white_cert_chain.pem", &server.cert_pem),
+        ("colorteller_white_key.pem", &server.key_pem),
+        ("ca_1_cert.pem", client_bundle),
+    ]
+}
+
+/// The certificate of the walkthrough node and the gateways.
+fn server_spec() -> CertSpec {
+    CertSpec::server().dns(NODE_NAME).dns("shop.example.com")
 }
 
 /// A server certificate for the walkthrough node and the gateways.
 fn server_cert(ca: &TestCa) -> IssuedCert {
-    ca.issue(&CertSpec::server().dns(NODE_NAME).dns("shop.example.com"))
-        .unwrap()
+    ca.issue(&server_spec()).unwrap()
 }
 
 /// Imports `fixture` into a fresh directory; the report is stdout.
@@ -377,123 +365,6 @@ async fn an_imported_mutual_tls_virtual_node_admits_and_refuses_whom_app_mesh_di
     );
 }
 
-/// One request of [`RotationLoad`]: the client certificate it presented (its label), the server
-/// certificate its handshake saw, when it started, and its status or why it had none.
-struct Sent {
-    client: &'static str,
-    server: Option<Vec<u8>>,
-    started: Instant,
-    outcome: Result<u16, String>,
-}
-
-/// One mTLS request on a new connection with a fresh TLS configuration, so every request is a full
-/// handshake (no session to resume): the server certificate it saw and its status.
-async fn handshake_and_get(
-    address: SocketAddr,
-    server_ca: &str,
-    client: &IssuedCert,
-    path: &str,
-) -> (Option<Vec<u8>>, Result<u16, String>) {
-    let tls = ClientTls::builder(server_ca)
-        .sni(NODE_NAME)
-        .client_cert(client)
-        .build()
-        .unwrap();
-    let mut connection = match Client::tls(address, tls).connect().await {
-        Ok(connection) => connection,
-        Err(error) => return (None, Err(format!("{error:#}"))),
-    };
-    let server = connection.server_certificate();
-    let request = Request::get(path, NODE_NAME).header("connection", "close");
-    let outcome = connection
-        .send(&request)
-        .await
-        .map(|response| response.status)
-        .map_err(|error| format!("{error:#}"));
-    (server, outcome)
-}
-
-/// Clients that keep making requests, each on a new connection, presenting whichever client
-/// certificate `current` holds when the request starts (`/color/LABEL/N`), until stopped.
-struct RotationLoad {
-    current: Arc<Mutex<(&'static str, IssuedCert)>>,
-    completed: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    workers: tokio::task::JoinSet<Vec<Sent>>,
-}
-
-impl RotationLoad {
-    fn start(address: SocketAddr, server_ca: &str, client: (&'static str, IssuedCert)) -> Self {
-        let current = Arc::new(Mutex::new(client));
-        let completed = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = tokio::task::JoinSet::new();
-        for worker in 0..2 {
-            let (current, completed, stop) = (current.clone(), completed.clone(), stop.clone());
-            let server_ca = server_ca.to_string();
-            workers.spawn(async move {
-                let mut sent = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    let (label, cert) = current.lock().unwrap().clone();
-                    let started = Instant::now();
-                    let path = format!("/color/{label}/{worker}-{}", sent.len());
-                    let (server, outcome) =
-                        handshake_and_get(address, &server_ca, &cert, &path).await;
-                    sent.push(Sent {
-                        client: label,
-                        server,
-                        started,
-                        outcome,
-                    });
-                    completed.fetch_add(1, Ordering::SeqCst);
-                }
-                sent
-            });
-        }
-        RotationLoad {
-            current,
-            completed,
-            stop,
-            workers,
-        }
-    }
-
-    /// Waits until `more` requests have completed after this call.
-    async fn run_for(&self, more: u64) {
-        let target = self.completed.load(Ordering::SeqCst) + more;
-        wait_until(&format!("{more} more load requests"), || async {
-            self.completed.load(Ordering::SeqCst) >= target
-        })
-        .await;
-    }
-
-    fn present(&self, client: (&'static str, IssuedCert)) {
-        *self.current.lock().unwrap() = client;
-    }
-
-    async fn stop(mut self) -> Vec<Sent> {
-        self.stop.store(true, Ordering::SeqCst);
-        let mut all = Vec::new();
-        while let Some(worker) = self.workers.join_next().await {
-            all.extend(worker.unwrap());
-        }
-        all
-    }
-}
-
-/// Polls `check` until it holds; a bound on the wait, not a speed assertion.
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "still waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn certificates_and_trust_bundles_rotate_under_load_without_a_restart_or_a_failed_request() {
     let mut files = FilesRoot::new();
@@ -505,86 +376,25 @@ async fn certificates_and_trust_bundles_rotate_under_load_without_a_restart_or_a
         .await
         .unwrap();
     let address = envoy.listener("ingress").unwrap();
-    let server_ca = files.ca.cert_pem().to_string();
-    let new_ca = TestCa::new("App Mesh walkthrough CA, next").unwrap();
-    let gateway = CertSpec::client().dns("colorgateway.mesh.local");
-    // The load's client: its certificate from the first CA, then renewed by the next one.
-    let first = files
-        .ca
-        .issue(&gateway.clone().validity(Validity::ExpiresInDays(10)))
-        .unwrap();
-    let renewed = new_ca
-        .issue(&gateway.validity(Validity::ExpiresInDays(90)))
-        .unwrap();
-    let from_new_ca = new_ca
-        .issue(&CertSpec::client().uri("spiffe://color.mesh/gateway"))
-        .unwrap();
-    let probe = |client: &IssuedCert| {
-        let (server_ca, client) = (server_ca.clone(), client.clone());
-        async move { handshake_and_get(address, &server_ca, &client, "/probe").await }
+    let target = Target {
+        address,
+        server_ca: files.ca.cert_pem().to_string(),
+        sni: NODE_NAME.to_owned(),
+        path_prefix: "/color".to_owned(),
     };
-    let load = RotationLoad::start(address, &server_ca, ("first", first.clone()));
-    load.run_for(20).await;
-
-    // The server certificate is renewed: new handshakes see the new one.
-    let original_server = files.server.der.clone();
-    let next_server = server_cert(&files.ca);
-    files.publish_keys(&next_server, &server_ca);
-    wait_until("the renewed server certificate", || async {
-        probe(&first).await.0.as_deref() == Some(next_server.der.as_slice())
+    let mut keys = files.mounts.remove("keys").unwrap();
+    let rotation = Rotation {
+        first_ca: &files.ca,
+        original_server: &files.server.der,
+        server: server_spec(),
+        client: CertSpec::client().dns("colorgateway.mesh.local"),
+        newcomer: CertSpec::client().uri("spiffe://color.mesh/gateway"),
+    };
+    let sent = rotate_under_load(&target, rotation, |server, bundle| {
+        keys.publish(&key_files(server, bundle))
     })
-    .await;
-    let server_renewed = Instant::now();
-    load.run_for(20).await;
-
-    // The bundle gains the next CA: its clients are admitted from then on.
-    assert!(
-        probe(&from_new_ca).await.1.is_err(),
-        "a client of a CA not yet in the bundle was admitted"
-    );
-    let both = format!("{}{}", files.ca.cert_pem(), new_ca.cert_pem());
-    files.publish_keys(&next_server, &both);
-    wait_until("the next CA's client admitted", || async {
-        probe(&from_new_ca).await.1 == Ok(200)
-    })
-    .await;
-    load.run_for(20).await;
-
-    // The load's client presents its renewed certificate, then the bundle drops the first CA:
-    // its certificates are refused in the handshake, the renewed client carries on.
-    load.present(("renewed", renewed));
-    load.run_for(20).await;
-    files.publish_keys(&next_server, new_ca.cert_pem());
-    wait_until("the first CA's client refused", || async {
-        probe(&first).await.1.is_err()
-    })
-    .await;
-    let dropped = Instant::now();
-    load.run_for(20).await;
-    let sent = load.stop().await;
-
-    let failed: Vec<String> = sent
-        .iter()
-        .filter(|s| s.outcome != Ok(200))
-        .map(|s| format!("{}: {:?}", s.client, s.outcome))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed during the rotations: {failed:?}",
-        failed.len(),
-        sent.len()
-    );
-    let served = |s: &Sent, cert: &[u8]| s.server.as_deref() == Some(cert);
-    assert!(sent.iter().any(|s| served(s, &original_server)));
-    assert!(
-        sent.iter()
-            .filter(|s| s.started > server_renewed)
-            .all(|s| served(s, &next_server.der)),
-        "a handshake after the renewal was served the old certificate"
-    );
-    assert!(sent
-        .iter()
-        .any(|s| s.started > dropped && s.client == "renewed"));
+    .await
+    .unwrap();
     // certgate saw the renewed client certificate from its first connection on: its identity is the
     // same, its expiry (in certgate's record of each request) is the new one.
     let load_paths = sent.len();

@@ -96,9 +96,6 @@ fn split(name: &str, config: &str) -> Result<Split> {
     let header = [
         format!("# envoy/{name} with certgate's filter served by ECDS from ${{CERTGATE_FILTER_CONFIG}}."),
         String::new(),
-        // Envoy refuses any xDS resource, a file's too, without a node id and cluster.
-        "node: { id: certgate, cluster: certgate }".to_owned(),
-        String::new(),
     ];
     let listener: Vec<String> = header
         .into_iter()

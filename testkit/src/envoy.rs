@@ -192,6 +192,11 @@ impl EnvoyBuilder {
             }
             None => config_template(&self.template_name)?,
         };
+        // A config that reads its certificates through SDS files gets them rendered beside it,
+        // unless the test wrote its own.
+        if template.contains("${SDS_DIR}") && !vars.contains_key("SDS_DIR") {
+            render_sds_files(&dir.join("sds"), &mut vars)?;
+        }
         template::render(&template, &vars)
             .with_context(|| format!("rendering envoy/{}", self.template_name))
     }
@@ -311,6 +316,31 @@ impl EnvoyBuilder {
             _dir: dir,
         })
     }
+}
+
+/// The SDS files the shipped configs read their certificates and trust bundles through, file names
+/// in `envoy/sds/`.
+pub const SHIPPED_SDS_FILES: [&str; 3] = [
+    "server-cert.sds.yaml",
+    "ca-trust.sds.yaml",
+    "upstream-ca-trust.sds.yaml",
+];
+
+/// Renders every file of [`SHIPPED_SDS_FILES`] with `vars` into `sds_dir` (created) and sets
+/// `${SDS_DIR}` to it, as an operator renders them beside a config.
+pub fn render_sds_files(sds_dir: &Path, vars: &mut BTreeMap<String, String>) -> Result<()> {
+    std::fs::create_dir_all(sds_dir).with_context(|| format!("creating {}", sds_dir.display()))?;
+    vars.insert("SDS_DIR".into(), sds_dir.display().to_string());
+    for name in SHIPPED_SDS_FILES {
+        let path = workspace_root().join("envoy/sds").join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let rendered =
+            template::render(&text, vars).with_context(|| format!("rendering envoy/sds/{name}"))?;
+        std::fs::write(sds_dir.join(name), rendered)
+            .with_context(|| format!("writing {}", sds_dir.join(name).display()))?;
+    }
+    Ok(())
 }
 
 fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {

@@ -2,7 +2,8 @@
 //! ([`certs`], [`pki`]), Envoy processes and their admin API ([`envoy`], [`stats`]), an upstream that echoes
 //! the headers it received or answers what a test scripts ([`echo`]), a gRPC backend over h2c or TLS
 //! ([`grpc`]), an mTLS client speaking HTTP/1.1 or HTTP/2 ([`client`]), an SDS server as the SPIRE agent
-//! is one ([`sds`]), the load bench's load generator ([`load`]), and the extra Wasm builds: the test-only
+//! is one ([`sds`]), a Secret volume renewed as Kubernetes does and the load that proves a rotation
+//! costs no request ([`rotation`]), the load bench's load generator ([`load`]), and the extra Wasm builds: the test-only
 //! fault-injection filter ([`fault`]), the bench's Wasm floor, certgate at opt-level z and the
 //! third-party guests ([`wasm_build`]).
 //!
@@ -21,6 +22,7 @@ mod http2;
 pub mod load;
 pub mod pki;
 mod protobuf;
+pub mod rotation;
 pub mod sds;
 pub mod stats;
 pub mod template;

@@ -179,7 +179,7 @@ impl Profile {
             "{template}: require_client_certificate changed"
         );
         ensure!(
-            has("${CERT_DIR}/ca.pem") == self.requests_client_cert,
+            has("${SDS_DIR}/ca-trust.sds.yaml") == self.requests_client_cert,
             "{template}: whether client certificates are asked for changed"
         );
         ensure!(

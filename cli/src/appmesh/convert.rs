@@ -52,6 +52,25 @@ struct Converter<'a> {
     clusters: Vec<Y>,
 }
 
+/// The body of an SDS file (`resources:` with one Secret named `secret`): `kind` is
+/// `tls_certificate` or `validation_context`, `body` its file data sources, and Envoy re-reads them
+/// whenever an entry of `watched` is moved into place. The shipped configs' SDS files in
+/// `envoy/sds/` are this function's output too (a test keeps them equal).
+pub fn sds_file_resources(secret: &str, kind: &str, body: Y, watched: &str) -> String {
+    let resource = Y::Map(vec![
+        (
+            "\"@type\"".into(),
+            s("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"),
+        ),
+        ("name".into(), s(secret)),
+        (
+            kind.into(),
+            body.with("watched_directory", map([("path", s(watched))])),
+        ),
+    ]);
+    to_yaml(&map([("resources", Y::List(vec![resource]))]))
+}
+
 /// A certgate matcher for one exact SAN of App Mesh: what kind of SAN the name is.
 pub fn san_matcher(san: &str) -> Value {
     if san.parse::<IpAddr>().is_ok() {
@@ -182,23 +201,12 @@ impl<'a> Converter<'a> {
     fn file_secret(&mut self, secret: &str, kind: &str, body: Y, watched: &str) -> Y {
         self.variable("SDS_DIR", "directory of the *.sds.yaml files written beside this template (render them too): Envoy reads its certificates and trust bundles through them and reloads them when their directory changes");
         let file_name = format!("{}.{secret}.sds.yaml", self.stem);
-        let resource = Y::Map(vec![
-            (
-                "\"@type\"".into(),
-                s("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"),
-            ),
-            ("name".into(), s(secret)),
-            (
-                kind.into(),
-                body.with("watched_directory", map([("path", s(watched))])),
-            ),
-        ]);
         let contents = format!(
             "# SDS secret `{secret}` of `{}`, written by `certgate import appmesh`. Envoy reloads it\n\
              # when an entry of {watched} is moved into place (a renewed certificate, Kubernetes'\n\
              # `..data` symlink flip), without a restart.\n\n{}",
             self.stem,
-            to_yaml(&map([("resources", Y::List(vec![resource]))]))
+            sds_file_resources(secret, kind, body, watched)
         );
         self.secret_files.push((file_name.clone(), contents));
         map([

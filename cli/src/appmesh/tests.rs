@@ -315,3 +315,47 @@ fn file_certificates_become_sds_files_that_watch_their_directory() {
     assert!(!outputs.envoy_yaml.contains("tls_certificates"));
     assert!(!outputs.envoy_yaml.contains("trusted_ca"));
 }
+
+#[test]
+fn shipped_sds_files_are_what_the_importer_writes() {
+    use super::yaml::{map, s};
+    let file = |name: &str| map([("filename", s(format!("${{CERT_DIR}}/{name}")))]);
+    let shipped = [
+        (
+            "server-cert",
+            "tls_certificate",
+            map([
+                ("certificate_chain", file("server.pem")),
+                ("private_key", file("server-key.pem")),
+            ]),
+        ),
+        (
+            "ca-trust",
+            "validation_context",
+            map([("trusted_ca", file("ca.pem"))]),
+        ),
+        (
+            "upstream-ca-trust",
+            "validation_context",
+            map([("trusted_ca", file("upstream-ca.pem"))]),
+        ),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/sds");
+    for (secret, kind, body) in shipped {
+        let path = dir.join(format!("{secret}.sds.yaml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let resources: String = text
+            .lines()
+            .skip_while(|line| line.starts_with('#') || line.is_empty())
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let written = super::convert::sds_file_resources(secret, kind, body, "${CERT_DIR}");
+        assert_eq!(
+            resources,
+            written,
+            "{} differs from what the importer writes:\n{written}",
+            path.display()
+        );
+    }
+}
