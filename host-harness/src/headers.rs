@@ -105,6 +105,15 @@ impl HeaderMap {
         }
     }
 
+    /// Replaces every value of `key` with one value at the end, as a guest's
+    /// `proxy_replace_header_map_value` does in Envoy: its `setCopy` removes the key and appends
+    /// it (a pseudo-header after the last pseudo-header). Envoy's own inline setters (the codec's
+    /// `:authority`, the HCM's `:path`) keep the place, which is [`HeaderMap::set`].
+    pub fn replace(&mut self, key: &str, value: &str) {
+        self.remove(key);
+        self.add(key, value);
+    }
+
     /// Removes every value of `key`.
     pub fn remove(&mut self, key: &str) {
         if self.contains(key) {
@@ -188,6 +197,23 @@ mod tests {
         assert_eq!(
             map.to_pairs(),
             vec![("a".into(), "9".into()), ("b".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn replace_moves_the_key_to_the_end_of_its_section() {
+        let mut map = HeaderMap::from_pairs(&[(":path", "/"), ("a", "1"), ("b", "2"), ("a", "3")]);
+        map.replace("A", "9");
+        map.add(":method", "GET");
+        map.replace(":path", "/x");
+        assert_eq!(
+            map.to_pairs(),
+            vec![
+                (":method".into(), "GET".into()),
+                (":path".into(), "/x".into()),
+                ("b".into(), "2".into()),
+                ("a".into(), "9".into()),
+            ]
         );
     }
 

@@ -29,7 +29,9 @@ pub(super) fn proxy_replace_header_map_value(
     vs: i32,
 ) -> HostResult {
     enter(&mut c, Hostcall::ProxyReplaceHeaderMapValue);
-    mutate_map(&mut c, map, kp, ks, Some((vp, vs)), |m, k, v| m.set(k, v))
+    mutate_map(&mut c, map, kp, ks, Some((vp, vs)), |m, k, v| {
+        m.replace(k, v)
+    })
 }
 
 pub(super) fn proxy_remove_header_map_value(
