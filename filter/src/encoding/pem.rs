@@ -1,7 +1,14 @@
 //! PEM: finding the first `CERTIFICATE` block of a document and decoding its base64 body.
 //!
 //! Envoy hands over the peer certificate as plain PEM; ALB and XFCC carry it URL-encoded. Only the
-//! strict standard alphabet is accepted, with optional padding and any line breaks.
+//! strict standard alphabet is accepted, with optional padding and any line breaks. The base64 is the
+//! `base64` crate's: it took the `.wasm` from 425,320 to 430,168 bytes over the hand-written decoder
+//! of commit 2cf6e90 (`cargo xtask build-wasm`), and it runs once per new certificate, never per
+//! request. This module only finds the block and drops the line breaks.
+
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::{DecodeError, Engine};
 
 const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const END: &str = "-----END CERTIFICATE-----";
@@ -25,38 +32,22 @@ pub fn first_certificate(text: &str) -> Result<(&str, Vec<u8>), &'static str> {
     Ok((block, decode_base64(body)?))
 }
 
+/// Standard alphabet, padding optional, non-zero trailing bits refused.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// Decodes standard base64, ignoring ASCII whitespace.
 pub fn decode_base64(text: &str) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut accumulator: u32 = 0;
-    let mut bits = 0;
-    let mut padding = 0;
-    for byte in text.bytes().filter(|b| !b.is_ascii_whitespace()) {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding += 1;
-                continue;
-            }
-            _ => return Err("base64 body has a character outside the alphabet"),
-        };
-        if padding > 0 {
-            return Err("base64 body has data after its padding");
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    BASE64.decode(compact).map_err(|error| match error {
+        DecodeError::InvalidByte(_, b'=') | DecodeError::InvalidPadding => {
+            "base64 body has data after its padding"
         }
-        accumulator = (accumulator << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((accumulator >> bits) as u8);
-            accumulator &= (1 << bits) - 1;
+        DecodeError::InvalidByte(..) => "base64 body has a character outside the alphabet",
+        DecodeError::InvalidLength(_) | DecodeError::InvalidLastSymbol(..) => {
+            "base64 body has a truncated final group"
         }
-    }
-    if padding > 2 || bits >= 6 {
-        return Err("base64 body has a truncated final group");
-    }
-    Ok(out)
+    })
 }
