@@ -957,10 +957,7 @@ impl Reader {
             ],
         )?;
         let listeners = self.listeners(spec, path)?;
-        let backend_defaults = match self.child(spec, path, "backendDefaults") {
-            Some((path, defaults)) => self.backend_defaults(defaults, &path)?,
-            None => None,
-        };
+        let backend_defaults = self.backend_defaults(spec, path)?;
         let mut backends = Vec::new();
         for (item_path, item) in self.list(spec, path, "backends")? {
             self.fields(item, &item_path, &["virtualService"], &[])?;
@@ -1016,10 +1013,7 @@ impl Reader {
             ],
         )?;
         let listeners = self.listeners(spec, path)?;
-        let backend_defaults = match self.child(spec, path, "backendDefaults") {
-            Some((path, defaults)) => self.backend_defaults(defaults, &path)?,
-            None => None,
-        };
+        let backend_defaults = self.backend_defaults(spec, path)?;
         self.logging(spec, path)?;
         Ok(VirtualGateway {
             listeners,
@@ -1235,9 +1229,13 @@ impl Reader {
         Ok((trust, sans))
     }
 
-    fn backend_defaults(&mut self, defaults: &Node, path: &str) -> Result<Option<ClientTls>> {
-        self.fields(defaults, path, &["clientPolicy"], &[])?;
-        match self.child(defaults, path, "clientPolicy") {
+    /// The client TLS of a node's or gateway's `backendDefaults`, if it has one.
+    fn backend_defaults(&mut self, spec: &Node, path: &str) -> Result<Option<ClientTls>> {
+        let Some((path, defaults)) = self.child(spec, path, "backendDefaults") else {
+            return Ok(None);
+        };
+        self.fields(defaults, &path, &["clientPolicy"], &[])?;
+        match self.child(defaults, &path, "clientPolicy") {
             Some((policy_path, policy)) => self.client_policy(policy, &policy_path),
             None => Ok(None),
         }
