@@ -1,6 +1,6 @@
 //! The Envoy load bench: one Envoy (one worker) with an mTLS listener per variant (certgate with the
 //! typical and the 10,000-matcher policy, deciding alone, deciding + XFCC, certgate built at
-//! opt-level z, the Wasm floor, no filter, Envoy's native RBAC alone and RBAC + XFCC), driven by the
+//! opt-level z, a baseline build of certgate, the Wasm floor, no filter, Envoy's native RBAC alone and RBAC + XFCC), driven by the
 //! Rust load generator in interleaved rounds. Prints the medians over rounds (requests per second,
 //! p50, p99, Envoy worker CPU per request) per mode, the ratios the performance targets are stated
 //! in (certgate over its native equivalent, 10,000 matchers over typical), the hostcalls certgate
@@ -13,7 +13,9 @@
 //! Options: `--seconds S` (each run, default 5), `--rounds R` (default 5), `--connections N`
 //! (default 16), `--mode keepalive|newconn|h2|both|all` (`both`: keepalive and newconn; default
 //! all three; `h2`: keep-alive connections over HTTP/2), `--warmup S` (per variant, default 2),
-//! `--json PATH` (default `<target>/bench-envoy/results.json`).
+//! `--json PATH` (default `<target>/bench-envoy/results.json`), `--baseline-wasm FILE` (the build
+//! `certgate_baseline` runs with the typical policy, beside the current one: a change's cost measured
+//! side by side in one run; without it the current build runs twice, which shows the bench's noise).
 
 #[path = "support/envoy_bench.rs"]
 mod envoy_bench;
@@ -46,6 +48,8 @@ struct Options {
     modes: Vec<LoadMode>,
     warmup: Duration,
     json: PathBuf,
+    /// The build `certgate_baseline` runs; `None`: the current one again.
+    baseline_wasm: Option<PathBuf>,
 }
 
 impl Options {
@@ -57,6 +61,7 @@ impl Options {
             modes: ALL_MODES.to_vec(),
             warmup: Duration::from_secs(2),
             json: target_dir().join("bench-envoy/results.json"),
+            baseline_wasm: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -71,6 +76,15 @@ impl Options {
                 "--rounds" => options.rounds = count(&arg, &value()?)?,
                 "--connections" => options.connections = count(&arg, &value()?)?,
                 "--json" => options.json = PathBuf::from(value()?),
+                "--baseline-wasm" => {
+                    let path = PathBuf::from(value()?);
+                    ensure!(
+                        path.is_file(),
+                        "--baseline-wasm {}: no such file",
+                        path.display()
+                    );
+                    options.baseline_wasm = Some(path);
+                }
                 "--mode" => {
                     options.modes = match value()?.as_str() {
                         "keepalive" => vec![LoadMode::KeepAlive],
@@ -85,7 +99,7 @@ impl Options {
                 }
                 other => bail!(
                     "unknown option {other:?}; options: --seconds S, --rounds R, --connections N, \
-                     --mode keepalive|newconn|h2|both|all, --warmup S, --json PATH"
+                     --mode keepalive|newconn|h2|both|all, --warmup S, --json PATH, --baseline-wasm FILE"
                 ),
             }
         }
@@ -135,8 +149,10 @@ fn main() -> ExitCode {
 fn run() -> Result<bool> {
     let options = Options::parse(std::env::args().skip(1))?;
     eprintln!("envoy_load: building the Wasm floor and certgate at opt-level z (once)");
+    let certgate = testkit::certgate_wasm()?;
     let modules = Modules {
-        certgate: testkit::certgate_wasm()?,
+        certgate_baseline: options.baseline_wasm.clone().unwrap_or(certgate.clone()),
+        certgate,
         certgate_opt_z: testkit::certgate_wasm_opt_z()?,
         wasm_floor: testkit::wasm_floor()?,
     };
@@ -205,6 +221,7 @@ fn run() -> Result<bool> {
         "modules": {
             "certgate": module_json(&modules.certgate),
             "certgate_opt_z": module_json(&modules.certgate_opt_z),
+            "certgate_baseline": module_json(&modules.certgate_baseline),
             "wasm_floor": module_json(&modules.wasm_floor),
         },
         "hostcalls_per_request": hostcalls.iter().map(|(variant, calls)| (variant.name().to_string(), json!({
@@ -428,7 +445,7 @@ struct MeasuredRatio {
 
 impl Ratio {
     /// The targets' comparisons, then the informative ones.
-    const ALL: [Ratio; 6] = [
+    const ALL: [Ratio; 7] = [
         Ratio::new(
             Variant::CertgateDecideOnly,
             Variant::EnvoyNativeRbac,
@@ -455,6 +472,12 @@ impl Ratio {
         ),
         Ratio::new(Variant::CertgateTypical, Variant::WasmFloor, None, None),
         Ratio::new(Variant::CertgateOptZ, Variant::CertgateTypical, None, None),
+        Ratio::new(
+            Variant::CertgateTypical,
+            Variant::CertgateBaseline,
+            None,
+            None,
+        ),
     ];
 
     const fn new(

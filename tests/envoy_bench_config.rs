@@ -18,6 +18,7 @@ async fn every_listener_answers_as_its_variant_should() {
         // The opt-level z build differs only in code generation: the shipped build checks its
         // listener's config, and the suite does not pay for a second build of the filter.
         certgate_opt_z: certgate.clone(),
+        certgate_baseline: certgate.clone(),
         certgate,
         wasm_floor: testkit::wasm_floor().unwrap(),
     };

@@ -33,6 +33,7 @@ pub enum Variant {
     CertgateDecideOnly,
     CertgateDecideXfcc,
     CertgateOptZ,
+    CertgateBaseline,
     WasmFloor,
     NoFilter,
     EnvoyNativeRbac,
@@ -40,12 +41,13 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 9] = [
+    pub const ALL: [Variant; 10] = [
         Variant::CertgateTypical,
         Variant::CertgateLarge,
         Variant::CertgateDecideOnly,
         Variant::CertgateDecideXfcc,
         Variant::CertgateOptZ,
+        Variant::CertgateBaseline,
         Variant::WasmFloor,
         Variant::NoFilter,
         Variant::EnvoyNativeRbac,
@@ -69,6 +71,7 @@ impl Variant {
             Variant::CertgateDecideOnly => "certgate_decide_only",
             Variant::CertgateDecideXfcc => "certgate_decide_xfcc",
             Variant::CertgateOptZ => "certgate_opt_z",
+            Variant::CertgateBaseline => "certgate_baseline",
             Variant::WasmFloor => "wasm_floor",
             Variant::NoFilter => "no_filter",
             Variant::EnvoyNativeRbac => "envoy_native_rbac",
@@ -87,6 +90,9 @@ impl Variant {
             }
             Variant::CertgateDecideXfcc => "certgate, decide-only + XFCC sanitize_set",
             Variant::CertgateOptZ => "certgate built at opt-level z, typical policy",
+            Variant::CertgateBaseline => {
+                "the baseline .wasm (--baseline-wasm; else this build again), typical policy"
+            }
             Variant::WasmFloor => "proxy-wasm filter that continues at once",
             Variant::NoFilter => "router only",
             Variant::EnvoyNativeRbac => "RBAC principal_name per route, no XFCC",
@@ -98,7 +104,9 @@ impl Variant {
     /// certgate.
     pub fn certgate_policy(self) -> Option<String> {
         match self {
-            Variant::CertgateTypical | Variant::CertgateOptZ => Some(typical_policy()),
+            Variant::CertgateTypical | Variant::CertgateOptZ | Variant::CertgateBaseline => {
+                Some(typical_policy())
+            }
             Variant::CertgateLarge => Some(large_policy()),
             Variant::CertgateDecideOnly => Some(decide_only_policy()),
             Variant::CertgateDecideXfcc => Some(decide_xfcc_policy()),
@@ -116,7 +124,9 @@ impl Variant {
             Variant::CertgateDecideOnly => Some(3),
             Variant::CertgateDecideXfcc => Some(5),
             Variant::CertgateTypical | Variant::CertgateLarge | Variant::CertgateOptZ => Some(6),
-            Variant::WasmFloor
+            // Another build: its hostcalls are its own.
+            Variant::CertgateBaseline
+            | Variant::WasmFloor
             | Variant::NoFilter
             | Variant::EnvoyNativeRbac
             | Variant::EnvoyNative => None,
@@ -124,11 +134,13 @@ impl Variant {
     }
 }
 
-/// The three Wasm modules the config loads.
+/// The Wasm modules the config loads.
 #[derive(Clone, Debug)]
 pub struct Modules {
     pub certgate: PathBuf,
     pub certgate_opt_z: PathBuf,
+    /// The build the current one is compared with, side by side (`--baseline-wasm`).
+    pub certgate_baseline: PathBuf,
     pub wasm_floor: PathBuf,
 }
 
@@ -253,6 +265,10 @@ impl BenchEnvoy {
             .upstream_port(upstream.port())
             .wasm(&modules.certgate)
             .var("CERTGATE_WASM_OPT_Z", modules.certgate_opt_z.display())
+            .var(
+                "CERTGATE_WASM_BASELINE",
+                modules.certgate_baseline.display(),
+            )
             .var("WASM_FLOOR", modules.wasm_floor.display())
             .var("TYPICAL_POLICY", typical_policy())
             .var("LARGE_POLICY", large_policy())

@@ -2,7 +2,7 @@
 //! `certgate.wasm`, Envoy in its venv) and run as `cargo bench --bench envoy_load`, which builds the
 //! Wasm floor and certgate at opt-level z itself, prints the table and writes the JSON. The options
 //! go to the bench as they are: `--seconds S`, `--rounds R`, `--connections N`,
-//! `--mode keepalive|newconn|h2|both|all`, `--warmup S`, `--json PATH`.
+//! `--mode keepalive|newconn|h2|both|all`, `--warmup S`, `--json PATH`, `--baseline-wasm FILE`.
 
 use crate::{build, envoy};
 use anyhow::Result;
