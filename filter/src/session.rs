@@ -93,8 +93,8 @@ pub struct Session {
     connections: TwoGenerationCache<u64, Rc<KnownConnection>>,
     /// Connections already warned about (id and [`Warning`] in one key).
     warned_connections: WarnOnce,
-    /// Whether the "matching is degraded" warning was given already.
-    degraded_warned: bool,
+    /// Whether the "identities come from Envoy's attributes" warning was given already.
+    attributes_warned: bool,
     /// Whether the "source.address comes from a header" warning was given already.
     header_address_warned: bool,
     /// The certificates Envoy validated, for resumed sessions (facts about Envoy, kept across
@@ -111,7 +111,7 @@ impl Default for Session {
             identities: TwoGenerationCache::new(IDENTITY_CACHE_SIZE),
             connections: TwoGenerationCache::new(CONNECTION_CACHE_SIZE),
             warned_connections: WarnOnce::new(WARNED_CACHE_SIZE),
-            degraded_warned: false,
+            attributes_warned: false,
             header_address_warned: false,
             ledger: Ledger::default(),
             now: 0,
@@ -273,7 +273,7 @@ impl Session {
                     return Peer::Unreadable;
                 }
             },
-            None => self.degraded_identity(host, digest),
+            None => self.identity_from_attributes(host, digest),
         };
         let identity = Rc::new(identity);
         self.identities
@@ -282,8 +282,8 @@ impl Session {
     }
 
     /// Envoy before 1.38 does not hand over the certificate: fall back to its first-SAN attributes.
-    fn degraded_identity(&mut self, host: &impl Host, digest: &str) -> PeerIdentity {
-        if !std::mem::replace(&mut self.degraded_warned, true) {
+    fn identity_from_attributes(&mut self, host: &impl Host, digest: &str) -> PeerIdentity {
+        if !std::mem::replace(&mut self.attributes_warned, true) {
             log::warn!(
                 "certgate: this Envoy does not expose connection.peer_certificate (Envoy 1.38+); matching \
                  is degraded to the first URI and DNS SAN and the subject"

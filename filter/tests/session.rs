@@ -17,6 +17,7 @@ mod support;
 
 use certgate::config;
 use certgate::identity::peer::Peer;
+use certgate::identity::IdentityOrigin;
 use certgate::policy::Policy;
 use certgate::session::{Host, KnownConnection, Session, Warning};
 use std::cell::RefCell;
@@ -204,7 +205,7 @@ fn an_envoy_without_the_certificate_degrades_to_its_first_san_attributes() {
     let Peer::Identified(identity) = &known.peer else {
         panic!("not identified: {:?}", known.peer);
     };
-    assert!(identity.degraded);
+    assert_eq!(identity.origin, IdentityOrigin::EnvoyAttributes);
     assert_eq!(identity.uris, ["spiffe://mesh.local/ns/web/sa/ui"]);
     assert_eq!(identity.dns, ["ui.example.com"]);
     assert_eq!(identity.sha256, DIGEST);
