@@ -16,6 +16,7 @@ use crate::policy::Policy;
 use crate::record::warnings::WarnOnce;
 use crate::rewrite::forwarded::ForwardedMode;
 use crate::rewrite::forwarding::RenderedIdentity;
+use crate::rewrite::HeaderEdit;
 use std::rc::Rc;
 
 /// How many parsed certificates a session keeps.
@@ -25,7 +26,8 @@ const CONNECTION_CACHE_SIZE: usize = 1024;
 /// How many connections the once-only warnings remember.
 const WARNED_CACHE_SIZE: usize = 256;
 
-/// What the session asks of the host: properties, shared data and the clock.
+/// What the session and the request path ask of the host: properties, shared data, the clock, the
+/// request's header map and the writes a request makes.
 pub trait Host {
     /// A property's value; `None` when absent.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
@@ -35,6 +37,14 @@ pub trait Host {
     fn set_shared_data(&self, key: &str, value: &[u8]) -> bool;
     /// The host's clock in Unix seconds; `None` when unreadable.
     fn now(&self) -> Option<i64>;
+    /// The whole request header map, pairs-encoded; empty when unreadable.
+    fn request_headers(&self) -> Vec<u8>;
+    /// Replaces the whole request header map with a pairs-encoded one; `false` when refused.
+    fn set_request_headers(&self, encoded: &[u8]) -> bool;
+    /// Applies one edit to the request headers; `false` when refused.
+    fn edit_request_header(&self, edit: HeaderEdit<'_>) -> bool;
+    /// Sets filter state `name` (Envoy stores it as `wasm.<name>`); `false` when refused.
+    fn set_filter_state(&self, name: &str, value: &[u8]) -> bool;
 
     /// A one-byte boolean property.
     fn property_bool(&self, path: &[&str]) -> Option<bool> {
