@@ -495,84 +495,82 @@ fn without_a_configuration_every_request_is_answered_503_unread() {
     assert_eq!(host.writes(), []);
 }
 
-#[test]
-fn a_denied_http_request_gets_the_configured_reply() {
-    let host = FakeHost::plaintext()
-        .on_connection(1)
-        .request("api.example.com", &[("x-request-id", "req-1")]);
-    let hidden = compiled(r#"{"routes": [{"name": "r"}]}"#);
-    let reply = reply_of(Worker::default().on_request_headers(&host, Some(&hidden)));
-    assert_eq!(
-        (reply.status, reply.body.as_str(), reply.grpc_status),
-        (403, r#"{"error":"forbidden","request_id":"req-1"}"#, None)
-    );
-    assert_eq!(
-        reply_headers(&reply),
-        owned(&[("content-type", "application/json")])
-    );
-    let exposed = compiled(
-        r#"{"routes": [{"name": "r"}], "deny_response": {"status": 401, "expose_reason": true}}"#,
-    );
-    let reply = reply_of(Worker::default().on_request_headers(&host, Some(&exposed)));
-    assert_eq!(
-        (reply.status, reply.body.as_str(), reply.grpc_status),
-        (
-            401,
-            r#"{"error":"forbidden","reason":"no_client_cert","request_id":"req-1"}"#,
-            None
-        )
-    );
-    assert_eq!(
-        reply_headers(&reply),
-        owned(&[
-            ("content-type", "application/json"),
-            ("x-certgate-reason", "no_client_cert")
-        ])
-    );
-    // A denied request is not rewritten; only its record is written.
-    let writes = host.writes();
-    assert_eq!(writes.len(), 2, "{writes:?}");
-    assert!(writes
-        .iter()
-        .all(|write| matches!(write, Write::FilterState(..))));
-}
+/// A request's content type, the policy, and the reply's status, body, gRPC status and headers.
+type DenialRow = (
+    Option<(&'static str, &'static str)>,
+    &'static str,
+    u32,
+    &'static str,
+    Option<u32>,
+    &'static [(&'static str, &'static str)],
+);
 
 #[test]
-fn a_denied_grpc_call_gets_a_grpc_status_and_message() {
-    let host = FakeHost::plaintext().on_connection(1).request(
-        "api.example.com",
-        &[
-            ("content-type", "application/grpc+proto"),
-            ("x-request-id", "req-2"),
-        ],
-    );
-    let hidden = compiled(r#"{"routes": [{"name": "r"}]}"#);
-    let reply = reply_of(Worker::default().on_request_headers(&host, Some(&hidden)));
-    assert_eq!(
-        (reply.status, reply.body.as_str(), reply.grpc_status),
-        (403, "certgate: unauthenticated (request req-2)", Some(16))
-    );
-    assert_eq!(
-        reply_headers(&reply),
-        [],
-        "no content type: Envoy sets gRPC's"
-    );
-    let exposed = compiled(
-        r#"{"routes": [{"name": "r"}], "deny_response": {"expose_reason": true, "grpc_status": 7}}"#,
-    );
-    let reply = reply_of(Worker::default().on_request_headers(&host, Some(&exposed)));
-    assert_eq!(
-        (reply.status, reply.body.as_str(), reply.grpc_status),
+fn a_denied_request_gets_the_reply_its_caller_understands() {
+    const HIDDEN: &str = r#"{"routes": [{"name": "r"}]}"#;
+    const EXPOSED: &str = r#"{"routes": [{"name": "r"}],
+        "deny_response": {"status": 401, "expose_reason": true, "grpc_status": 7}}"#;
+    const GRPC: (&str, &str) = ("content-type", "application/grpc+proto");
+    let rows: [DenialRow; 4] = [
         (
+            None,
+            HIDDEN,
             403,
-            "certgate: unauthenticated: no_client_cert (request req-2)",
-            Some(7)
-        )
-    );
-    assert_eq!(
-        reply_headers(&reply),
-        owned(&[("x-certgate-reason", "no_client_cert")])
-    );
+            r#"{"error":"forbidden","request_id":"req-1"}"#,
+            None,
+            &[("content-type", "application/json")],
+        ),
+        (
+            None,
+            EXPOSED,
+            401,
+            r#"{"error":"forbidden","reason":"no_client_cert","request_id":"req-1"}"#,
+            None,
+            &[
+                ("content-type", "application/json"),
+                ("x-certgate-reason", "no_client_cert"),
+            ],
+        ),
+        // Envoy answers gRPC trailers-only: the status as `grpc-status`, the body as
+        // `grpc-message`, its own content type.
+        (
+            Some(GRPC),
+            HIDDEN,
+            403,
+            "certgate: unauthenticated (request req-1)",
+            Some(16),
+            &[],
+        ),
+        (
+            Some(GRPC),
+            EXPOSED,
+            401,
+            "certgate: unauthenticated: no_client_cert (request req-1)",
+            Some(7),
+            &[("x-certgate-reason", "no_client_cert")],
+        ),
+    ];
+    for (content_type, policy, status, body, grpc_status, headers) in rows {
+        let mut request = vec![("x-request-id", "req-1")];
+        request.extend(content_type);
+        let host = FakeHost::plaintext()
+            .on_connection(1)
+            .request("api.example.com", &request);
+        let outcome = Worker::default().on_request_headers(&host, Some(&compiled(policy)));
+        let reply = reply_of(outcome);
+        assert_eq!(
+            (reply.status, reply.body.as_str(), reply.grpc_status),
+            (status, body, grpc_status),
+            "{content_type:?} {policy}"
+        );
+        assert_eq!(reply_headers(&reply), owned(headers), "{policy}");
+        // A denied request is not rewritten; only its record is written.
+        let writes = host.writes();
+        assert!(
+            matches!(writes.as_slice(), [Write::FilterState(..)]),
+            "{writes:?}"
+        );
+    }
 }
 
 #[test]
