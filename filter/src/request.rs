@@ -3,8 +3,10 @@
 //! session), the evaluation, and what follows from it: the warnings given once, the metrics counted
 //! until the next tick, the filter state, the access record, and either the forwarding-header
 //! rewrite or the local reply of a denial. [`Worker`] is what one worker's plugin instance keeps
-//! for its requests; the glue holds one and makes the hostcalls.
+//! for its requests, with what happens to it on a new configuration and on the tick; the glue holds
+//! one and makes the hostcalls.
 
+use crate::config;
 use crate::decide::access::is_grpc;
 use crate::decide::decision::DenyReason;
 use crate::decide::route::RequestFacts;
@@ -14,7 +16,7 @@ use crate::facts::pairs::{self, HeaderPairs};
 use crate::identity::peer::Peer;
 use crate::identity::PeerIdentity;
 use crate::policy::Policy;
-use crate::record::access::{RecordLevel, FILTER_STATE_KEY};
+use crate::record::access::{self, RecordLevel, FILTER_STATE_KEY};
 use crate::record::metrics::{Added, MetricCounts, MetricSink, METRIC_CAPACITY};
 use crate::record::series::Metric;
 use crate::record::warnings::SeenCertificates;
@@ -98,12 +100,44 @@ impl AccessLine {
 }
 
 impl Worker {
-    /// A new policy replaces the old one: what the old one counted is handed to the host first,
-    /// the clock is read, and what was derived under the old policy is dropped.
-    pub fn reconfigured(&mut self, host: &impl Host, sink: &mut impl MetricSink) {
+    /// Compiles the plugin configuration into the policy to run from now on; `None`, with every
+    /// problem logged, when it is invalid (the host then refuses it). A new policy replaces the old
+    /// one: what the old one counted is handed to the host first, the clock is read, and what was
+    /// derived under the old policy is dropped.
+    pub fn configure(
+        &mut self,
+        host: &impl Host,
+        sink: &mut impl MetricSink,
+        configuration: Vec<u8>,
+    ) -> Option<Policy> {
+        let document = config::parse(&configuration);
+        // The Wasm memory never shrinks: free each stage before the next one peaks (10,000
+        // matchers stay under 4 MiB that way).
+        drop(configuration);
+        let policy = match document.and_then(config::compile_document) {
+            Ok(policy) => policy,
+            Err(errors) => {
+                for error in &errors {
+                    log::error!("certgate: invalid configuration: {error}");
+                }
+                return None;
+            }
+        };
+        log::info!(
+            "certgate: configured with {} routes",
+            policy.access.routes.len()
+        );
+        // Each root context declares the record's type (a second declaration on the same root is
+        // refused, harmlessly): without it Envoy would keep opaque bytes.
+        if !policy.telemetry.filter_state.is_empty()
+            && !host.call_foreign_function("declare_property", &access::filter_state_declaration())
+        {
+            log::debug!("certgate: the host refused to declare {FILTER_STATE_KEY}");
+        }
         self.flush_metrics(sink);
         self.session.read_clock(host);
         self.session.reconfigured();
+        Some(policy)
     }
 
     /// The timer: the clock is read and the counts handed to the host.

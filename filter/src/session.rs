@@ -27,7 +27,7 @@ const CONNECTION_CACHE_SIZE: usize = 1024;
 const WARNED_CACHE_SIZE: usize = 256;
 
 /// What the session and the request path ask of the host: properties, shared data, the clock, the
-/// request's header map and the writes a request makes.
+/// request's header map, the writes a request makes, and foreign functions.
 pub trait Host {
     /// A property's value; `None` when absent.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
@@ -45,6 +45,8 @@ pub trait Host {
     fn edit_request_header(&self, edit: HeaderEdit<'_>) -> bool;
     /// Sets filter state `name` (Envoy stores it as `wasm.<name>`); `false` when refused.
     fn set_filter_state(&self, name: &str, value: &[u8]) -> bool;
+    /// Calls the host's foreign function `name` (its results are dropped); `false` when refused.
+    fn call_foreign_function(&self, name: &str, arguments: &[u8]) -> bool;
 
     /// A one-byte boolean property.
     fn property_bool(&self, path: &[&str]) -> Option<bool> {

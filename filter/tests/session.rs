@@ -59,6 +59,8 @@ enum Write {
     Edit(String),
     /// The whole header map set at once.
     WholeMap(Vec<(String, String)>),
+    /// A foreign function called, by name.
+    ForeignCall(String),
 }
 
 impl Host for FakeHost {
@@ -113,6 +115,13 @@ impl Host for FakeHost {
         self.writes
             .borrow_mut()
             .push(Write::FilterState(name.to_owned(), value.to_vec()));
+        true
+    }
+
+    fn call_foreign_function(&self, name: &str, _arguments: &[u8]) -> bool {
+        self.writes
+            .borrow_mut()
+            .push(Write::ForeignCall(name.to_owned()));
         true
     }
 }
@@ -896,4 +905,62 @@ fn past_the_series_capacity_one_warning_names_the_first_series_not_recorded() {
     worker.flush_metrics(&mut sink);
     assert_eq!(sink.names.len(), 2048);
     assert_eq!(sink.updates_of("certgate_requests_total.route.r2046."), []);
+}
+
+#[test]
+fn an_invalid_configuration_is_refused_with_every_problem_logged() {
+    let host = FakeHost::plaintext();
+    let mut sink = FakeSink::default();
+    captured_log::start();
+    let configuration = br#"{"routes": [{"name": "r", "mode": "loud"}], "sni_host_mismatch": 1}"#;
+    let policy = Worker::default().configure(&host, &mut sink, configuration.to_vec());
+    assert!(policy.is_none());
+    let errors = captured_log::take(log::Level::Error);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("certgate: invalid configuration: routes[0].mode"));
+    assert!(errors[1].starts_with("certgate: invalid configuration: sni_host_mismatch"));
+    assert_eq!(host.writes(), []);
+}
+
+#[test]
+fn a_new_configuration_declares_the_record_hands_over_the_counts_and_drops_derived_facts() {
+    let pem = client_pem();
+    let host = FakeHost::mtls(true, Some(&pem))
+        .on_connection(1)
+        .request("api.example.com", &[]);
+    let mut sink = FakeSink::default();
+    let mut worker = Worker::default();
+    captured_log::start();
+    let policy = Rc::new(
+        worker
+            .configure(&host, &mut sink, br#"{"routes": [{"name": "r"}]}"#.to_vec())
+            .expect("a valid configuration"),
+    );
+    assert_eq!(
+        captured_log::take(log::Level::Info),
+        ["certgate: configured with 1 routes"]
+    );
+    assert_eq!(
+        host.writes(),
+        [Write::ForeignCall("declare_property".into())],
+        "the filter state's type is declared"
+    );
+    worker.on_request_headers(&host, Some(&policy));
+    host.writes();
+    assert_eq!(sink.updates, [], "counted, not handed over yet");
+    // Without filter state nothing is declared; what the old policy counted is handed over.
+    let quiet = br#"{"routes": [{"name": "r"}], "telemetry": {"filter_state": false}}"#;
+    let policy = Rc::new(worker.configure(&host, &mut sink, quiet.to_vec()).unwrap());
+    assert_eq!(host.writes(), []);
+    assert_eq!(
+        sink.updates_of("certgate_requests_total"),
+        [(
+            "certgate_requests_total.route.r.decision.allow.reason.validated_cert".to_owned(),
+            1
+        )]
+    );
+    // The connection and its certificate are read again under the new policy.
+    worker.on_request_headers(&host, Some(&policy));
+    assert_eq!(host.reads_of("connection.tls_version"), 2);
+    assert_eq!(host.reads_of("connection.peer_certificate"), 2);
 }

@@ -4,9 +4,7 @@
 
 mod host;
 
-use crate::config;
 use crate::policy::Policy;
-use crate::record::access::{self, FILTER_STATE_KEY};
 use crate::record::metrics::MetricSink;
 use crate::record::series::MetricKind;
 use crate::request::{AccessLine, Response, Worker};
@@ -45,42 +43,18 @@ impl RootContext for CertgateRoot {
             proxy_wasm::set_log_level(level);
         }
         let configuration = self.get_plugin_configuration().unwrap_or_default();
-        let document = config::parse(&configuration);
-        // The Wasm memory never shrinks: free each stage before the next one peaks (10,000
-        // matchers stay under 4 MiB that way).
-        drop(configuration);
-        match document.and_then(config::compile_document) {
-            Ok(policy) => {
-                log::info!(
-                    "certgate: configured with {} routes",
-                    policy.access.routes.len()
-                );
-                // Each root context declares the record's type (a second declaration on the same
-                // root is refused, harmlessly): without it Envoy would keep opaque bytes.
-                if !policy.telemetry.filter_state.is_empty()
-                    && !host::call_foreign_function(
-                        "declare_property",
-                        &access::filter_state_declaration(),
-                    )
-                {
-                    log::debug!("certgate: the host refused to declare {FILTER_STATE_KEY}");
-                }
-                self.worker
-                    .borrow_mut()
-                    .reconfigured(&HostCalls, &mut HostMetrics);
-                self.set_tick_period(Duration::from_millis(u64::from(
-                    policy.telemetry.metrics_flush_ms,
-                )));
-                self.policy = Some(Rc::new(policy));
-                true
-            }
-            Err(errors) => {
-                for error in &errors {
-                    log::error!("certgate: invalid configuration: {error}");
-                }
-                false
-            }
-        }
+        let Some(policy) =
+            self.worker
+                .borrow_mut()
+                .configure(&HostCalls, &mut HostMetrics, configuration)
+        else {
+            return false;
+        };
+        self.set_tick_period(Duration::from_millis(u64::from(
+            policy.telemetry.metrics_flush_ms,
+        )));
+        self.policy = Some(Rc::new(policy));
+        true
     }
 
     fn on_tick(&mut self) {
@@ -194,5 +168,9 @@ impl Host for HostCalls {
 
     fn set_filter_state(&self, name: &str, value: &[u8]) -> bool {
         host::set_filter_state(name, value)
+    }
+
+    fn call_foreign_function(&self, name: &str, arguments: &[u8]) -> bool {
+        host::call_foreign_function(name, arguments)
     }
 }
