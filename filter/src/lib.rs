@@ -4,9 +4,11 @@
 //! peer is) -> [`decide`] (allow or deny, and why) -> [`rewrite`] (the forwarding headers) ->
 //! [`record`] (metrics and the access record), with [`evaluate`] running one request through them
 //! and [`config`] compiling the plugin configuration into the [`decide`]/[`rewrite`]/[`record`]
-//! settings. [`names`], [`encoding`] and `collections` are the vocabulary every stage shares. None
-//! of it knows proxy-wasm: `glue` (built for wasm only) gathers the facts from the host with as few
-//! hostcalls as it can and applies the outcome. `docs/architecture.md` walks through the layout.
+//! settings. [`names`], [`encoding`] and `collections` are the vocabulary every stage shares.
+//! [`session`] keeps what a plugin instance learns between requests and [`request`] takes one
+//! request's headers from the host to the outcome, both behind the small [`session::Host`] trait.
+//! None of it knows proxy-wasm: `glue` (built for wasm only) is the proxy-wasm contexts and the
+//! hostcalls that implement [`session::Host`]. `docs/architecture.md` walks through the layout.
 //!
 //! # Who uses what
 //!
@@ -34,5 +36,6 @@ pub mod identity;
 pub mod names;
 pub mod policy;
 pub mod record;
+pub mod request;
 pub mod rewrite;
 pub mod session;

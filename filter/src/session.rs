@@ -16,6 +16,7 @@ use crate::policy::Policy;
 use crate::record::warnings::WarnOnce;
 use crate::rewrite::forwarded::ForwardedMode;
 use crate::rewrite::forwarding::RenderedIdentity;
+use crate::rewrite::HeaderEdit;
 use std::rc::Rc;
 
 /// How many parsed certificates a session keeps.
@@ -25,7 +26,8 @@ const CONNECTION_CACHE_SIZE: usize = 1024;
 /// How many connections the once-only warnings remember.
 const WARNED_CACHE_SIZE: usize = 256;
 
-/// What the session asks of the host: properties, shared data and the clock.
+/// What the session and the request path ask of the host: properties, shared data, the clock, the
+/// request's header map, the writes a request makes, and foreign functions.
 pub trait Host {
     /// A property's value; `None` when absent.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
@@ -35,6 +37,16 @@ pub trait Host {
     fn set_shared_data(&self, key: &str, value: &[u8]) -> bool;
     /// The host's clock in Unix seconds; `None` when unreadable.
     fn now(&self) -> Option<i64>;
+    /// The whole request header map, pairs-encoded; empty when unreadable.
+    fn request_headers(&self) -> Vec<u8>;
+    /// Replaces the whole request header map with a pairs-encoded one; `false` when refused.
+    fn set_request_headers(&self, encoded: &[u8]) -> bool;
+    /// Applies one edit to the request headers; `false` when refused.
+    fn edit_request_header(&self, edit: HeaderEdit<'_>) -> bool;
+    /// Sets filter state `name` (Envoy stores it as `wasm.<name>`); `false` when refused.
+    fn set_filter_state(&self, name: &str, value: &[u8]) -> bool;
+    /// Calls the host's foreign function `name` (its results are dropped); `false` when refused.
+    fn call_foreign_function(&self, name: &str, arguments: &[u8]) -> bool;
 
     /// A one-byte boolean property.
     fn property_bool(&self, path: &[&str]) -> Option<bool> {
@@ -93,8 +105,8 @@ pub struct Session {
     connections: TwoGenerationCache<u64, Rc<KnownConnection>>,
     /// Connections already warned about (id and [`Warning`] in one key).
     warned_connections: WarnOnce,
-    /// Whether the "matching is degraded" warning was given already.
-    degraded_warned: bool,
+    /// Whether the "identities come from Envoy's attributes" warning was given already.
+    attributes_warned: bool,
     /// Whether the "source.address comes from a header" warning was given already.
     header_address_warned: bool,
     /// The certificates Envoy validated, for resumed sessions (facts about Envoy, kept across
@@ -111,7 +123,7 @@ impl Default for Session {
             identities: TwoGenerationCache::new(IDENTITY_CACHE_SIZE),
             connections: TwoGenerationCache::new(CONNECTION_CACHE_SIZE),
             warned_connections: WarnOnce::new(WARNED_CACHE_SIZE),
-            degraded_warned: false,
+            attributes_warned: false,
             header_address_warned: false,
             ledger: Ledger::default(),
             now: 0,
@@ -273,7 +285,7 @@ impl Session {
                     return Peer::Unreadable;
                 }
             },
-            None => self.degraded_identity(host, digest),
+            None => self.identity_from_attributes(host, digest),
         };
         let identity = Rc::new(identity);
         self.identities
@@ -282,8 +294,8 @@ impl Session {
     }
 
     /// Envoy before 1.38 does not hand over the certificate: fall back to its first-SAN attributes.
-    fn degraded_identity(&mut self, host: &impl Host, digest: &str) -> PeerIdentity {
-        if !std::mem::replace(&mut self.degraded_warned, true) {
+    fn identity_from_attributes(&mut self, host: &impl Host, digest: &str) -> PeerIdentity {
+        if !std::mem::replace(&mut self.attributes_warned, true) {
             log::warn!(
                 "certgate: this Envoy does not expose connection.peer_certificate (Envoy 1.38+); matching \
                  is degraded to the first URI and DNS SAN and the subject"

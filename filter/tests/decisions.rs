@@ -14,7 +14,7 @@ use certgate::config;
 use certgate::decide::decision::{AllowReason, DenyReason, Reason, Verdict};
 use certgate::decide::route::RequestFacts;
 use certgate::identity::peer::Peer;
-use certgate::identity::PeerIdentity;
+use certgate::identity::{IdentityOrigin, PeerIdentity};
 use certgate::policy::Policy;
 use support::San::{Dns, Email, Ip, Uri};
 
@@ -444,7 +444,7 @@ fn degraded_identity_from_envoy_attributes() {
     assert_eq!(id.dns, ["api.example.com"]);
     assert_eq!(id.uris, ["spiffe://td/sa/x"]);
     assert_eq!(id.sha256, "abcd");
-    assert!(id.degraded);
+    assert_eq!(id.origin, IdentityOrigin::EnvoyAttributes);
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod support;
 use certgate::encoding::percent;
 use certgate::facts::pairs;
 use certgate::identity::xfcc::{self, XfccAction, XfccDetail, XfccMode};
-use certgate::identity::{alb, PeerIdentity};
+use certgate::identity::{alb, IdentityOrigin, PeerIdentity};
 use certgate::rewrite::{forwarded, is_spelling_of, HeaderEdit, HeaderRewrite, RewriteCalls};
 use std::net::IpAddr;
 use support::San::{Dns, Email, Ip, Uri};
@@ -77,6 +77,7 @@ fn xfcc_elements_round_trip_even_with_hostile_values() {
         assert_eq!(back.dns, identity.dns);
         assert_eq!(back.subject, identity.subject);
         assert_eq!(back.sha256, "ab12");
+        assert_eq!(back.origin, IdentityOrigin::XfccDetails);
     }
 }
 
@@ -116,6 +117,7 @@ fn xfcc_with_a_certificate_round_trips_through_cert() {
     assert_eq!(back.ips, identity.ips);
     assert_eq!(back.emails, identity.emails);
     assert!(back.pem.is_some());
+    assert_eq!(back.origin, IdentityOrigin::Certificate);
 }
 
 #[test]

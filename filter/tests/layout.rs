@@ -1,7 +1,8 @@
 //! The filter's modules depend on each other in one direction only, along a request's data flow
 //! (facts -> identity -> decide -> rewrite -> record, the shared vocabulary beneath, the compiled
-//! policy, the evaluation and the glue above): read from the `use crate::` paths of the sources, at
-//! the level of the top modules and of their children, the dependency graph has no cycle.
+//! policy, the evaluation, the session, the request path and the glue above): read from the
+//! `use crate::` paths of the sources, at the level of the top modules and of their children, the
+//! dependency graph has no cycle.
 
 // Slicing a path known to have `depth` segments.
 #![allow(clippy::indexing_slicing)]
@@ -41,6 +42,9 @@ fn the_first_stages_know_nothing_of_the_later_ones() {
         ("identity", &["decide", "rewrite", "record", "policy"]),
         ("decide", &["rewrite", "record", "policy"]),
         ("rewrite", &["record", "policy"]),
+        // Above the stages: one request is evaluated, then the request path acts on it.
+        ("evaluate", &["session", "request"]),
+        ("session", &["request"]),
     ] {
         for later in later {
             assert!(!uses(stage, later), "{stage} uses {later}");

@@ -8,7 +8,7 @@
 
 use super::seed::{self, Mutation};
 use arbitrary::{Arbitrary, Unstructured};
-use certgate::identity::{canonical_email, PeerIdentity};
+use certgate::identity::{canonical_email, IdentityOrigin, PeerIdentity};
 use certgate::names::dns::canonical_name;
 use certgate::names::ip::canonical_ip;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -80,8 +80,9 @@ fn check_identity(identity: &PeerIdentity) {
         );
     }
     assert!(identity.not_before.is_some() && identity.not_after.is_some());
-    assert!(
-        !identity.degraded,
+    assert_eq!(
+        identity.origin,
+        IdentityOrigin::Certificate,
         "read from a certificate, not from attributes"
     );
 }

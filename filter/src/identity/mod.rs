@@ -39,8 +39,23 @@ pub struct PeerIdentity {
     pub sha256: String,
     /// The certificate itself, PEM, when known (for XFCC `Cert=` and `Client-Cert`).
     pub pem: Option<String>,
-    /// True when built from Envoy's first-SAN attributes instead of the certificate.
-    pub degraded: bool,
+    /// What the identity was read from.
+    pub origin: IdentityOrigin,
+}
+
+/// What an identity was read from: the certificate itself, or a description of it that lacks some
+/// of its names and everything but its names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdentityOrigin {
+    /// The certificate: every SAN, the subject, issuer, serial, validity and digest.
+    #[default]
+    Certificate,
+    /// The attributes of an Envoy that does not hand over the certificate (before 1.38): the first
+    /// URI and DNS SAN, the subject and the digest. Matching on anything else is degraded.
+    EnvoyAttributes,
+    /// The names an XFCC element lists without its `Cert`: its SANs, subject and hash, as the
+    /// proxy that set it chose to describe the certificate.
+    XfccDetails,
 }
 
 impl PeerIdentity {
@@ -96,7 +111,7 @@ impl PeerIdentity {
             subject_cns: common_names(subject),
             subject: subject.to_owned(),
             sha256: sha256.to_ascii_lowercase(),
-            degraded: true,
+            origin: IdentityOrigin::EnvoyAttributes,
             ..PeerIdentity::default()
         }
     }

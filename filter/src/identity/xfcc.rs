@@ -8,7 +8,7 @@
 //! control characters, so no value can end a pair, an element or the header line.
 
 use crate::encoding::percent;
-use crate::identity::{canonical_email, PeerIdentity};
+use crate::identity::{canonical_email, IdentityOrigin, PeerIdentity};
 use crate::names::dns::canonical_name;
 use crate::names::ip::{canonical_ip, ip_text};
 use std::net::IpAddr;
@@ -213,6 +213,7 @@ impl XfccElement {
             })
             .collect::<Result<_, _>>()?;
         identity.pem = None;
+        identity.origin = IdentityOrigin::XfccDetails;
         if identity.san_count() == 0 && subject.is_empty() {
             return Err("the element names no Cert, URI, DNS, IP, Email or Subject".into());
         }
