@@ -211,8 +211,10 @@ impl<'p> Stream<'p> {
         let status = parse_status(&response.headers);
         let mut headers = response.headers;
         // The router's header, there before the filter's response callbacks run.
-        let service_ms = self.plugin.now_ns().saturating_sub(self.upstream_sent_ns) / 1_000_000;
-        headers.set_owned("x-envoy-upstream-service-time", service_ms.to_string());
+        if self.plugin.store.data().settings.hcm.router_headers() {
+            let service_ms = self.plugin.now_ns().saturating_sub(self.upstream_sent_ns) / 1_000_000;
+            headers.set_owned("x-envoy-upstream-service-time", service_ms.to_string());
+        }
         let stream = self.plugin.stream_state(self.id)?;
         stream.response_headers = Some(headers);
         stream.response_code = Some(status);
@@ -329,17 +331,26 @@ impl<'p> Stream<'p> {
         let mut body = std::mem::take(&mut self.upstream_body);
         body.append(&mut stream.request_body);
         body.extend(self.request_body.drain(..).flatten());
-        let trailers = self
-            .request_trailers
-            .take()
-            .or(stream.request_trailers.clone());
+        if let Some(trailers) = self.request_trailers.take() {
+            stream.request_trailers = Some(trailers);
+        }
         self.request_stage = Stage::Done;
+        self.go_upstream(body)
+    }
+
+    /// Hands the request to the router: it adds its headers to the request map and the
+    /// upstream receives the headers, `body` and the trailers as the filter left them.
+    fn go_upstream(&mut self, body: Vec<u8>) -> Result<(), HarnessError> {
+        let now_ns = self.plugin.now_ns();
+        let settings = self.plugin.store.data().settings.clone();
+        let stream = self.plugin.stream_state(self.id)?;
+        settings.hcm.route_upstream(&mut stream.request_headers);
         self.outcome = RequestOutcome::Continued(UpstreamRequest {
             headers: stream.request_headers.clone(),
             body,
-            trailers,
+            trailers: stream.request_trailers.clone(),
         });
-        self.upstream_sent_ns = self.plugin.now_ns();
+        self.upstream_sent_ns = now_ns;
         Ok(())
     }
 
@@ -543,17 +554,12 @@ impl<'p> Stream<'p> {
                     }
                 },
                 Stage::Done => {
-                    let now_ns = self.plugin.now_ns();
                     let stream = self.plugin.stream_state(id)?;
                     stream.live.request_headers = false;
                     // Data still buffered by a stopped body callback flows once the stream does.
                     self.upstream_body.append(&mut stream.request_body);
-                    self.upstream_sent_ns = now_ns;
-                    self.outcome = RequestOutcome::Continued(UpstreamRequest {
-                        headers: stream.request_headers.clone(),
-                        body: std::mem::take(&mut self.upstream_body),
-                        trailers: stream.request_trailers.clone(),
-                    });
+                    let body = std::mem::take(&mut self.upstream_body);
+                    self.go_upstream(body)?;
                     return Ok(());
                 }
             };

@@ -42,7 +42,12 @@ fn pseudo_headers_come_first_as_in_envoys_header_map() {
     // The HCM's `:scheme` and the guest's `:x-guest` both joined the pseudo-headers.
     assert!(keys[..first_regular].contains(&":scheme"), "{keys:?}");
     assert_eq!(keys[first_regular - 1], ":x-guest", "{keys:?}");
-    assert_eq!(keys.last(), Some(&"x-guest"), "{keys:?}");
+    // The guest's header is the last but the router's, added as the request goes upstream.
+    assert_eq!(
+        keys[keys.len() - 2..],
+        ["x-guest", "x-envoy-expected-rq-timeout-ms"],
+        "{keys:?}"
+    );
 }
 
 /// A guest that buffers whole bodies, as the Rust SDK's examples do: it stops
@@ -478,4 +483,37 @@ fn each_worker_and_the_main_thread_start_their_own_vm() {
         .send(&Connection::plain(), Request::get("/"))
         .unwrap();
     assert!(exchange.request.is_continued());
+}
+
+#[test]
+fn the_router_announces_the_route_timeout_to_the_upstream() {
+    use host_harness::HttpConnectionManager;
+    let module = GuestModule::from_wat("pseudo-adder", PSEUDO_ADDER).unwrap();
+    let headers = |hcm: HttpConnectionManager| {
+        let settings = PluginSettings::new("router").http_connection_manager(hcm);
+        let mut plugin = Plugin::new(&module, settings).unwrap();
+        // A client's own value is an external control header: the HCM drops it first.
+        let request = Request::get("/").header("x-envoy-expected-rq-timeout-ms", "1");
+        let exchange = plugin.send(&Connection::plain(), request).unwrap();
+        let upstream = exchange.request.upstream().expect("went upstream");
+        let timeout = upstream.headers.get("x-envoy-expected-rq-timeout-ms");
+        let response = exchange.response.expect("client response");
+        (
+            timeout.map(str::to_string),
+            response
+                .headers
+                .get("x-envoy-upstream-service-time")
+                .is_some(),
+        )
+    };
+    let default = HttpConnectionManager::default();
+    assert_eq!(headers(default.clone()), (Some("15000".to_string()), true));
+    let short = default.clone().route_timeout(Duration::from_millis(2500));
+    assert_eq!(headers(short), (Some("2500".to_string()), true));
+    let none = default.clone().route_timeout(Duration::ZERO);
+    assert_eq!(headers(none), (None, true));
+    assert_eq!(headers(default.suppress_envoy_headers(true)), (None, false));
+    // No emulation: the client's header reaches the upstream as sent, and nothing is added.
+    let disabled = HttpConnectionManager::disabled();
+    assert_eq!(headers(disabled), (Some("1".to_string()), false));
 }
