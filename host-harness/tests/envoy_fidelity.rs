@@ -485,6 +485,56 @@ fn each_worker_and_the_main_thread_start_their_own_vm() {
     assert!(exchange.request.is_continued());
 }
 
+/// A guest that answers each request itself with the bytes `get_property` gave for the dynamic
+/// metadata field `ns.v` as the body, and `200 + status` as the status.
+const METADATA_VALUE_ECHO: &str = r#"(module
+  (import "env" "proxy_get_property" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response"
+    (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "metadata\00filter_metadata\00ns\00v")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $status i32)
+    (i32.store (i32.const 64) (i32.const 0))
+    (i32.store (i32.const 68) (i32.const 0))
+    (local.set $status (call $get (i32.const 100) (i32.const 29) (i32.const 64) (i32.const 68)))
+    (drop (call $respond (i32.add (i32.const 200) (local.get $status)) (i32.const 0) (i32.const 0)
+                         (i32.load (i32.const 64)) (i32.load (i32.const 68))
+                         (i32.const 0) (i32.const 0) (i32.const -1)))
+    (i32.const 1)))"#;
+
+#[test]
+fn metadata_lists_are_pairs_of_their_elements_and_nulls_fail_to_serialise() {
+    let module = GuestModule::from_wat("metadata-echo", METADATA_VALUE_ECHO).unwrap();
+    let mut plugin = Plugin::new(&module, PluginSettings::new("metadata-echo")).unwrap();
+    let mut read = |value: serde_json::Value| {
+        let request = Request::get("/").dynamic_metadata("ns", serde_json::json!({ "v": value }));
+        let response = plugin
+            .send(&Connection::plain(), request)
+            .unwrap()
+            .response
+            .unwrap();
+        (response.status, response.body)
+    };
+    // Envoy's serializeValue: a list is the pairs encoding with each element as a key.
+    let roles = host_harness::encode_pairs(&[("admin", ""), ("ops", "")]);
+    assert_eq!(read(serde_json::json!(["admin", "ops"])), (200, roles));
+    assert_eq!(read(serde_json::json!([])), (200, vec![0, 0, 0, 0]));
+    let nested = read(serde_json::json!([["a"], {"k": "v"}]));
+    let inner = [
+        host_harness::encode_pairs(&[("a", "")]),
+        host_harness::encode_pairs(&[("k", "v")]),
+    ];
+    let empty: &[u8] = &[];
+    let pairs: Vec<(&[u8], &[u8])> = inner.iter().map(|key| (&key[..], empty)).collect();
+    assert_eq!(nested, (200, host_harness::encode_pairs(&pairs)));
+    // A null has no serialisation: SERIALIZATION_FAILURE (3).
+    assert_eq!(read(serde_json::Value::Null), (203, vec![]));
+    assert_eq!(read(serde_json::json!(["a", null])), (203, vec![]));
+}
+
 #[test]
 fn the_router_announces_the_route_timeout_to_the_upstream() {
     use host_harness::HttpConnectionManager;
