@@ -384,8 +384,20 @@ impl<'p> Stream<'p> {
     /// Envoy's reply for a stream whose VM failed (the Wasm filter's `failStream`, and the
     /// filter standing in for a failed VM's): 503 with details `wasm_fail_stream`, for a gRPC
     /// request a trailers-only `200` with `grpc-status: 14` and `connection: close`. It goes
-    /// straight to the client: the failed VM runs no response callbacks.
+    /// straight to the client: the failed VM runs no response callbacks. Once the response
+    /// headers went out, a reply is too late: the stream is reset instead, and a response the
+    /// client already has in full stays as it is.
     fn fail_stream_reply(&mut self) -> Result<(), HarnessError> {
+        if self.response_headers_sent() {
+            if self
+                .response
+                .as_ref()
+                .is_some_and(|response| !response.paused)
+            {
+                return Ok(());
+            }
+            return self.reset_after_headers("wasm_fail_stream");
+        }
         let local = LocalResponse {
             status: 503,
             headers: HeaderMap::new(),
@@ -637,14 +649,24 @@ impl<'p> Stream<'p> {
         Ok(limit != 0 && buffered > limit)
     }
 
-    /// Envoy's answer to an overflowing encoder buffer once the response headers went out: it
-    /// records `response_payload_too_large` and resets the stream, so the client keeps the
+    /// Whether the response headers have gone out to the client: the filter let them pass (the
+    /// body or trailers are on their way), or the whole response has.
+    fn response_headers_sent(&self) -> bool {
+        matches!(self.response_stage, Stage::Body | Stage::Trailers)
+            || self
+                .response
+                .as_ref()
+                .is_some_and(|response| !response.paused)
+    }
+
+    /// Envoy's answer to a local reply once the response headers went out (`sendLocalReply`'s
+    /// last branch): it records `details` and resets the stream, so the client keeps the
     /// headers and whatever body had passed, and nothing more.
-    fn reset_response_too_large(&mut self) -> Result<(), HarnessError> {
+    fn reset_after_headers(&mut self, details: &'static str) -> Result<(), HarnessError> {
         let stream = self.plugin.stream_state(self.id)?;
         stream.live = Default::default();
         stream.response_body.clear();
-        stream.response_code_details = Some(Cow::Borrowed("response_payload_too_large"));
+        stream.response_code_details = Some(Cow::Borrowed(details));
         let mut headers = stream.response_headers.clone().unwrap_or_default();
         headers.set("server", "envoy");
         self.response_body.clear();
@@ -689,7 +711,7 @@ impl<'p> Stream<'p> {
                     let action = self.plugin.call(Callback::ResponseBody, &args)?;
                     let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
                     if (!go || buffering) && self.buffered_past_limit(true)? {
-                        self.reset_response_too_large()?;
+                        self.reset_after_headers("response_payload_too_large")?;
                         return Ok(());
                     }
                     if !go && !eos {

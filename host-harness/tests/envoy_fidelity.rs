@@ -535,6 +535,77 @@ fn metadata_lists_are_pairs_of_their_elements_and_nulls_fail_to_serialise() {
     assert_eq!(read(serde_json::json!(["a", null])), (203, vec![]));
 }
 
+/// A guest that lets the response headers and the first response body chunk pass and traps on
+/// the next chunk; on a request carrying `x-early` it traps in the response headers instead.
+const RESPONSE_TRAPPER: &str = r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $early (mut i32) (i32.const 0))
+  (global $chunks (mut i32) (i32.const 0))
+  (data (i32.const 16) "x-early")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (global.set $early
+      (i32.eqz (call $get (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 64) (i32.const 68))))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (global.get $early) (then unreachable))
+    (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (global.set $chunks (i32.add (global.get $chunks) (i32.const 1)))
+    (if (i32.ge_u (global.get $chunks) (i32.const 2)) (then unreachable))
+    (i32.const 0)))"#;
+
+#[test]
+fn fail_closed_after_the_response_headers_went_out_resets_the_stream() {
+    let module = GuestModule::from_wat("response-trapper", RESPONSE_TRAPPER).unwrap();
+    let settings =
+        PluginSettings::new("response-trapper").failure_policy(FailurePolicy::FailClosed);
+    let mut plugin = Plugin::new(&module, settings.clone()).unwrap();
+    let upstream = UpstreamResponse::ok()
+        .header("x-app", "1")
+        .body_chunk(b"abc".to_vec())
+        .body_chunk(b"def".to_vec())
+        .body_chunk(b"ghi".to_vec());
+    let exchange = plugin
+        .exchange(&Connection::plain(), Request::get("/"), upstream.clone())
+        .unwrap();
+    assert!(exchange.request.is_continued());
+    let response = exchange.response.expect("the headers went out");
+    // Envoy's sendLocalReply once headers were sent: no 503, a reset after what had passed.
+    assert!(response.reset && !response.local, "{response:?}");
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"abc"[..])
+    );
+    assert_eq!(response.headers.get("x-app"), Some("1"));
+    assert!(plugin
+        .vm_failure()
+        .is_some_and(|failure| failure.contains("proxy_on_response_body")));
+    let later = plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .unwrap();
+    assert_eq!(
+        later.response.map(|r| (r.status, r.reset)),
+        Some((503, false))
+    );
+
+    // A trap while the response headers are still in the filter: they never went out, so the
+    // client gets the 503 in their place.
+    let mut plugin = Plugin::new(&module, settings).unwrap();
+    let early = Request::get("/").header("x-early", "1");
+    let exchange = plugin
+        .exchange(&Connection::plain(), early, upstream)
+        .unwrap();
+    let response = exchange.response.expect("Envoy answers");
+    assert_eq!(
+        (response.status, response.reset, response.local),
+        (503, false, true)
+    );
+    assert!(response.headers.get("x-app").is_none());
+}
+
 #[test]
 fn the_router_announces_the_route_timeout_to_the_upstream() {
     use host_harness::HttpConnectionManager;
