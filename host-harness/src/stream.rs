@@ -786,9 +786,10 @@ impl Plugin {
         connection: &Connection,
         request: Request,
     ) -> Result<Stream<'_>, HarnessError> {
-        // A failed VM is reloaded here under FAIL_RELOAD, or answers by its policy.
         request.route.metadata.check("route metadata")?;
         request.dynamic_metadata.check("dynamic metadata")?;
+        self.enter_worker(connection);
+        // A failed VM is reloaded here under FAIL_RELOAD, or answers by its policy.
         let failed_vm = self.failed_vm_policy()?;
         if !self.configured().accepted {
             return Err(HarnessError::usage(
