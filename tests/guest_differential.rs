@@ -46,12 +46,11 @@ const NO_GRPC_CALLS: KnownLimit = KnownLimit {
 
 /// Headers compared by presence only or not at all, with the limit that excuses each.
 /// `(where, header, limit)`; `where` is "response", "upstream" or "call".
-const IGNORED_HEADERS: [(&str, &str, KnownLimit); 9] = [
+const IGNORED_HEADERS: [(&str, &str, KnownLimit); 8] = [
     ("response", "date", ROUTER_HEADERS),
     ("response", "x-envoy-upstream-service-time", ROUTER_HEADERS),
     ("response", "content-length", CODEC_FRAMING),
     ("response", "transfer-encoding", CODEC_FRAMING),
-    ("upstream", "x-envoy-expected-rq-timeout-ms", ROUTER_HEADERS),
     ("upstream", "content-length", CODEC_FRAMING),
     ("upstream", "x-request-id", REQUEST_ID),
     ("call", "x-envoy-internal", ROUTER_HEADERS),

@@ -1,17 +1,24 @@
 //! Envoy's HttpConnectionManager request mutation, applied before the filter sees a request:
 //! X-Forwarded-For / X-Forwarded-Proto / `:scheme`, x-request-id, X-Forwarded-Client-Cert per
 //! `forward_client_cert_details`, the client address Envoy derives (`source.address`), headers
-//! with underscores dropped, and `:path` normalisation (`normalize_path`, `merge_slashes`).
+//! with underscores dropped, and `:path` normalisation (`normalize_path`, `merge_slashes`); and
+//! the router's request header behind the filter (`x-envoy-expected-rq-timeout-ms` from the
+//! route timeout).
 
 use crate::connection::Connection;
 use crate::headers::HeaderMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 const XFF: &str = "x-forwarded-for";
 const XFP: &str = "x-forwarded-proto";
 const XFCC: &str = "x-forwarded-client-cert";
 const REQUEST_ID: &str = "x-request-id";
 const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
+const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
+
+/// A route's `timeout` when the route config sets none.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Envoy's inline ("O(1)") request headers: its header map keeps one entry for each and appends a
 /// repeated one to it with `,` as the codec adds headers, so the filter sees them merged.
@@ -156,6 +163,8 @@ pub struct HttpConnectionManager {
     drop_headers_with_underscores: bool,
     normalize_path: bool,
     merge_slashes: bool,
+    route_timeout: Duration,
+    suppress_envoy_headers: bool,
 }
 
 impl Default for HttpConnectionManager {
@@ -171,6 +180,8 @@ impl Default for HttpConnectionManager {
             drop_headers_with_underscores: false,
             normalize_path: false,
             merge_slashes: false,
+            route_timeout: DEFAULT_ROUTE_TIMEOUT,
+            suppress_envoy_headers: false,
         }
     }
 }
@@ -233,6 +244,36 @@ impl HttpConnectionManager {
     pub fn merge_slashes(mut self, on: bool) -> HttpConnectionManager {
         self.merge_slashes = on;
         self
+    }
+
+    /// The matched route's `timeout` (Envoy's default 15 s; zero: none). The router announces
+    /// it to the upstream in `x-envoy-expected-rq-timeout-ms`.
+    pub fn route_timeout(mut self, timeout: Duration) -> HttpConnectionManager {
+        self.route_timeout = timeout;
+        self
+    }
+
+    /// The router's `suppress_envoy_headers`: no `x-envoy-expected-rq-timeout-ms` upstream and
+    /// no `x-envoy-upstream-service-time` on the response.
+    pub fn suppress_envoy_headers(mut self, suppress: bool) -> HttpConnectionManager {
+        self.suppress_envoy_headers = suppress;
+        self
+    }
+
+    /// Whether the router adds its `x-envoy-*` headers (the emulation is on and they are not
+    /// suppressed).
+    pub(crate) fn router_headers(&self) -> bool {
+        self.enabled && !self.suppress_envoy_headers
+    }
+
+    /// What the router does to the request headers as the request goes upstream: it announces
+    /// the route timeout (`FilterUtility::setTimeoutHeaders`; none for a zero timeout). It
+    /// writes the downstream map itself, so the filter reads the header back in `proxy_on_log`.
+    pub(crate) fn route_upstream(&self, headers: &mut HeaderMap) {
+        let timeout_ms = self.route_timeout.as_millis();
+        if self.router_headers() && timeout_ms > 0 {
+            headers.set_owned(EXPECTED_TIMEOUT, timeout_ms.to_string());
+        }
     }
 
     /// The `:path` Envoy routes on and the filter sees for a client's `path`: normalised and

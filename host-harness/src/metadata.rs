@@ -1,8 +1,12 @@
 //! Envoy's `envoy.config.core.v3.Metadata` as a test provides it (filter namespace -> JSON object,
 //! as in `filter_metadata` of a route or another filter's dynamic metadata) and as the guest reads
 //! it through `get_property`: the whole message as binary protobuf, `filter_metadata` and each
-//! namespace as a map in the pairs encoding, and a field by its CEL type (strings raw, numbers as
-//! an 8-byte little-endian double, bools one byte, objects as maps).
+//! namespace as a map in the pairs encoding, and a field by its CEL type as Envoy's
+//! `serializeValue` (`source/extensions/common/wasm/context.cc`) writes it: strings raw, numbers
+//! as an 8-byte little-endian double, bools one byte, objects as maps, lists in the pairs
+//! encoding with each element as a key and an empty value; a null has no serialisation
+//! (SERIALIZATION_FAILURE), and neither has a map or list holding one. A path goes into a list
+//! by index (`"0"`), as Envoy's `getProperty` does.
 
 use crate::abi::{encode_pairs, Status};
 use crate::error::HarnessError;
@@ -62,7 +66,7 @@ impl Metadata {
             ["filter_metadata", namespace, path @ ..] => {
                 let mut value = self.namespaces.get(*namespace).ok_or(Status::NotFound)?;
                 for key in path {
-                    value = value.get(*key).ok_or(Status::NotFound)?;
+                    value = field(value, key).ok_or(Status::NotFound)?;
                 }
                 cel_bytes(value)
             }
@@ -107,8 +111,17 @@ fn to_proto(value: &Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-/// A struct value as Envoy's `serializeValue` writes the CEL value it becomes. Lists and nulls
-/// are not serialised (SERIALIZATION_FAILURE): their encoding in Envoy 1.40 is not verified here.
+/// One step of a property path below a struct value: a field of an object, an element of a list
+/// by its decimal index; anything else (a scalar, a null, an index out of range) has none.
+fn field<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    match value {
+        Value::Object(fields) => fields.get(key),
+        Value::Array(items) => items.get(usize::try_from(key.parse::<i64>().ok()?).ok()?),
+        _ => None,
+    }
+}
+
+/// A struct value as Envoy's `serializeValue` writes the CEL value it becomes.
 fn cel_bytes(value: &Value) -> Result<Vec<u8>, Status> {
     match value {
         Value::String(s) => Ok(s.as_bytes().to_vec()),
@@ -121,7 +134,12 @@ fn cel_bytes(value: &Value) -> Result<Vec<u8>, Status> {
                 .collect::<Result<Vec<_>, Status>>()?;
             Ok(encode_pairs(&pairs))
         }
-        Value::Null | Value::Array(_) => Err(Status::SerializationFailure),
+        Value::Array(items) => {
+            let keys = items.iter().map(cel_bytes).collect::<Result<Vec<_>, _>>()?;
+            let pairs: Vec<(&[u8], &[u8])> = keys.iter().map(|key| (&key[..], &[][..])).collect();
+            Ok(encode_pairs(&pairs))
+        }
+        Value::Null => Err(Status::SerializationFailure),
     }
 }
 
@@ -159,5 +177,49 @@ mod tests {
             error.contains("dynamic metadata `bad`: expected a JSON object"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn lists_are_pairs_of_their_elements_and_nulls_have_no_serialisation() {
+        let mut metadata = Metadata::default();
+        metadata.insert(
+            "ns",
+            json!({"roles": ["admin", "ops"], "empty": [], "mixed": [true, 2, {"a": "b"}],
+                   "none": null, "with_null": [null]}),
+        );
+        let field = |path: &[&str]| {
+            let full: Vec<&str> = ["filter_metadata", "ns"]
+                .iter()
+                .chain(path)
+                .copied()
+                .collect();
+            metadata.property(&full)
+        };
+        let roles = field(&["roles"]).unwrap();
+        let mut expected = vec![2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(b"admin\0\0ops\0\0");
+        assert_eq!(roles, expected);
+        assert_eq!(
+            crate::abi::decode_pairs(&roles),
+            [(b"admin".to_vec(), vec![]), (b"ops".to_vec(), vec![])]
+        );
+        assert_eq!(field(&["empty"]), Ok(vec![0, 0, 0, 0]));
+        let mixed = crate::abi::decode_pairs(&field(&["mixed"]).unwrap());
+        assert_eq!(mixed.len(), 3);
+        assert_eq!(mixed[0], (vec![1], vec![]));
+        // Into a list by index, as Envoy's getProperty walks a CEL list.
+        assert_eq!(field(&["roles", "1"]), Ok(b"ops".to_vec()));
+        assert_eq!(field(&["mixed", "2", "a"]), Ok(b"b".to_vec()));
+        assert_eq!(field(&["roles", "2"]), Err(Status::NotFound));
+        assert_eq!(field(&["roles", "-1"]), Err(Status::NotFound));
+        assert_eq!(field(&["roles", "x"]), Err(Status::NotFound));
+        assert_eq!(field(&["none"]), Err(Status::SerializationFailure));
+        assert_eq!(field(&["none", "x"]), Err(Status::NotFound));
+        assert_eq!(field(&["with_null"]), Err(Status::SerializationFailure));
+        // The namespace holds a null, so the namespace as a map has no serialisation either.
+        assert_eq!(field(&[]), Err(Status::SerializationFailure));
+        // The whole message is protobuf, where lists and nulls have their own encoding.
+        let decoded = MetadataMessage::decode(metadata.property(&[]).unwrap().as_slice()).unwrap();
+        assert_eq!(decoded.filter_metadata["ns"].fields.len(), 5);
     }
 }

@@ -1,9 +1,15 @@
-//! The test API's entry point: a [`Plugin`] is one VM running one guest module with one root
-//! context, driven through Envoy's lifecycle (start, configure, ticks, http call answers, queues,
-//! shutdown); [`Plugin::stream`] opens a [`Stream`] per request.
+//! The test API's entry point: a [`Plugin`] is a guest module running in one VM, or in one VM
+//! per Envoy thread (`PluginSettings::concurrency`), each with its root context, driven through
+//! Envoy's lifecycle (start, configure, ticks, http call answers, queues, shutdown);
+//! [`Plugin::stream`] opens a [`Stream`] per request on the worker its connection belongs to.
+//!
+//! Only one VM's parts sit in the `Plugin` at a time (the one the current call runs in); the
+//! others wait parked in `vms`, and switching swaps them in, handing over what outlives a VM
+//! (clock, metrics, logs, queues). A single VM never switches, so it costs nothing.
 
 use crate::abi::{LogLevel, Status};
 use crate::callbacks::{Callback, Callbacks};
+use crate::connection::Connection;
 use crate::error::HarnessError;
 use crate::exchange::{Configured, DispatchedHttpCall, HttpCallResponse};
 use crate::grpc::{DispatchedGrpcCall, GrpcAnswer};
@@ -13,7 +19,7 @@ use crate::observe::{LogRecord, MetricsSnapshot};
 use crate::settings::{FailurePolicy, PluginSettings};
 use crate::shared::SharedData;
 use crate::state::{HostState, StreamState, ROOT_CONTEXT_ID};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Linker, Store};
@@ -38,15 +44,36 @@ use wasmtime::{Linker, Store};
 /// assert_eq!(plugin.logs_at(host_harness::LogLevel::Info), ["hello"]);
 /// ```
 pub struct Plugin {
+    // The parts of the VM running now.
     pub(crate) store: Store<HostState>,
     callbacks: Callbacks,
-    module: GuestModule,
     configured: Configured,
     failure: Option<String>,
     next_context_id: u32,
     /// The test clock when this VM was loaded (FAIL_RELOAD's backoff counts from it).
     loaded_ns: u64,
+    // The plugin's.
+    module: GuestModule,
     reloads: u32,
+    /// Every VM by index (0: the main thread's, `i`: worker `i - 1`'s); the running one's slot is
+    /// `None`, its parts are the fields above. Empty for a single VM.
+    vms: Vec<Option<ParkedVm>>,
+    /// The index of the VM running now.
+    active: usize,
+    /// The worker each connection (by id) runs on.
+    connection_workers: HashMap<u64, usize>,
+    /// The worker the next unassigned connection goes to (round-robin).
+    next_worker: usize,
+}
+
+/// A VM's parts while another VM of the plugin runs.
+struct ParkedVm {
+    store: Store<HostState>,
+    callbacks: Callbacks,
+    configured: Configured,
+    failure: Option<String>,
+    next_context_id: u32,
+    loaded_ns: u64,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -86,23 +113,142 @@ impl Plugin {
         }
         settings.abi_0_1_0 = exports.contains("proxy_abi_version_0_1_0");
         let settings = Arc::new(settings);
-        let mut state = HostState::new(settings.clone());
-        // Envoy starts the plugin in the main thread's VM and in every worker's before this one.
-        for _ in 0..settings.concurrency {
-            state = Plugin::start(module, state)?.successor_state();
+        let workers = settings.concurrency as usize;
+        let mut plugin = Plugin::start(module, HostState::new(settings))?;
+        if workers == 0 {
+            return Ok(plugin);
         }
-        Plugin::start(module, state)
+        // Envoy starts the plugin in the main thread's VM, then in every worker's.
+        plugin.vms.push(None);
+        for index in 1..=workers {
+            let mut state = plugin.successor_state();
+            state.vm_index = index;
+            let mut started = Plugin::start(module, state)?.into_parked();
+            plugin.swap_vm(&mut started);
+            plugin.vms.push(Some(started));
+            plugin.vms.swap(plugin.active, index);
+            plugin.active = index;
+        }
+        Ok(plugin)
     }
 
-    /// A fresh VM's state that keeps what Envoy keeps outside a VM: metrics (stats), logs, the
-    /// clock; shared data lives in the settings.
+    /// A fresh VM's state, taking over what Envoy keeps outside a VM (metrics, logs, the clock,
+    /// queues; shared data lives in the settings) from the running VM.
     fn successor_state(&mut self) -> HostState {
         let old = self.store.data_mut();
         let mut state = HostState::new(old.settings.clone());
-        state.now_ns = old.now_ns;
-        state.metrics = std::mem::take(&mut old.metrics);
-        state.logs = std::mem::take(&mut old.logs);
+        state.vm_index = old.vm_index;
+        old.hand_over(&mut state);
         state
+    }
+
+    fn into_parked(self) -> ParkedVm {
+        ParkedVm {
+            store: self.store,
+            callbacks: self.callbacks,
+            configured: self.configured,
+            failure: self.failure,
+            next_context_id: self.next_context_id,
+            loaded_ns: self.loaded_ns,
+        }
+    }
+
+    /// Exchanges the running VM's parts with `other`'s.
+    fn swap_vm(&mut self, other: &mut ParkedVm) {
+        std::mem::swap(&mut self.store, &mut other.store);
+        std::mem::swap(&mut self.callbacks, &mut other.callbacks);
+        std::mem::swap(&mut self.configured, &mut other.configured);
+        std::mem::swap(&mut self.failure, &mut other.failure);
+        std::mem::swap(&mut self.next_context_id, &mut other.next_context_id);
+        std::mem::swap(&mut self.loaded_ns, &mut other.loaded_ns);
+    }
+
+    /// Makes VM `index` the running one, handing it what outlives a VM.
+    fn switch_to(&mut self, index: usize) {
+        if index == self.active {
+            return;
+        }
+        let Some(mut parked) = self.vms.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        self.swap_vm(&mut parked);
+        parked.store.data_mut().hand_over(self.store.data_mut());
+        if let Some(slot) = self.vms.get_mut(self.active) {
+            *slot = Some(parked);
+        }
+        self.active = index;
+    }
+
+    /// Runs `f` with VM `index` running, then switches back to the VM that ran before.
+    fn on_vm<R>(
+        &mut self,
+        index: usize,
+        f: impl FnOnce(&mut Plugin) -> Result<R, HarnessError>,
+    ) -> Result<R, HarnessError> {
+        let back = self.active;
+        if index == back {
+            return f(self);
+        }
+        self.switch_to(index);
+        let result = f(self);
+        self.switch_to(back);
+        result
+    }
+
+    /// The state of every VM with its index, the running one included.
+    fn vm_states(&self) -> impl Iterator<Item = (usize, &HostState)> {
+        let parked = self
+            .vms
+            .iter()
+            .enumerate()
+            .filter_map(|(index, vm)| vm.as_ref().map(|vm| (index, vm.store.data())));
+        std::iter::once((self.active, self.store.data())).chain(parked)
+    }
+
+    /// The VM indices in start order (main thread first); `[0]` for a single VM.
+    fn vm_indices(&self) -> std::ops::Range<usize> {
+        0..self.vms.len().max(1)
+    }
+
+    /// How many workers serve requests: `concurrency` when set, else 1 (the single VM).
+    pub fn workers(&self) -> usize {
+        self.vms.len().saturating_sub(1).max(1)
+    }
+
+    /// Runs every later request on `connection` on `worker` (0-based, below
+    /// [`Plugin::workers`]), as Envoy runs a connection's requests on the worker that accepted
+    /// it. Unassigned connections are given to the workers in turn, in the order they arrive.
+    pub fn assign_connection(
+        &mut self,
+        connection: &Connection,
+        worker: usize,
+    ) -> Result<(), HarnessError> {
+        if worker >= self.workers() {
+            return Err(HarnessError::usage(format!(
+                "worker {worker} does not exist: the plugin has {} (PluginSettings::concurrency)",
+                self.workers()
+            )));
+        }
+        self.connection_workers.insert(connection.id, worker);
+        Ok(())
+    }
+
+    /// Makes the VM of the worker serving `connection` the running one (assigning the
+    /// connection a worker on first sight).
+    pub(crate) fn enter_worker(&mut self, connection: &Connection) {
+        if self.vms.is_empty() {
+            return;
+        }
+        let worker = match self.connection_workers.get(&connection.id) {
+            Some(&worker) => worker,
+            None => {
+                let worker = self.next_worker;
+                self.next_worker = (worker + 1) % self.workers();
+                self.connection_workers.insert(connection.id, worker);
+                worker
+            }
+        };
+        self.switch_to(worker + 1);
     }
 
     /// Instantiates the module into a store holding `state` and runs Envoy's start-up sequence.
@@ -147,6 +293,10 @@ impl Plugin {
             next_context_id: ROOT_CONTEXT_ID + 1,
             loaded_ns,
             reloads: 0,
+            vms: Vec::new(),
+            active: 0,
+            connection_workers: HashMap::new(),
+            next_worker: 0,
         };
         let initializer = if exports.contains("_initialize") {
             Callback::Initialize
@@ -163,7 +313,7 @@ impl Plugin {
             ));
         }
         let configuration = plugin.store.data().settings.configuration.clone();
-        plugin.configured = plugin.configure(configuration)?;
+        plugin.configure_vm(configuration)?;
         Ok(plugin)
     }
 
@@ -175,17 +325,32 @@ impl Plugin {
         Plugin::new(&GuestModule::load(path)?, settings)
     }
 
-    /// The outcome of the last `proxy_on_configure`.
+    /// The outcome of the last `proxy_on_configure` (of the VM that served the last request).
     pub fn configured(&self) -> &Configured {
         &self.configured
     }
 
-    /// Delivers a new plugin configuration (`proxy_on_configure` again), as a config update does.
+    /// Delivers a new plugin configuration (`proxy_on_configure` again) to every VM, as a config
+    /// update does; accepted if every VM accepted it, with what they all logged meanwhile.
     pub fn configure(
         &mut self,
         configuration: impl Into<Vec<u8>>,
     ) -> Result<Configured, HarnessError> {
         let configuration = configuration.into();
+        let mut all = Configured {
+            accepted: true,
+            logs: Vec::new(),
+        };
+        for index in self.vm_indices() {
+            let configured = self.on_vm(index, |vm| vm.configure_vm(configuration.clone()))?;
+            all.accepted &= configured.accepted;
+            all.logs.extend(configured.logs);
+        }
+        Ok(all)
+    }
+
+    /// `proxy_on_configure` on the running VM.
+    fn configure_vm(&mut self, configuration: Vec<u8>) -> Result<Configured, HarnessError> {
         let size = configuration.len() as u32;
         let first_log = self.store.data().logs.len();
         self.store.data_mut().plugin_configuration = configuration;
@@ -264,23 +429,24 @@ impl Plugin {
         self.store.data().now_ns
     }
 
-    /// Moves the clock forward, firing in time order `proxy_on_tick` for every tick period that
-    /// elapses and the timeout of every http call whose deadline passes (Envoy's async client
-    /// answers those itself with a `504` and body `upstream request timeout`).
+    /// Moves the clock forward, firing in time order, in every VM, `proxy_on_tick` for every
+    /// tick period that elapses and the timeout of every http call whose deadline passes
+    /// (Envoy's async client answers those itself with a `504` and body `upstream request
+    /// timeout`).
     pub fn advance_time(&mut self, by: Duration) -> Result<(), HarnessError> {
         let target = self.now_ns().saturating_add(by.as_nanos() as u64);
         loop {
-            let tick = self.next_tick().filter(|&due| due <= target);
+            let tick = self.next_tick().filter(|&(due, _)| due <= target);
             let timeout = self
-                .store
-                .data()
-                .http_calls
-                .values()
+                .vm_states()
+                .flat_map(|(_, state)| state.http_calls.values())
                 .filter_map(|call| call.deadline_ns.map(|deadline| (deadline, call.token)))
                 .filter(|&(deadline, _)| deadline <= target)
                 .min();
             match (tick, timeout) {
-                (Some(due), Some((deadline, _))) if due <= deadline => self.fire_tick(due)?,
+                (Some((due, vm)), Some((deadline, _))) if due <= deadline => {
+                    self.fire_tick(due, vm)?
+                }
                 (_, Some((deadline, token))) => {
                     self.store.data_mut().now_ns = deadline;
                     let timed_out = HttpCallResponse::status(504)
@@ -288,7 +454,7 @@ impl Plugin {
                         .body("upstream request timeout");
                     self.respond_http_call(token, timed_out)?;
                 }
-                (Some(due), None) => self.fire_tick(due)?,
+                (Some((due, vm)), None) => self.fire_tick(due, vm)?,
                 (None, None) => break,
             }
         }
@@ -296,38 +462,67 @@ impl Plugin {
         Ok(())
     }
 
-    /// Moves the clock to the next tick and fires it; an error if no tick period is set.
+    /// Moves the clock to the next tick of any VM and fires it; an error if no tick period is
+    /// set.
     pub fn tick(&mut self) -> Result<(), HarnessError> {
-        let due = self
+        let (due, vm) = self
             .next_tick()
             .ok_or_else(|| HarnessError::usage("tick() without a tick period set by the guest"))?;
-        self.fire_tick(due)
+        self.fire_tick(due, vm)
     }
 
-    fn next_tick(&self) -> Option<u64> {
-        self.store
-            .data()
-            .roots
-            .get(&ROOT_CONTEXT_ID)
-            .and_then(|root| root.next_tick_ns)
+    /// The earliest tick due in any VM, with the VM's index (the first VM's on a tie).
+    fn next_tick(&self) -> Option<(u64, usize)> {
+        self.vm_states()
+            .filter_map(|(vm, state)| {
+                let root = state.roots.get(&ROOT_CONTEXT_ID)?;
+                Some((root.next_tick_ns?, vm))
+            })
+            .min()
     }
 
-    fn fire_tick(&mut self, due: u64) -> Result<(), HarnessError> {
-        let state = self.store.data_mut();
-        state.now_ns = due;
-        if let Some(root) = state.roots.get_mut(&ROOT_CONTEXT_ID) {
-            root.next_tick_ns = Some(due + root.tick_period_ms * 1_000_000);
-        }
-        self.call(Callback::Tick, &[ROOT_CONTEXT_ID]).map(drop)
+    fn fire_tick(&mut self, due: u64, vm: usize) -> Result<(), HarnessError> {
+        self.store.data_mut().now_ns = due;
+        self.on_vm(vm, |plugin| {
+            let state = plugin.store.data_mut();
+            if let Some(root) = state.roots.get_mut(&ROOT_CONTEXT_ID) {
+                root.next_tick_ns = Some(due + root.tick_period_ms * 1_000_000);
+            }
+            plugin.call(Callback::Tick, &[ROOT_CONTEXT_ID]).map(drop)
+        })
     }
 
-    /// The http calls the guest dispatched and the test has not answered yet.
+    /// The http calls the guest dispatched, from any VM, and the test has not answered yet, in
+    /// token order (tokens are unique across the plugin's VMs).
     pub fn http_calls(&self) -> Vec<DispatchedHttpCall> {
-        self.store.data().http_calls.values().cloned().collect()
+        let mut calls: Vec<DispatchedHttpCall> = self
+            .vm_states()
+            .flat_map(|(_, state)| state.http_calls.values().cloned())
+            .collect();
+        calls.sort_by_key(|call| call.token);
+        calls
     }
 
-    /// Answers a dispatched http call (`proxy_on_http_call_response` on the root context).
+    /// The VM that dispatched http call `token`.
+    fn vm_with_http_call(&self, token: u32) -> Result<usize, HarnessError> {
+        self.vm_states()
+            .find(|(_, state)| state.http_calls.contains_key(&token))
+            .map(|(vm, _)| vm)
+            .ok_or_else(|| HarnessError::usage(format!("no pending http call with token {token}")))
+    }
+
+    /// Answers a dispatched http call (`proxy_on_http_call_response` on the root context of the
+    /// VM that dispatched it).
     pub fn respond_http_call(
+        &mut self,
+        token: u32,
+        response: HttpCallResponse,
+    ) -> Result<(), HarnessError> {
+        let vm = self.vm_with_http_call(token)?;
+        self.on_vm(vm, |plugin| plugin.answer_http_call(token, response))
+    }
+
+    fn answer_http_call(
         &mut self,
         token: u32,
         response: HttpCallResponse,
@@ -349,6 +544,11 @@ impl Plugin {
 
     /// Fails a dispatched http call as a reset upstream does (status BROKEN_CONNECTION, "reset").
     pub fn fail_http_call(&mut self, token: u32) -> Result<(), HarnessError> {
+        let vm = self.vm_with_http_call(token)?;
+        self.on_vm(vm, |plugin| plugin.fail_http_call_here(token))
+    }
+
+    fn fail_http_call_here(&mut self, token: u32) -> Result<(), HarnessError> {
         self.take_http_call(token)?;
         self.store.data_mut().status = (Status::BrokenConnection as u32, "reset".to_string());
         let result = self.call(
@@ -442,7 +642,8 @@ impl Plugin {
         &self.store.data().settings.shared_data
     }
 
-    /// Enqueues to a queue the guest registered, then delivers `proxy_on_queue_ready`.
+    /// Enqueues to a queue the guest registered, then delivers `proxy_on_queue_ready` to the VM
+    /// that registered it last (cpp-host's shared queue).
     pub fn enqueue(&mut self, queue_name: &str, data: &[u8]) -> Result<(), HarnessError> {
         let state = self.store.data_mut();
         let token = state
@@ -456,10 +657,18 @@ impl Plugin {
         self.deliver_ready_queues()
     }
 
-    /// Stops the plugin as Envoy does on drain: `proxy_on_done` on the root context, and
-    /// `proxy_on_delete` once it is done (at once, or when the guest later calls `proxy_done`).
-    /// Returns whether the root context finished.
+    /// Stops the plugin as Envoy does on drain: in every VM, `proxy_on_done` on the root
+    /// context, and `proxy_on_delete` once it is done (at once, or when the guest later calls
+    /// `proxy_done`). Returns whether every root context finished.
     pub fn shutdown(&mut self) -> Result<bool, HarnessError> {
+        let mut all_done = true;
+        for index in self.vm_indices() {
+            all_done &= self.on_vm(index, Plugin::shutdown_vm)?;
+        }
+        Ok(all_done)
+    }
+
+    fn shutdown_vm(&mut self) -> Result<bool, HarnessError> {
         let done = self.call(Callback::Done, &[ROOT_CONTEXT_ID])? != Some(0);
         if !done {
             self.store.data_mut().pending_done.push(ROOT_CONTEXT_ID);
@@ -469,9 +678,15 @@ impl Plugin {
         Ok(true)
     }
 
-    /// Whether the guest called `proxy_done` for its root context after a deferred shutdown.
+    /// Whether the guest called `proxy_done` for its root context after a deferred shutdown,
+    /// in every VM that deferred it.
     pub fn done_called(&self) -> bool {
-        self.store.data().done_called.contains(&ROOT_CONTEXT_ID)
+        // `proxy_done` takes a root off `pending_done` and records it in `done_called`.
+        self.vm_states()
+            .all(|(_, state)| !state.pending_done.contains(&ROOT_CONTEXT_ID))
+            && self
+                .vm_states()
+                .any(|(_, state)| state.done_called.contains(&ROOT_CONTEXT_ID))
     }
 
     /// Why the VM failed (the first trap's message), while it stays failed.
@@ -509,10 +724,10 @@ impl Plugin {
     /// keeps outside the VM carries over: metrics (stats), logs, the clock, shared data.
     fn reload(&mut self) -> Result<(), HarnessError> {
         let state = self.successor_state();
-        let mut fresh = Plugin::start(&self.module, state)?;
+        let mut fresh = Plugin::start(&self.module, state)?.into_parked();
         fresh.next_context_id = self.next_context_id;
-        fresh.reloads = self.reloads + 1;
-        *self = fresh;
+        self.swap_vm(&mut fresh);
+        self.reloads += 1;
         Ok(())
     }
 
@@ -567,9 +782,21 @@ impl Plugin {
         })
     }
 
+    /// Delivers `proxy_on_queue_ready` for every queue with new items, each in the VM that
+    /// registered it. Another VM's trap fails that VM; under a failure policy it is not this
+    /// call's error (that VM answers its own requests by the policy).
     fn deliver_ready_queues(&mut self) -> Result<(), HarnessError> {
-        while let Some((root, token)) = self.store.data_mut().ready_queues.pop_front() {
-            self.call_once(Callback::QueueReady, &[root, token])?;
+        while let Some((vm, root, token)) = self.store.data_mut().ready_queues.pop_front() {
+            if vm == self.active {
+                self.call_once(Callback::QueueReady, &[root, token])?;
+                continue;
+            }
+            let delivered = self.on_vm(vm, |plugin| {
+                plugin.call_once(Callback::QueueReady, &[root, token])
+            });
+            if self.store.data().settings.failure_policy.is_none() {
+                delivered?;
+            }
         }
         Ok(())
     }
@@ -591,7 +818,6 @@ fn epoch_ticks(timeout: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::Connection;
     use crate::exchange::Request;
 
     /// A guest whose every request grows its memory by one page, as a leak would.

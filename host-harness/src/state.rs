@@ -57,8 +57,11 @@ pub(crate) struct HostState {
     pub logs: Vec<LogRecord>,
     pub panic_message: Option<String>,
     pub metrics: MetricStore,
+    /// Which of the plugin's VMs this is (0: the main thread's, `i`: worker `i - 1`'s).
+    pub vm_index: usize,
     pub queues: Vec<SharedQueue>,
-    pub ready_queues: VecDeque<(u32, u32)>,
+    /// Queues with new items: the registrant's VM, its root context and the queue token.
+    pub ready_queues: VecDeque<(usize, u32, u32)>,
     pub http_calls: BTreeMap<u32, DispatchedHttpCall>,
     pub next_http_token: u32,
     pub http_call_response: Option<HttpCallResponse>,
@@ -90,6 +93,8 @@ pub(crate) struct RootContext {
 pub(crate) struct SharedQueue {
     pub vm_id: String,
     pub name: String,
+    /// The VM that registered the queue last: `proxy_on_queue_ready` goes to it.
+    pub vm: usize,
     pub root_context: u32,
     pub items: VecDeque<Vec<u8>>,
 }
@@ -285,6 +290,7 @@ impl HostState {
             logs: Vec::new(),
             panic_message: None,
             metrics: MetricStore::default(),
+            vm_index: 0,
             queues: Vec::new(),
             ready_queues: VecDeque::new(),
             http_calls: BTreeMap::new(),
@@ -304,6 +310,19 @@ impl HostState {
             pending_done: Vec::new(),
             done_called: Vec::new(),
         }
+    }
+
+    /// Moves what outlives one VM from `self` to the VM that runs next, `next`: the clock, the
+    /// deterministic generator, metrics (Envoy's stats), logs, the shared queues and the http
+    /// call token counter (tokens stay unique across the plugin's VMs).
+    pub fn hand_over(&mut self, next: &mut HostState) {
+        next.now_ns = self.now_ns;
+        next.rng = self.rng;
+        next.next_http_token = self.next_http_token;
+        next.metrics = std::mem::take(&mut self.metrics);
+        next.logs = std::mem::take(&mut self.logs);
+        next.queues = std::mem::take(&mut self.queues);
+        next.ready_queues = std::mem::take(&mut self.ready_queues);
     }
 
     /// The context hostcalls act on: the one `proxy_set_effective_context` chose, else the one

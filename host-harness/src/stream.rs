@@ -211,8 +211,10 @@ impl<'p> Stream<'p> {
         let status = parse_status(&response.headers);
         let mut headers = response.headers;
         // The router's header, there before the filter's response callbacks run.
-        let service_ms = self.plugin.now_ns().saturating_sub(self.upstream_sent_ns) / 1_000_000;
-        headers.set_owned("x-envoy-upstream-service-time", service_ms.to_string());
+        if self.plugin.store.data().settings.hcm.router_headers() {
+            let service_ms = self.plugin.now_ns().saturating_sub(self.upstream_sent_ns) / 1_000_000;
+            headers.set_owned("x-envoy-upstream-service-time", service_ms.to_string());
+        }
         let stream = self.plugin.stream_state(self.id)?;
         stream.response_headers = Some(headers);
         stream.response_code = Some(status);
@@ -329,17 +331,26 @@ impl<'p> Stream<'p> {
         let mut body = std::mem::take(&mut self.upstream_body);
         body.append(&mut stream.request_body);
         body.extend(self.request_body.drain(..).flatten());
-        let trailers = self
-            .request_trailers
-            .take()
-            .or(stream.request_trailers.clone());
+        if let Some(trailers) = self.request_trailers.take() {
+            stream.request_trailers = Some(trailers);
+        }
         self.request_stage = Stage::Done;
+        self.go_upstream(body)
+    }
+
+    /// Hands the request to the router: it adds its headers to the request map and the
+    /// upstream receives the headers, `body` and the trailers as the filter left them.
+    fn go_upstream(&mut self, body: Vec<u8>) -> Result<(), HarnessError> {
+        let now_ns = self.plugin.now_ns();
+        let settings = self.plugin.store.data().settings.clone();
+        let stream = self.plugin.stream_state(self.id)?;
+        settings.hcm.route_upstream(&mut stream.request_headers);
         self.outcome = RequestOutcome::Continued(UpstreamRequest {
             headers: stream.request_headers.clone(),
             body,
-            trailers,
+            trailers: stream.request_trailers.clone(),
         });
-        self.upstream_sent_ns = self.plugin.now_ns();
+        self.upstream_sent_ns = now_ns;
         Ok(())
     }
 
@@ -373,8 +384,20 @@ impl<'p> Stream<'p> {
     /// Envoy's reply for a stream whose VM failed (the Wasm filter's `failStream`, and the
     /// filter standing in for a failed VM's): 503 with details `wasm_fail_stream`, for a gRPC
     /// request a trailers-only `200` with `grpc-status: 14` and `connection: close`. It goes
-    /// straight to the client: the failed VM runs no response callbacks.
+    /// straight to the client: the failed VM runs no response callbacks. Once the response
+    /// headers went out, a reply is too late: the stream is reset instead, and a response the
+    /// client already has in full stays as it is.
     fn fail_stream_reply(&mut self) -> Result<(), HarnessError> {
+        if self.response_headers_sent() {
+            if self
+                .response
+                .as_ref()
+                .is_some_and(|response| !response.paused)
+            {
+                return Ok(());
+            }
+            return self.reset_after_headers("wasm_fail_stream");
+        }
         let local = LocalResponse {
             status: 503,
             headers: HeaderMap::new(),
@@ -543,17 +566,12 @@ impl<'p> Stream<'p> {
                     }
                 },
                 Stage::Done => {
-                    let now_ns = self.plugin.now_ns();
                     let stream = self.plugin.stream_state(id)?;
                     stream.live.request_headers = false;
                     // Data still buffered by a stopped body callback flows once the stream does.
                     self.upstream_body.append(&mut stream.request_body);
-                    self.upstream_sent_ns = now_ns;
-                    self.outcome = RequestOutcome::Continued(UpstreamRequest {
-                        headers: stream.request_headers.clone(),
-                        body: std::mem::take(&mut self.upstream_body),
-                        trailers: stream.request_trailers.clone(),
-                    });
+                    let body = std::mem::take(&mut self.upstream_body);
+                    self.go_upstream(body)?;
                     return Ok(());
                 }
             };
@@ -631,14 +649,24 @@ impl<'p> Stream<'p> {
         Ok(limit != 0 && buffered > limit)
     }
 
-    /// Envoy's answer to an overflowing encoder buffer once the response headers went out: it
-    /// records `response_payload_too_large` and resets the stream, so the client keeps the
+    /// Whether the response headers have gone out to the client: the filter let them pass (the
+    /// body or trailers are on their way), or the whole response has.
+    fn response_headers_sent(&self) -> bool {
+        matches!(self.response_stage, Stage::Body | Stage::Trailers)
+            || self
+                .response
+                .as_ref()
+                .is_some_and(|response| !response.paused)
+    }
+
+    /// Envoy's answer to a local reply once the response headers went out (`sendLocalReply`'s
+    /// last branch): it records `details` and resets the stream, so the client keeps the
     /// headers and whatever body had passed, and nothing more.
-    fn reset_response_too_large(&mut self) -> Result<(), HarnessError> {
+    fn reset_after_headers(&mut self, details: &'static str) -> Result<(), HarnessError> {
         let stream = self.plugin.stream_state(self.id)?;
         stream.live = Default::default();
         stream.response_body.clear();
-        stream.response_code_details = Some(Cow::Borrowed("response_payload_too_large"));
+        stream.response_code_details = Some(Cow::Borrowed(details));
         let mut headers = stream.response_headers.clone().unwrap_or_default();
         headers.set("server", "envoy");
         self.response_body.clear();
@@ -683,7 +711,7 @@ impl<'p> Stream<'p> {
                     let action = self.plugin.call(Callback::ResponseBody, &args)?;
                     let go = DataAction::from_code(action.unwrap_or(0)) == DataAction::Continue;
                     if (!go || buffering) && self.buffered_past_limit(true)? {
-                        self.reset_response_too_large()?;
+                        self.reset_after_headers("response_payload_too_large")?;
                         return Ok(());
                     }
                     if !go && !eos {
@@ -758,9 +786,10 @@ impl Plugin {
         connection: &Connection,
         request: Request,
     ) -> Result<Stream<'_>, HarnessError> {
-        // A failed VM is reloaded here under FAIL_RELOAD, or answers by its policy.
         request.route.metadata.check("route metadata")?;
         request.dynamic_metadata.check("dynamic metadata")?;
+        self.enter_worker(connection);
+        // A failed VM is reloaded here under FAIL_RELOAD, or answers by its policy.
         let failed_vm = self.failed_vm_policy()?;
         if !self.configured().accepted {
             return Err(HarnessError::usage(

@@ -42,7 +42,12 @@ fn pseudo_headers_come_first_as_in_envoys_header_map() {
     // The HCM's `:scheme` and the guest's `:x-guest` both joined the pseudo-headers.
     assert!(keys[..first_regular].contains(&":scheme"), "{keys:?}");
     assert_eq!(keys[first_regular - 1], ":x-guest", "{keys:?}");
-    assert_eq!(keys.last(), Some(&"x-guest"), "{keys:?}");
+    // The guest's header is the last but the router's, added as the request goes upstream.
+    assert_eq!(
+        keys[keys.len() - 2..],
+        ["x-guest", "x-envoy-expected-rq-timeout-ms"],
+        "{keys:?}"
+    );
 }
 
 /// A guest that buffers whole bodies, as the Rust SDK's examples do: it stops
@@ -478,4 +483,158 @@ fn each_worker_and_the_main_thread_start_their_own_vm() {
         .send(&Connection::plain(), Request::get("/"))
         .unwrap();
     assert!(exchange.request.is_continued());
+}
+
+/// A guest that answers each request itself with the bytes `get_property` gave for the dynamic
+/// metadata field `ns.v` as the body, and `200 + status` as the status.
+const METADATA_VALUE_ECHO: &str = r#"(module
+  (import "env" "proxy_get_property" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response"
+    (func $respond (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "metadata\00filter_metadata\00ns\00v")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $status i32)
+    (i32.store (i32.const 64) (i32.const 0))
+    (i32.store (i32.const 68) (i32.const 0))
+    (local.set $status (call $get (i32.const 100) (i32.const 29) (i32.const 64) (i32.const 68)))
+    (drop (call $respond (i32.add (i32.const 200) (local.get $status)) (i32.const 0) (i32.const 0)
+                         (i32.load (i32.const 64)) (i32.load (i32.const 68))
+                         (i32.const 0) (i32.const 0) (i32.const -1)))
+    (i32.const 1)))"#;
+
+#[test]
+fn metadata_lists_are_pairs_of_their_elements_and_nulls_fail_to_serialise() {
+    let module = GuestModule::from_wat("metadata-echo", METADATA_VALUE_ECHO).unwrap();
+    let mut plugin = Plugin::new(&module, PluginSettings::new("metadata-echo")).unwrap();
+    let mut read = |value: serde_json::Value| {
+        let request = Request::get("/").dynamic_metadata("ns", serde_json::json!({ "v": value }));
+        let response = plugin
+            .send(&Connection::plain(), request)
+            .unwrap()
+            .response
+            .unwrap();
+        (response.status, response.body)
+    };
+    // Envoy's serializeValue: a list is the pairs encoding with each element as a key.
+    let roles = host_harness::encode_pairs(&[("admin", ""), ("ops", "")]);
+    assert_eq!(read(serde_json::json!(["admin", "ops"])), (200, roles));
+    assert_eq!(read(serde_json::json!([])), (200, vec![0, 0, 0, 0]));
+    let nested = read(serde_json::json!([["a"], {"k": "v"}]));
+    let inner = [
+        host_harness::encode_pairs(&[("a", "")]),
+        host_harness::encode_pairs(&[("k", "v")]),
+    ];
+    let empty: &[u8] = &[];
+    let pairs: Vec<(&[u8], &[u8])> = inner.iter().map(|key| (&key[..], empty)).collect();
+    assert_eq!(nested, (200, host_harness::encode_pairs(&pairs)));
+    // A null has no serialisation: SERIALIZATION_FAILURE (3).
+    assert_eq!(read(serde_json::Value::Null), (203, vec![]));
+    assert_eq!(read(serde_json::json!(["a", null])), (203, vec![]));
+}
+
+/// A guest that lets the response headers and the first response body chunk pass and traps on
+/// the next chunk; on a request carrying `x-early` it traps in the response headers instead.
+const RESPONSE_TRAPPER: &str = r#"(module
+  (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $early (mut i32) (i32.const 0))
+  (global $chunks (mut i32) (i32.const 0))
+  (data (i32.const 16) "x-early")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (global.set $early
+      (i32.eqz (call $get (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 64) (i32.const 68))))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (global.get $early) (then unreachable))
+    (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (global.set $chunks (i32.add (global.get $chunks) (i32.const 1)))
+    (if (i32.ge_u (global.get $chunks) (i32.const 2)) (then unreachable))
+    (i32.const 0)))"#;
+
+#[test]
+fn fail_closed_after_the_response_headers_went_out_resets_the_stream() {
+    let module = GuestModule::from_wat("response-trapper", RESPONSE_TRAPPER).unwrap();
+    let settings =
+        PluginSettings::new("response-trapper").failure_policy(FailurePolicy::FailClosed);
+    let mut plugin = Plugin::new(&module, settings.clone()).unwrap();
+    let upstream = UpstreamResponse::ok()
+        .header("x-app", "1")
+        .body_chunk(b"abc".to_vec())
+        .body_chunk(b"def".to_vec())
+        .body_chunk(b"ghi".to_vec());
+    let exchange = plugin
+        .exchange(&Connection::plain(), Request::get("/"), upstream.clone())
+        .unwrap();
+    assert!(exchange.request.is_continued());
+    let response = exchange.response.expect("the headers went out");
+    // Envoy's sendLocalReply once headers were sent: no 503, a reset after what had passed.
+    assert!(response.reset && !response.local, "{response:?}");
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"abc"[..])
+    );
+    assert_eq!(response.headers.get("x-app"), Some("1"));
+    assert!(plugin
+        .vm_failure()
+        .is_some_and(|failure| failure.contains("proxy_on_response_body")));
+    let later = plugin
+        .send(&Connection::plain(), Request::get("/"))
+        .unwrap();
+    assert_eq!(
+        later.response.map(|r| (r.status, r.reset)),
+        Some((503, false))
+    );
+
+    // A trap while the response headers are still in the filter: they never went out, so the
+    // client gets the 503 in their place.
+    let mut plugin = Plugin::new(&module, settings).unwrap();
+    let early = Request::get("/").header("x-early", "1");
+    let exchange = plugin
+        .exchange(&Connection::plain(), early, upstream)
+        .unwrap();
+    let response = exchange.response.expect("Envoy answers");
+    assert_eq!(
+        (response.status, response.reset, response.local),
+        (503, false, true)
+    );
+    assert!(response.headers.get("x-app").is_none());
+}
+
+#[test]
+fn the_router_announces_the_route_timeout_to_the_upstream() {
+    use host_harness::HttpConnectionManager;
+    let module = GuestModule::from_wat("pseudo-adder", PSEUDO_ADDER).unwrap();
+    let headers = |hcm: HttpConnectionManager| {
+        let settings = PluginSettings::new("router").http_connection_manager(hcm);
+        let mut plugin = Plugin::new(&module, settings).unwrap();
+        // A client's own value is an external control header: the HCM drops it first.
+        let request = Request::get("/").header("x-envoy-expected-rq-timeout-ms", "1");
+        let exchange = plugin.send(&Connection::plain(), request).unwrap();
+        let upstream = exchange.request.upstream().expect("went upstream");
+        let timeout = upstream.headers.get("x-envoy-expected-rq-timeout-ms");
+        let response = exchange.response.expect("client response");
+        (
+            timeout.map(str::to_string),
+            response
+                .headers
+                .get("x-envoy-upstream-service-time")
+                .is_some(),
+        )
+    };
+    let default = HttpConnectionManager::default();
+    assert_eq!(headers(default.clone()), (Some("15000".to_string()), true));
+    let short = default.clone().route_timeout(Duration::from_millis(2500));
+    assert_eq!(headers(short), (Some("2500".to_string()), true));
+    let none = default.clone().route_timeout(Duration::ZERO);
+    assert_eq!(headers(none), (None, true));
+    assert_eq!(headers(default.suppress_envoy_headers(true)), (None, false));
+    // No emulation: the client's header reaches the upstream as sent, and nothing is added.
+    let disabled = HttpConnectionManager::disabled();
+    assert_eq!(headers(disabled), (Some("1".to_string()), false));
 }

@@ -68,19 +68,26 @@ pub(super) fn proxy_register_shared_queue(
     let name = text(&name);
     let vm_id = state.settings.vm_id.clone();
     let root = state.settings_root_context();
+    let vm = state.vm_index;
+    // cpp-host's registerQueue: one token per (vm_id, name); registering again moves the
+    // queue's `proxy_on_queue_ready` to the registering VM and keeps its items.
     let token = match state
         .queues
         .iter()
         .position(|queue| queue.vm_id == vm_id && queue.name == name)
     {
         Some(index) => {
-            state.queues[index].root_context = root;
+            if let Some(queue) = state.queues.get_mut(index) {
+                queue.vm = vm;
+                queue.root_context = root;
+            }
             index + 1
         }
         None => {
             state.queues.push(SharedQueue {
                 vm_id,
                 name,
+                vm,
                 root_context: root,
                 items: Default::default(),
             });
@@ -160,8 +167,8 @@ impl HostState {
             return Status::NotFound;
         };
         queue.items.push_back(data);
-        let root = queue.root_context;
-        self.ready_queues.push_back((root, token));
+        let ready = (queue.vm, queue.root_context, token);
+        self.ready_queues.push_back(ready);
         Status::Ok
     }
 }
