@@ -222,3 +222,8 @@ impl Evaluation<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    mod evaluation;
+}

@@ -15,12 +15,11 @@
 //!   formats ([`identity::xfcc`], [`identity::alb`], [`rewrite::forwarded`]), [`evaluate`];
 //! - the benches (`benches/`) and the cross-crate suites (`tests/`): [`config`], [`evaluate`],
 //!   [`decide`], [`facts::pairs`], [`rewrite::is_spelling_of`];
-//! - the filter's own suites (`filter/tests/`), which specify every stage through its public
-//!   types, as a table of inputs and expected outcomes.
+//! - `filter/tests/session.rs`, the session through a fake host.
 //!
-//! The command-line tool and the host harness use none of it: they run the `.wasm`. What no suite
-//! needs from outside (the bounded cache, the DER reader beneath [`identity::x509`]) is
-//! `pub(crate)` and unit-tested where it lives.
+//! The command-line tool and the host harness use none of it: they run the `.wasm`. Every stage is
+//! specified by unit tests beside it (`<module>/tests/`, tables of inputs and expected outcomes),
+//! which reach it through `crate::` paths.
 
 pub(crate) mod collections;
 pub mod config;
@@ -36,3 +35,10 @@ pub mod policy;
 pub mod record;
 pub mod rewrite;
 pub mod session;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
+mod tests {
+    mod properties;
+}

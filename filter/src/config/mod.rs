@@ -268,3 +268,10 @@ impl RawConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    mod errors;
+    mod forwarding_telemetry;
+    mod json;
+}

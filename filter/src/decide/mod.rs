@@ -6,3 +6,9 @@ pub mod decision;
 pub mod matcher;
 pub mod route;
 pub mod trust;
+
+#[cfg(test)]
+mod tests {
+    mod decisions;
+    mod matching;
+}

@@ -265,3 +265,8 @@ fn escape_rdn_value(value: &str, out: &mut String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    mod x509;
+}

@@ -39,3 +39,8 @@ impl Telemetry {
     /// rarely enough to cost nothing per request.
     pub const METRICS_FLUSH_MS: std::ops::RangeInclusive<u32> = 100..=60_000;
 }
+
+#[cfg(test)]
+mod tests {
+    mod telemetry;
+}

@@ -132,3 +132,8 @@ pub fn is_spelling_of(received: &[u8], owned: &str) -> bool {
             .zip(owned.bytes())
             .all(|(r, o)| r.to_ascii_lowercase() == o || (*r == b'_' && o == b'-'))
 }
+
+#[cfg(test)]
+mod tests {
+    mod forwarding_headers;
+}
