@@ -10,16 +10,34 @@
 //!
 //! # Who uses what
 //!
-//! The shipped product is the `.wasm`; this library's Rust API serves certgate's own tools:
-//! - the fuzz targets (`fuzz/`): [`config::compile`], [`identity::PeerIdentity`] and the header
-//!   formats ([`identity::xfcc`], [`identity::alb`], [`rewrite::forwarded`]), [`evaluate`];
-//! - the benches (`benches/`) and the cross-crate suites (`tests/`): [`config`], [`evaluate`],
-//!   [`decide`], [`facts::pairs`], [`rewrite::is_spelling_of`];
-//! - `filter/tests/session.rs`, the session through a fake host.
+//! The shipped product is the `.wasm`: the command-line tool and the host harness run it and use
+//! none of this library's Rust API. The API is public for certgate's own tools, and only as far as
+//! they reach:
+//! - the fuzz targets (`fuzz/src/`, replayed by `tests/fuzz_replay.rs`): [`config::compile`] and
+//!   [`evaluate::evaluate`] for whole configurations and requests; [`identity::PeerIdentity`] for
+//!   certificates; the header formats [`identity::xfcc`], [`identity::alb`],
+//!   [`rewrite::forwarded`] and [`encoding::percent`]; the patterns of [`decide::matcher`] and the
+//!   canonical forms of [`names`];
+//! - the benches: `benches/core.rs` takes a request the glue's way ([`facts::pairs`],
+//!   [`decide::route::RequestFacts`], the access rules of [`policy::Policy`],
+//!   [`evaluate::evaluate`], [`rewrite::forwarding::RenderedIdentity`],
+//!   [`record::metrics::MetricCounts`], the access record), `benches/x509.rs` reads certificates
+//!   with [`identity::x509::parse_certificate`];
+//! - the cross-crate suites: `tests/hostile_certificates.rs` (requests through
+//!   [`evaluate::evaluate`]), `tests/harness_never_traps.rs` ([`rewrite::is_spelling_of`]),
+//!   `tests/envoy_churn.rs` ([`record::metrics::METRIC_CAPACITY`]), and `cargo xtask demo`
+//!   ([`config::compile`]);
+//! - `filter/tests/session.rs`, which drives [`session`] through a fake host.
 //!
-//! The command-line tool and the host harness use none of it: they run the `.wasm`. Every stage is
-//! specified by unit tests beside it (`<module>/tests/`, tables of inputs and expected outcomes),
-//! which reach it through `crate::` paths.
+//! The types in those items' signatures and fields are public with them: the decision vocabulary
+//! ([`decide::decision`]), the metric series ([`record::series`]), the identity sources
+//! ([`identity::sources`]). Everything else is `pub(crate)`. Every stage is specified by unit tests
+//! beside it (`<module>/tests/`, tables of inputs and expected outcomes), which reach it through
+//! `crate::` paths.
+
+// The glue is built for wasm32 only, so natively what only the glue uses looks dead: dead code is
+// judged by the wasm32 build (`cargo clippy --target wasm32-wasip1 -p certgate-filter`).
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 pub(crate) mod collections;
 pub mod config;
