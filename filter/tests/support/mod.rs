@@ -1,60 +1,8 @@
-//! Test certificates: real X.509 certificates generated with rcgen and read back through certgate's
-//! own identity extraction, so tables exercise the same path as production.
+//! Test certificates for the suites outside the crate: the same file as the crate's own unit tests.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Fixture helpers fail loudly on fixture bugs.
+#[allow(clippy::expect_used)]
+#[path = "../../src/test_support/certificates.rs"]
+mod certificates;
 
-use certgate::identity::PeerIdentity;
-use rcgen::{CertificateParams, DnType, KeyPair, SanType};
-use std::net::IpAddr;
-use std::sync::OnceLock;
-
-/// A SAN to put in a test certificate.
-#[derive(Debug, Clone, Copy)]
-pub enum San<'a> {
-    Dns(&'a str),
-    Uri(&'a str),
-    Ip(&'a str),
-    Email(&'a str),
-}
-
-fn key() -> &'static KeyPair {
-    static KEY: OnceLock<KeyPair> = OnceLock::new();
-    KEY.get_or_init(|| KeyPair::generate().expect("key generation"))
-}
-
-/// The PEM of a self-signed certificate with these SANs and subject common name.
-pub fn cert_pem(sans: &[San<'_>], common_name: Option<&str>) -> String {
-    let mut params = CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CountryName, "US");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Certgate Tests");
-    if let Some(cn) = common_name {
-        params.distinguished_name.push(DnType::CommonName, cn);
-    }
-    params.subject_alt_names = sans
-        .iter()
-        .map(|san| match san {
-            San::Dns(name) => SanType::DnsName((*name).try_into().expect("IA5 DNS name")),
-            San::Uri(uri) => SanType::URI((*uri).try_into().expect("IA5 URI")),
-            San::Ip(ip) => SanType::IpAddress(ip.parse::<IpAddr>().expect("IP address")),
-            San::Email(email) => SanType::Rfc822Name((*email).try_into().expect("IA5 email")),
-        })
-        .collect();
-    params
-        .self_signed(key())
-        .expect("self-signed certificate")
-        .pem()
-}
-
-/// The identity certgate reads from such a certificate.
-pub fn identity(sans: &[San<'_>], common_name: Option<&str>) -> PeerIdentity {
-    PeerIdentity::from_pem(cert_pem(sans, common_name).as_bytes())
-        .expect("certgate reads the certificate")
-}
+pub use certificates::{cert_pem, San};

@@ -1,14 +1,13 @@
-//! Test certificates: real X.509 certificates generated with rcgen and read back through certgate's
-//! own identity extraction, so tables exercise the same path as production.
+//! Real X.509 certificates generated with rcgen. It names nothing of certgate's, so a suite
+//! outside the crate (`filter/tests/support/`) includes the same file.
 
-use crate::identity::PeerIdentity;
 use rcgen::{CertificateParams, DnType, KeyPair, SanType};
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
 /// A SAN to put in a test certificate.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum San<'a> {
+pub enum San<'a> {
     Dns(&'a str),
     Uri(&'a str),
     Ip(&'a str),
@@ -21,7 +20,7 @@ fn key() -> &'static KeyPair {
 }
 
 /// The PEM of a self-signed certificate with these SANs and subject common name.
-pub(crate) fn cert_pem(sans: &[San<'_>], common_name: Option<&str>) -> String {
+pub fn cert_pem(sans: &[San<'_>], common_name: Option<&str>) -> String {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::CountryName, "US");
@@ -44,10 +43,4 @@ pub(crate) fn cert_pem(sans: &[San<'_>], common_name: Option<&str>) -> String {
         .self_signed(key())
         .expect("self-signed certificate")
         .pem()
-}
-
-/// The identity certgate reads from such a certificate.
-pub(crate) fn identity(sans: &[San<'_>], common_name: Option<&str>) -> PeerIdentity {
-    PeerIdentity::from_pem(cert_pem(sans, common_name).as_bytes())
-        .expect("certgate reads the certificate")
 }
