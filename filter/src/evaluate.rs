@@ -41,18 +41,20 @@ pub struct ConnectionFacts<'a> {
 /// Everything certgate concluded about a request.
 #[derive(Debug, Clone)]
 pub struct Evaluation<'a> {
-    pub route: Option<usize>,
+    pub(crate) route: Option<usize>,
     pub decision: Decision,
-    pub peer: ResolvedPeer<'a>,
-    pub source: Option<IdentitySource>,
-    pub peer_address: PeerAddress,
-    pub peer_trusted: bool,
-    pub client_address: Option<IpAddr>,
-    pub sni_mismatch: bool,
+    pub(crate) peer: ResolvedPeer<'a>,
+    pub(crate) source: Option<IdentitySource>,
+    pub(crate) peer_address: PeerAddress,
+    /// Whether the peer was trusted as a proxy: the rewrite has used it; the tests read it here.
+    #[cfg(test)]
+    pub(crate) peer_trusted: bool,
+    pub(crate) client_address: Option<IpAddr>,
+    pub(crate) sni_mismatch: bool,
     /// Days until the certificate's end, when a certificate with a known end was read.
-    pub days_to_expiry: Option<i64>,
+    pub(crate) days_to_expiry: Option<i64>,
     /// Within `expiry_warning_days` of its end.
-    pub expiring: bool,
+    pub(crate) expiring: bool,
     /// The header rewrite (to apply only if the request is forwarded) and the spoofed headers.
     pub rewrite: Rewrite<'a>,
 }
@@ -134,6 +136,7 @@ pub fn evaluate<'a>(
         peer,
         source,
         peer_address,
+        #[cfg(test)]
         peer_trusted,
         client_address,
         sni_mismatch,
@@ -151,12 +154,12 @@ fn route_name(policy: &Policy, route: Option<usize>) -> Option<&str> {
 
 impl Evaluation<'_> {
     /// The route's name, if a route matched.
-    pub fn route_name<'p>(&self, policy: &'p Policy) -> Option<&'p str> {
+    pub(crate) fn route_name<'p>(&self, policy: &'p Policy) -> Option<&'p str> {
         route_name(policy, self.route)
     }
 
     /// The counter increments of this request. (The expiry histogram is observed once per
-    /// certificate, not per request: see [`crate::record::warnings::SeenCertificates`].)
+    /// certificate, not per request: see `record::warnings::SeenCertificates`.)
     pub fn metrics<'m>(
         &'m self,
         policy: &'m Policy,
@@ -221,4 +224,9 @@ impl Evaluation<'_> {
                 .map(|reason| policy.deny_response.grpc_status_for(reason)),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    mod evaluation;
 }

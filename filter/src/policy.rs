@@ -14,21 +14,18 @@ use crate::rewrite::forwarding::Forwarding;
 pub struct Policy {
     /// The routes and their rules.
     pub access: AccessPolicy,
-    pub deny_response: DenyResponse,
-    pub trusted_proxies: TrustedProxies,
-    pub identity_sources: Vec<IdentitySource>,
+    pub(crate) deny_response: DenyResponse,
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) identity_sources: Vec<IdentitySource>,
     /// On Envoys before 1.39 (no `connection.peer_certificate_valid`), treat a presented certificate
     /// as validated. Sound only when the listener requires and verifies client certificates.
-    pub assume_presented_certs_validated: bool,
+    pub(crate) assume_presented_certs_validated: bool,
     /// What a certificate Envoy reports not validated on a resumed TLS session gets.
-    pub resumption: Resumption,
+    pub(crate) resumption: Resumption,
     pub forwarding: Forwarding,
     pub telemetry: Telemetry,
-    pub sni_host_mismatch: SniHostMismatch,
+    pub(crate) sni_host_mismatch: SniHostMismatch,
     /// Whether any route matches on Envoy's route name, so the glue must fetch `xds.route_name`;
     /// worked out once at configure time, read on every request.
-    pub uses_route_names: bool,
-    /// Whether an identity source reads certificates from headers (so the clock matters even on a
-    /// connection without a certificate); worked out once at configure time.
-    pub reads_header_certificates: bool,
+    pub(crate) uses_route_names: bool,
 }

@@ -28,13 +28,13 @@ use std::rc::Rc;
 const SEEN_CERTIFICATES_SIZE: usize = 4096;
 
 /// The body of the reply to every request of a plugin whose configuration the host refused.
-pub const NO_CONFIGURATION_BODY: &str = "certgate has no valid configuration";
+pub(crate) const NO_CONFIGURATION_BODY: &str = "certgate has no valid configuration";
 
 /// What one worker's plugin instance keeps for its requests: the session (connections,
 /// certificates, the clock, the warnings given), what was counted since the last tick, and the
 /// certificates whose expiry was observed already.
 #[derive(Debug)]
-pub struct Worker {
+pub(crate) struct Worker {
     session: Session,
     metrics: MetricCounts,
     seen_certificates: SeenCertificates,
@@ -52,15 +52,15 @@ impl Default for Worker {
 
 /// What the glue does once the request's headers are handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestOutcome {
+pub(crate) struct RequestOutcome {
     /// The access record, to log when the request is over; `None` when it is off.
-    pub access_record: Option<AccessLine>,
-    pub response: Response,
+    pub(crate) access_record: Option<AccessLine>,
+    pub(crate) response: Response,
 }
 
 /// Whether the request goes on to the upstream or is answered here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Response {
+pub(crate) enum Response {
     /// Forwarded, its headers rewritten already.
     Forward,
     /// Answered locally; the request goes no further.
@@ -69,26 +69,26 @@ pub enum Response {
 
 /// A local reply, as the host's `send_local_response` takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReply {
-    pub status: u32,
+pub(crate) struct LocalReply {
+    pub(crate) status: u32,
     /// The reply's headers, pairs-encoded.
-    pub headers: Vec<u8>,
-    pub body: String,
+    pub(crate) headers: Vec<u8>,
+    pub(crate) body: String,
     /// For a gRPC caller, the gRPC status (Envoy sends the body as `grpc-message`); `None` for HTTP.
-    pub grpc_status: Option<u32>,
+    pub(crate) grpc_status: Option<u32>,
 }
 
 /// The access record of one request and the level it is logged at (never `off`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLine {
-    pub level: RecordLevel,
+pub(crate) struct AccessLine {
+    pub(crate) level: RecordLevel,
     /// The record, one JSON object.
-    pub line: String,
+    pub(crate) line: String,
 }
 
 impl AccessLine {
     /// Logs the record at its level.
-    pub fn log(&self) {
+    pub(crate) fn log(&self) {
         let line = &self.line;
         match self.level {
             RecordLevel::Debug => log::debug!("{line}"),
@@ -104,7 +104,7 @@ impl Worker {
     /// problem logged, when it is invalid (the host then refuses it). A new policy replaces the old
     /// one: what the old one counted is handed to the host first, the clock is read, and what was
     /// derived under the old policy is dropped.
-    pub fn configure(
+    pub(crate) fn configure(
         &mut self,
         host: &impl Host,
         sink: &mut impl MetricSink,
@@ -141,13 +141,13 @@ impl Worker {
     }
 
     /// The timer: the clock is read and the counts handed to the host.
-    pub fn tick(&mut self, host: &impl Host, sink: &mut impl MetricSink) {
+    pub(crate) fn tick(&mut self, host: &impl Host, sink: &mut impl MetricSink) {
         self.session.read_clock(host);
         self.flush_metrics(sink);
     }
 
     /// Hands what was counted since the last flush to the host.
-    pub fn flush_metrics(&mut self, sink: &mut impl MetricSink) {
+    pub(crate) fn flush_metrics(&mut self, sink: &mut impl MetricSink) {
         let flushed = self.metrics.flush(sink);
         if flushed.refused > 0 {
             log::debug!(
@@ -166,7 +166,7 @@ impl Worker {
     /// Handles a request's headers under `policy` (`None`: the host refused the configuration, and
     /// every request is answered 503): sets the filter state and rewrites the forwarding headers
     /// through `host`, and says what is left to do.
-    pub fn on_request_headers(
+    pub(crate) fn on_request_headers(
         &mut self,
         host: &impl Host,
         policy: Option<&Rc<Policy>>,

@@ -28,7 +28,7 @@ const WARNED_CACHE_SIZE: usize = 256;
 
 /// What the session and the request path ask of the host: properties, shared data, the clock, the
 /// request's header map, the writes a request makes, and foreign functions.
-pub trait Host {
+pub(crate) trait Host {
     /// A property's value; `None` when absent.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// A shared-data value (shared by every VM of the plugin); `None` when absent or refused.
@@ -70,24 +70,24 @@ pub trait Host {
 
 /// What certgate keeps about a connection between its requests, each fact read once.
 #[derive(Debug)]
-pub struct KnownConnection {
+pub(crate) struct KnownConnection {
     /// The policy the facts were derived under (the rendering follows its forwarding options).
-    pub policy: Rc<Policy>,
+    pub(crate) policy: Rc<Policy>,
     /// The peer's certificate, its identity shared with the certificate cache.
-    pub peer: Peer<Rc<PeerIdentity>>,
-    pub tls_version: Option<String>,
-    pub sni: Option<String>,
-    pub source_address: Option<String>,
+    pub(crate) peer: Peer<Rc<PeerIdentity>>,
+    pub(crate) tls_version: Option<String>,
+    pub(crate) sni: Option<String>,
+    pub(crate) source_address: Option<String>,
     /// `source.address` has port 0: Envoy took it from X-Forwarded-For, which changes per request.
-    pub address_from_headers: bool,
-    pub local_address: Option<String>,
+    pub(crate) address_from_headers: bool,
+    pub(crate) local_address: Option<String>,
     /// The certificate's forwarding-header values.
-    pub rendered: Option<RenderedIdentity>,
+    pub(crate) rendered: Option<RenderedIdentity>,
 }
 
 /// What a connection is warned about once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Warning {
+pub(crate) enum Warning {
     Spoofing,
     SniHostMismatch,
 }
@@ -100,7 +100,7 @@ impl Warning {
 
 /// The memory of one plugin instance, shared by its streams.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     identities: TwoGenerationCache<String, Rc<PeerIdentity>>,
     connections: TwoGenerationCache<u64, Rc<KnownConnection>>,
     /// Connections already warned about (id and [`Warning`] in one key).
@@ -133,38 +133,38 @@ impl Default for Session {
 
 impl Session {
     /// A new policy replaces the old one: what the caches hold was derived under the old one.
-    pub fn reconfigured(&mut self) {
+    pub(crate) fn reconfigured(&mut self) {
         self.connections = TwoGenerationCache::new(CONNECTION_CACHE_SIZE);
         self.identities = TwoGenerationCache::new(IDENTITY_CACHE_SIZE);
     }
 
     /// Reads the host's clock; the last reading stays when the host gives none.
-    pub fn read_clock(&mut self, host: &impl Host) {
+    pub(crate) fn read_clock(&mut self, host: &impl Host) {
         if let Some(now) = host.now() {
             self.now = now;
         }
     }
 
     /// The host's clock as last read, in Unix seconds.
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.now
     }
 
     /// Whether `warning` is given for the first time on this connection (it is given from now on).
-    pub fn first_warning(&mut self, warning: Warning, connection_id: u64) -> bool {
+    pub(crate) fn first_warning(&mut self, warning: Warning, connection_id: u64) -> bool {
         self.warned_connections
             .first_time(warning.key(connection_id))
     }
 
     /// Whether the "source.address comes from a header" warning is given for the first time.
-    pub fn first_header_address_warning(&mut self) -> bool {
+    pub(crate) fn first_header_address_warning(&mut self) -> bool {
         !std::mem::replace(&mut self.header_address_warned, true)
     }
 
     /// The connection's facts: from the cache when its id was seen before under this policy, else
     /// read (and kept). Without a `connection.id` nothing is kept, as two connections could not be
     /// told apart.
-    pub fn connection(
+    pub(crate) fn connection(
         &mut self,
         host: &impl Host,
         policy: &Rc<Policy>,

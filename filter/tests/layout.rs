@@ -59,8 +59,16 @@ fn dependencies(depth: usize) -> Graph {
     let mut graph = Graph::new();
     for file in rust_files(&src) {
         let module = module_path(&src, &file);
+        // Unit tests may reach anywhere; the layout is about the code they test. A module's tests
+        // and the tests' helpers live in `tests` and `test_support` modules, or after its
+        // `#[cfg(test)]`.
+        if module
+            .iter()
+            .any(|segment| segment == "tests" || segment == "test_support")
+        {
+            continue;
+        }
         let text = fs::read_to_string(&file).unwrap_or_default();
-        // Unit tests may reach anywhere; the layout is about the code they test.
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
         for line in code.lines() {
             let line = line.split("//").next().unwrap_or_default();

@@ -10,14 +10,14 @@ use std::hash::Hash;
 /// used again within half the capacity of other insertions survives, and every operation is
 /// constant time: a stream of new keys (a new connection per request) never scans the cache.
 #[derive(Debug)]
-pub struct TwoGenerationCache<K, V> {
+pub(crate) struct TwoGenerationCache<K, V> {
     generation: usize,
     recent: HashMap<K, V>,
     older: HashMap<K, V>,
 }
 
 impl<K: Eq + Hash, V: Clone> TwoGenerationCache<K, V> {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         TwoGenerationCache {
             generation: (capacity / 2).max(1),
             recent: HashMap::new(),
@@ -25,7 +25,7 @@ impl<K: Eq + Hash, V: Clone> TwoGenerationCache<K, V> {
         }
     }
 
-    pub fn get<Q>(&mut self, key: &Q) -> Option<V>
+    pub(crate) fn get<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
@@ -38,7 +38,7 @@ impl<K: Eq + Hash, V: Clone> TwoGenerationCache<K, V> {
         Some(value)
     }
 
-    pub fn insert(&mut self, key: K, value: V) {
+    pub(crate) fn insert(&mut self, key: K, value: V) {
         self.older.remove(&key);
         self.keep(key, value);
     }

@@ -5,4 +5,4 @@
 //! a client cannot fill a table with colliding keys, and SipHash's DoS resistance would buy nothing
 //! at a cost that is most of a decision's.
 
-pub mod cache;
+pub(crate) mod cache;

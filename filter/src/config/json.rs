@@ -14,11 +14,11 @@
 use std::fmt;
 
 /// How deeply arrays and objects may nest.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// A JSON value. Objects keep their members in the order written; a key appears at most once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Json {
+pub(crate) enum Json {
     Null,
     Bool(bool),
     /// The number as written (`-12`, `1.5e3`): readers parse what they accept.
@@ -30,10 +30,10 @@ pub enum Json {
 
 /// Why a document is not JSON, with the 1-based line and column (in characters) of the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyntaxError {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
+pub(crate) struct SyntaxError {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for SyntaxError {
@@ -47,7 +47,7 @@ impl fmt::Display for SyntaxError {
 }
 
 /// Parses one JSON document (surrounding whitespace allowed, nothing else).
-pub fn parse(document: &[u8]) -> Result<Json, SyntaxError> {
+pub(crate) fn parse(document: &[u8]) -> Result<Json, SyntaxError> {
     let text = std::str::from_utf8(document).map_err(|error| {
         Parser::at(document, error.valid_up_to()).error("the document is not valid UTF-8")
     })?;

@@ -1,7 +1,7 @@
 //! The plugin configuration: its JSON schema (the public contract) and its compilation into a ready
 //! [`Policy`], reporting every problem with the path of the field that has it.
 //!
-//! Three steps: [`json`] reads the document into a tree (or one syntax error with its line and
+//! Three steps: `json` reads the document into a tree (or one syntax error with its line and
 //! column); each section reads its part of the tree into a raw form (every wrong type, unknown key
 //! and bad value reported with its field path, all at once); then the raw forms compile into the
 //! [`Policy`], with the checks that span fields. One module per section (`routes`, `deny_response`,
@@ -11,7 +11,7 @@
 
 mod deny;
 mod forwarding;
-pub mod json;
+pub(crate) mod json;
 mod matchers;
 mod read;
 mod resumption;
@@ -36,8 +36,8 @@ use trust::RawTrustedProxies;
 /// One problem in the configuration: where (`routes[2].allow[0].dns`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 /// Control characters escaped: paths and messages quote what the configuration wrote, and each
@@ -75,7 +75,7 @@ pub fn compile(json: &[u8]) -> Result<Policy, Vec<ConfigError>> {
 }
 
 /// The configuration's JSON document; the host's bytes can be freed once it is read.
-pub fn parse(json: &[u8]) -> Result<Json, Vec<ConfigError>> {
+pub(crate) fn parse(json: &[u8]) -> Result<Json, Vec<ConfigError>> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Err(vec![ConfigError {
             path: String::new(),
@@ -91,7 +91,7 @@ pub fn parse(json: &[u8]) -> Result<Json, Vec<ConfigError>> {
 }
 
 /// Compiles a parsed configuration document, or lists everything wrong with it.
-pub fn compile_document(document: Json) -> Result<Policy, Vec<ConfigError>> {
+pub(crate) fn compile_document(document: Json) -> Result<Policy, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut problems = Problems(&mut errors);
     // A document of the wrong shape is not compiled: the defaults standing in for its wrong fields
@@ -244,13 +244,8 @@ impl RawConfig {
         let uses_route_names = routes
             .iter()
             .any(|route| route.route_match.route_name.is_some());
-        let reads_header_certificates = self
-            .identity_sources
-            .iter()
-            .any(|source| source.reads_headers());
         Policy {
             uses_route_names,
-            reads_header_certificates,
             access: AccessPolicy {
                 mode: self.mode,
                 default_action: self.default_action,
@@ -267,4 +262,11 @@ impl RawConfig {
             sni_host_mismatch: self.sni_host_mismatch,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    mod errors;
+    mod forwarding_telemetry;
+    mod json;
 }

@@ -10,7 +10,7 @@ use crate::identity::PeerIdentity;
 
 /// `enforce` denies; `audit` records what it would have denied and lets it through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     #[default]
     Enforce,
     Audit,
@@ -18,13 +18,13 @@ pub enum Mode {
 
 impl Mode {
     /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] =
+    pub(crate) const NAMES: &'static [(&'static str, Self)] =
         &[("enforce", Mode::Enforce), ("audit", Mode::Audit)];
 }
 
 /// What happens to a request that no route matches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DefaultAction {
+pub(crate) enum DefaultAction {
     Allow,
     #[default]
     Deny,
@@ -32,7 +32,7 @@ pub enum DefaultAction {
 
 impl DefaultAction {
     /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Self)] = &[
         ("allow", DefaultAction::Allow),
         ("deny", DefaultAction::Deny),
     ];
@@ -40,7 +40,7 @@ impl DefaultAction {
 
 /// What a request whose SNI names another host than its `:authority` gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SniHostMismatch {
+pub(crate) enum SniHostMismatch {
     /// Counted and logged, then decided as usual.
     #[default]
     Log,
@@ -50,7 +50,7 @@ pub enum SniHostMismatch {
 
 impl SniHostMismatch {
     /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Self)] = &[
         ("log", SniHostMismatch::Log),
         ("deny", SniHostMismatch::Deny),
     ];
@@ -58,22 +58,22 @@ impl SniHostMismatch {
 
 /// The local reply of a denied request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DenyResponse {
-    pub status: u16,
+pub(crate) struct DenyResponse {
+    pub(crate) status: u16,
     /// A fixed body; `None` for the default JSON body.
-    pub body: Option<String>,
-    pub content_type: String,
-    pub expose_reason: bool,
+    pub(crate) body: Option<String>,
+    pub(crate) content_type: String,
+    pub(crate) expose_reason: bool,
     /// A fixed gRPC status for gRPC callers; `None` chooses it per reason.
-    pub grpc_status: Option<u32>,
+    pub(crate) grpc_status: Option<u32>,
     /// A fixed `grpc-message`; `None` for the default one.
-    pub grpc_message: Option<String>,
+    pub(crate) grpc_message: Option<String>,
 }
 
 impl DenyResponse {
     /// The body to send: the configured one, or `{"error":"forbidden","request_id":…}` with the
     /// reason added when `expose_reason` is set.
-    pub fn body(&self, reason: DenyReason, request_id: &str) -> String {
+    pub(crate) fn body(&self, reason: DenyReason, request_id: &str) -> String {
         if let Some(body) = &self.body {
             return body.clone();
         }
@@ -86,14 +86,14 @@ impl DenyResponse {
     }
 
     /// The gRPC status a denial for `reason` answers a gRPC caller with.
-    pub fn grpc_status_for(&self, reason: DenyReason) -> u32 {
+    pub(crate) fn grpc_status_for(&self, reason: DenyReason) -> u32 {
         self.grpc_status.unwrap_or_else(|| reason.grpc_status())
     }
 
     /// What a gRPC caller is answered: the gRPC status (configured, or per reason) and the
     /// `grpc-message` (configured, or the status's name, the reason when `expose_reason` is set,
     /// and the request id).
-    pub fn grpc(&self, reason: DenyReason, request_id: &str) -> (u32, String) {
+    pub(crate) fn grpc(&self, reason: DenyReason, request_id: &str) -> (u32, String) {
         let status = self.grpc_status_for(reason);
         if let Some(message) = &self.grpc_message {
             return (status, message.clone());
@@ -114,7 +114,7 @@ impl DenyResponse {
 
 /// Whether a request is a gRPC call (`content-type: application/grpc`, or `application/grpc+…`), which
 /// Envoy answers with a gRPC status rather than an HTTP error.
-pub fn is_grpc(content_type: Option<&str>) -> bool {
+pub(crate) fn is_grpc(content_type: Option<&str>) -> bool {
     content_type.is_some_and(|value| {
         let value = value.trim_start();
         value
@@ -126,24 +126,24 @@ pub fn is_grpc(content_type: Option<&str>) -> bool {
 
 /// One route of the policy, compiled.
 #[derive(Debug, Clone)]
-pub struct Route {
-    pub name: String,
-    pub route_match: RouteMatch,
-    pub require_client_cert: bool,
+pub(crate) struct Route {
+    pub(crate) name: String,
+    pub(crate) route_match: RouteMatch,
+    pub(crate) require_client_cert: bool,
     /// `None`: any validated certificate is admitted.
-    pub allow: Option<MatcherSet>,
-    pub deny: MatcherSet,
-    pub mode: Mode,
+    pub(crate) allow: Option<MatcherSet>,
+    pub(crate) deny: MatcherSet,
+    pub(crate) mode: Mode,
 }
 
 /// The access rules: the routes in order, what a request no route matches gets, and how a route's
 /// rules read a certificate.
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
-    pub mode: Mode,
-    pub default_action: DefaultAction,
-    pub routes: Vec<Route>,
-    pub wildcard_certs: bool,
+    pub(crate) mode: Mode,
+    pub(crate) default_action: DefaultAction,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) wildcard_certs: bool,
 }
 
 impl AccessPolicy {
@@ -176,7 +176,7 @@ impl AccessPolicy {
     }
 
     /// The denial of a request whose SNI does not cover its `:authority` (audited in audit mode).
-    pub fn deny_sni_host_mismatch(&self, route: Option<usize>) -> Decision {
+    pub(crate) fn deny_sni_host_mismatch(&self, route: Option<usize>) -> Decision {
         let mode = route
             .and_then(|index| self.routes.get(index))
             .map_or(self.mode, |route| route.mode);

@@ -60,7 +60,7 @@ impl Verdict {
     }
 
     /// The reason, in the vocabulary metrics, records and replies use.
-    pub fn reason(self) -> Reason {
+    pub(crate) fn reason(self) -> Reason {
         match self {
             Verdict::Allow(reason) => reason.into(),
             Verdict::Deny(reason) | Verdict::AuditDeny(reason) => reason.into(),
@@ -86,7 +86,9 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    /// Every reason, for the test that each has its metric label.
+    #[cfg(test)]
+    pub(crate) const ALL: [Reason; 12] = [
         Reason::AllowlistMatch,
         Reason::ValidatedCert,
         Reason::ClientCertOptional,
@@ -147,14 +149,14 @@ impl From<DenyReason> for Reason {
 }
 
 /// gRPC's `UNAUTHENTICATED`: the caller has no valid credentials.
-pub const GRPC_UNAUTHENTICATED: u32 = 16;
+pub(crate) const GRPC_UNAUTHENTICATED: u32 = 16;
 /// gRPC's `PERMISSION_DENIED`: the caller's identity may not make this call.
-pub const GRPC_PERMISSION_DENIED: u32 = 7;
+pub(crate) const GRPC_PERMISSION_DENIED: u32 = 7;
 
 impl DenyReason {
     /// The gRPC status a denial for this reason answers a gRPC caller with: `UNAUTHENTICATED` when
     /// no usable certificate was presented, `PERMISSION_DENIED` when the identity was refused.
-    pub fn grpc_status(self) -> u32 {
+    pub(crate) fn grpc_status(self) -> u32 {
         match self {
             DenyReason::NoClientCert
             | DenyReason::CertNotValidated
@@ -168,7 +170,7 @@ impl DenyReason {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         Reason::from(self).as_str()
     }
 }
@@ -189,7 +191,7 @@ impl fmt::Display for DenyReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
-    pub route: Option<usize>,
+    pub(crate) route: Option<usize>,
 }
 
 impl Decision {
@@ -199,7 +201,7 @@ impl Decision {
     }
 
     /// The reason of an enforced denial: `None` when the request goes on (allowed, or audited).
-    pub fn denied(&self) -> Option<DenyReason> {
+    pub(crate) fn denied(&self) -> Option<DenyReason> {
         match self.verdict {
             Verdict::Deny(reason) => Some(reason),
             Verdict::Allow(_) | Verdict::AuditDeny(_) => None,

@@ -220,16 +220,8 @@ impl MatcherSet {
         set
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.matchers.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.matchers.len()
-    }
-
-    pub fn get(&self, index: usize) -> Option<&Matcher> {
-        self.matchers.get(index)
     }
 
     /// The lowest index of a matcher the identity hits. With `wildcard_certs`, a certificate's own

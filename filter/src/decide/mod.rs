@@ -5,4 +5,10 @@ pub mod access;
 pub mod decision;
 pub mod matcher;
 pub mod route;
-pub mod trust;
+pub(crate) mod trust;
+
+#[cfg(test)]
+mod tests {
+    mod decisions;
+    mod matching;
+}

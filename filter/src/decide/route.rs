@@ -16,17 +16,17 @@ pub struct RequestFacts<'a> {
 
 /// A compiled `match` block: every present condition must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RouteMatch {
-    pub route_name: Option<String>,
-    pub path_prefix: Option<String>,
-    pub path_exact: Option<String>,
-    pub hosts: Vec<DnsPattern>,
+pub(crate) struct RouteMatch {
+    pub(crate) route_name: Option<String>,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) path_exact: Option<String>,
+    pub(crate) hosts: Vec<DnsPattern>,
     /// Uppercase method names.
-    pub methods: Vec<String>,
+    pub(crate) methods: Vec<String>,
 }
 
 impl RouteMatch {
-    pub fn matches(&self, request: &RequestFacts<'_>) -> bool {
+    pub(crate) fn matches(&self, request: &RequestFacts<'_>) -> bool {
         let path = request.path.split(['?', '#']).next().unwrap_or_default();
         self.route_name
             .as_deref()

@@ -9,14 +9,14 @@ use crate::names::ip::IpNet;
 
 /// Peers whose forwarding headers and forwarded identities certgate believes.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies {
-    pub cidrs: Vec<IpNet>,
-    pub identities: MatcherSet,
+pub(crate) struct TrustedProxies {
+    pub(crate) cidrs: Vec<IpNet>,
+    pub(crate) identities: MatcherSet,
 }
 
 /// Whether the peer is a trusted proxy: by its socket address, or by its connection's own verified
 /// certificate.
-pub fn peer_trusted(
+pub(crate) fn peer_trusted(
     trusted: &TrustedProxies,
     wildcard_certs: bool,
     peer: Option<SocketAddress>,

@@ -4,14 +4,14 @@
 use std::fmt::Write as _;
 
 /// A JSON string literal (quotes included) for any text.
-pub fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     push_json_string(&mut out, text);
     out
 }
 
 /// Appends `text` as a JSON string literal (quotes included).
-pub fn push_json_string(out: &mut String, text: &str) {
+pub(crate) fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     let mut plain_from = 0;
     // Only ASCII needs escaping: copy the runs between escapes whole.

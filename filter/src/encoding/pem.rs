@@ -22,7 +22,7 @@ const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const END: &str = "-----END CERTIFICATE-----";
 
 /// The first certificate block (markers included) and its DER bytes.
-pub fn first_certificate(text: &str) -> Result<(&str, Vec<u8>), &'static str> {
+pub(crate) fn first_certificate(text: &str) -> Result<(&str, Vec<u8>), &'static str> {
     let start = text
         .find(BEGIN)
         .ok_or("no -----BEGIN CERTIFICATE----- line")?;
@@ -47,7 +47,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// Decodes standard base64, ignoring ASCII whitespace.
-pub fn decode_base64(text: &str) -> Result<Vec<u8>, &'static str> {
+pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, &'static str> {
     let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     BASE64.decode(compact).map_err(|error| match error {
         DecodeError::InvalidByte(_, b'=') | DecodeError::InvalidPadding => {

@@ -19,7 +19,7 @@ pub struct SocketAddress {
 
 /// What `source.address` says about the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerAddress {
+pub(crate) enum PeerAddress {
     /// The TCP peer of the connection.
     Socket(SocketAddress),
     /// An address Envoy derived from request headers (port 0): the HCM settings are unsound for
@@ -55,7 +55,7 @@ impl fmt::Display for SocketAddress {
 
 impl PeerAddress {
     /// Classifies Envoy's `source.address` (absent: `None`).
-    pub fn from_source_address(text: Option<&str>) -> Self {
+    pub(crate) fn from_source_address(text: Option<&str>) -> Self {
         match text.and_then(SocketAddress::parse) {
             Some(address) if address.port == 0 => PeerAddress::FromHeaders(address.ip),
             Some(address) => PeerAddress::Socket(address),
@@ -64,7 +64,7 @@ impl PeerAddress {
     }
 
     /// The socket peer, when known.
-    pub fn socket(self) -> Option<SocketAddress> {
+    pub(crate) fn socket(self) -> Option<SocketAddress> {
         match self {
             PeerAddress::Socket(address) => Some(address),
             _ => None,

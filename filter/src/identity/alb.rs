@@ -6,11 +6,11 @@ use crate::encoding::percent;
 use crate::identity::PeerIdentity;
 
 /// The header that carries the leaf certificate.
-pub const LEAF_HEADER: &str = "x-amzn-mtls-clientcert-leaf";
+pub(crate) const LEAF_HEADER: &str = "x-amzn-mtls-clientcert-leaf";
 
 /// Every header the ALB sets about the client certificate (verify and passthrough modes): from
 /// anyone but a trusted ALB, each is a spoofing attempt.
-pub const HEADERS: [&str; 6] = [
+pub(crate) const HEADERS: [&str; 6] = [
     LEAF_HEADER,
     "x-amzn-mtls-clientcert",
     "x-amzn-mtls-clientcert-serial-number",

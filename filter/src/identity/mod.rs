@@ -3,7 +3,7 @@
 
 pub mod alb;
 pub mod peer;
-pub mod resumption;
+pub(crate) mod resumption;
 pub mod sources;
 pub mod x509;
 pub mod xfcc;
@@ -96,7 +96,7 @@ impl PeerIdentity {
 
     /// The degraded identity of an Envoy without `connection.peer_certificate`: its first URI and DNS
     /// SANs, its subject (Envoy's format) and its digest.
-    pub fn from_envoy_attributes(
+    pub(crate) fn from_envoy_attributes(
         subject: &str,
         first_uri: &str,
         first_dns: &str,
@@ -117,7 +117,7 @@ impl PeerIdentity {
     }
 
     /// The one name that stands for this peer in logs: first URI SAN, else first DNS SAN, else subject CN.
-    pub fn principal(&self) -> Option<&str> {
+    pub(crate) fn principal(&self) -> Option<&str> {
         self.uris
             .first()
             .or_else(|| self.dns.first())
@@ -143,7 +143,7 @@ fn nonempty(text: &str) -> Option<&str> {
 }
 
 /// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         let _ = write!(out, "{byte:02x}");
@@ -210,7 +210,7 @@ fn unescape_rdn_value(value: &str) -> String {
 /// A distinguished name the way Envoy prints it (OpenSSL/BoringSSL `XN_FLAG_RFC2253`): RDNs in
 /// reverse order, comma-separated, short attribute names, special characters backslash-escaped,
 /// values that are not strings as `#` and the hex of their DER.
-pub fn rfc2253(name: &Name<'_>) -> String {
+pub(crate) fn rfc2253(name: &Name<'_>) -> String {
     let mut out = String::new();
     for rdn in name.rdns.iter().rev() {
         for (index, attribute) in rdn.attributes.iter().enumerate() {
@@ -279,4 +279,9 @@ fn escape_rdn_value(value: &str, out: &mut String) {
             _ => out.push(char::from(byte)),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    mod x509;
 }

@@ -23,12 +23,12 @@ pub enum Peer<I> {
 
 impl<I: Deref<Target = PeerIdentity>> Peer<I> {
     /// The same state, borrowing the identity.
-    pub fn as_ref(&self) -> Peer<&PeerIdentity> {
+    pub(crate) fn as_ref(&self) -> Peer<&PeerIdentity> {
         self.map(|identity| &**identity)
     }
 
     /// The certificate's identity, when one was read (valid or not).
-    pub fn identity(&self) -> Option<&PeerIdentity> {
+    pub(crate) fn identity(&self) -> Option<&PeerIdentity> {
         match self {
             Peer::Expired(identity) | Peer::NotYetValid(identity) | Peer::Identified(identity) => {
                 Some(identity)
@@ -38,7 +38,7 @@ impl<I: Deref<Target = PeerIdentity>> Peer<I> {
     }
 
     /// The identity certgate may vouch for (identified and in its validity period).
-    pub fn verified(&self) -> Option<&PeerIdentity> {
+    pub(crate) fn verified(&self) -> Option<&PeerIdentity> {
         match self {
             Peer::Identified(identity) => Some(identity),
             _ => None,
@@ -48,7 +48,7 @@ impl<I: Deref<Target = PeerIdentity>> Peer<I> {
 
 impl<I> Peer<I> {
     /// The same state, with the identity held as `hold` makes it.
-    pub fn map<'s, J>(&'s self, hold: impl FnOnce(&'s I) -> J) -> Peer<J> {
+    pub(crate) fn map<'s, J>(&'s self, hold: impl FnOnce(&'s I) -> J) -> Peer<J> {
         match self {
             Peer::NoCertificate => Peer::NoCertificate,
             Peer::NotValidated => Peer::NotValidated,

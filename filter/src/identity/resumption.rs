@@ -17,11 +17,11 @@
 use sha2::{Digest, Sha256};
 
 /// How many shared-data slots the record uses (so at most this many keys, about 200 bytes each).
-pub const SLOTS: u64 = 4096;
+pub(crate) const SLOTS: u64 = 4096;
 /// The longest any session Envoy's BoringSSL issues can be resumed after the full handshake that
 /// validated its certificate: TLS 1.3's non-renewable authentication timeout (7 days). TLS 1.2
 /// sessions end sooner, at the listener's `session_timeout` (2 hours unless set).
-pub const MAX_VALIDITY_SECS: u32 = 7 * 24 * 60 * 60;
+pub(crate) const MAX_VALIDITY_SECS: u32 = 7 * 24 * 60 * 60;
 /// How many recorded certificates each worker keeps in front of the shared record (direct-mapped by
 /// slot: a plain array costs the `.wasm` less than a hash map).
 const LOCAL_SLOTS: u64 = 256;
@@ -34,7 +34,7 @@ const KEY_PREFIX: &str = "certgate.validated.";
 
 /// What certgate does with a certificate Envoy reports presented but not validated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ResumptionMode {
+pub(crate) enum ResumptionMode {
     /// Taken as validated when the same scope validated it recently (see the module doc).
     #[default]
     TrustValidatedOnListener,
@@ -44,7 +44,7 @@ pub enum ResumptionMode {
 
 impl ResumptionMode {
     /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Self)] = &[
         (
             "trust_validated_on_listener",
             ResumptionMode::TrustValidatedOnListener,
@@ -55,10 +55,10 @@ impl ResumptionMode {
 
 /// The `session_resumption` options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resumption {
-    pub mode: ResumptionMode,
+pub(crate) struct Resumption {
+    pub(crate) mode: ResumptionMode,
     /// How long after Envoy validated a certificate in a scope it is still taken as validated there.
-    pub validity_secs: u32,
+    pub(crate) validity_secs: u32,
 }
 
 impl Default for Resumption {
@@ -72,7 +72,7 @@ impl Default for Resumption {
 
 /// How certgate takes a presented certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Validation {
+pub(crate) enum Validation {
     /// Envoy validated its chain on this connection: admitted, and recorded for resumed sessions.
     Validated,
     /// Envoy cannot say (before 1.39) and the policy assumes validation: admitted, not recorded.
@@ -83,20 +83,20 @@ pub enum Validation {
 }
 
 impl Validation {
-    pub fn admitted(self) -> bool {
+    pub(crate) fn admitted(self) -> bool {
         self != Validation::NotValidated
     }
 }
 
 impl Resumption {
     /// Whether certgate records validated certificates and looks them up.
-    pub fn trusts(&self) -> bool {
+    pub(crate) fn trusts(&self) -> bool {
         self.mode == ResumptionMode::TrustValidatedOnListener
     }
 
     /// Takes what Envoy reported of a presented certificate (`peer_certificate_valid`, `None` when
     /// the attribute does not exist); `recorded` asks the record, only when its answer matters.
-    pub fn classify(
+    pub(crate) fn classify(
         &self,
         reported: Option<bool>,
         assume_presented_validated: bool,
@@ -114,11 +114,11 @@ impl Resumption {
 /// Where Envoy validated a certificate: session tickets and session caches belong to one filter
 /// chain's TLS context, and a local address to one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     /// `destination.address`.
-    pub local_address: &'a str,
+    pub(crate) local_address: &'a str,
     /// `xds.filter_chain_name`; empty for an unnamed chain.
-    pub filter_chain: &'a str,
+    pub(crate) filter_chain: &'a str,
 }
 
 impl Scope<'_> {
@@ -150,15 +150,15 @@ fn slot_key(slot: u64) -> String {
 
 /// When Envoy validated a certificate in a scope, and until when the certificate itself is valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record {
-    pub validated_at: i64,
+pub(crate) struct Record {
+    pub(crate) validated_at: i64,
     /// `None` when unknown (an identity read from Envoy's attributes).
-    pub not_after: Option<i64>,
+    pub(crate) not_after: Option<i64>,
 }
 
 impl Record {
     /// Whether the record still stands at `now` for a policy with `validity_secs`.
-    pub fn admits(&self, now: i64, validity_secs: u32) -> bool {
+    pub(crate) fn admits(&self, now: i64, validity_secs: u32) -> bool {
         let until = self.validated_at.saturating_add(i64::from(validity_secs));
         now < self
             .not_after
@@ -194,7 +194,7 @@ impl Record {
 }
 
 /// The host's shared data (`proxy_get_shared_data` / `proxy_set_shared_data`).
-pub trait SharedStore {
+pub(crate) trait SharedStore {
     fn get(&self, key: &str) -> Option<Vec<u8>>;
     /// Writes unconditionally; `false` when the host refused.
     fn set(&self, key: &str, value: &[u8]) -> bool;
@@ -202,7 +202,7 @@ pub trait SharedStore {
 
 /// One worker's view of the record: the shared slots, and the records this worker saw recently.
 #[derive(Debug)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     /// Indexed by slot modulo [`LOCAL_SLOTS`]; an entry holds its key.
     local: Vec<Option<(String, Record)>>,
 }
@@ -219,7 +219,7 @@ impl Ledger {
     /// Records that Envoy validated the certificate `digest` in `scope` at `now`; `false` when the
     /// host refused the shared write (this worker still remembers it). A certificate this worker
     /// recorded within [`REWRITE_AFTER_SECS`] is not written again.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         store: &impl SharedStore,
         scope: &Scope<'_>,
@@ -255,7 +255,7 @@ impl Ledger {
 
     /// Whether Envoy validated the certificate `digest` in `scope` recently enough: this worker's
     /// cache first, then the shared slot (no hostcall when the cache answers).
-    pub fn knows(
+    pub(crate) fn knows(
         &mut self,
         store: &impl SharedStore,
         scope: &Scope<'_>,

@@ -21,13 +21,13 @@ pub enum IdentitySource {
 
 impl IdentitySource {
     /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Self)] = &[
         ("connection", IdentitySource::Connection),
         ("xfcc", IdentitySource::Xfcc),
         ("alb", IdentitySource::Alb),
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         Self::NAMES
             .iter()
             .find(|(_, source)| *source == self)
@@ -35,16 +35,16 @@ impl IdentitySource {
     }
 
     /// Whether the source reads request headers, believed only from a trusted peer.
-    pub fn reads_headers(self) -> bool {
+    pub(crate) fn reads_headers(self) -> bool {
         self != IdentitySource::Connection
     }
 }
 
 /// The peer as the chosen source shows it, owning what it parsed from headers.
-pub type ResolvedPeer<'a> = Peer<Cow<'a, PeerIdentity>>;
+pub(crate) type ResolvedPeer<'a> = Peer<Cow<'a, PeerIdentity>>;
 
 /// The first source, in order, that says anything about a certificate; `None` when none does.
-pub fn resolve<'a>(
+pub(crate) fn resolve<'a>(
     sources: &[IdentitySource],
     connection: Peer<&'a PeerIdentity>,
     headers: &HeaderPairs<'_>,

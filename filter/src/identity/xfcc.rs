@@ -14,11 +14,11 @@ use crate::names::ip::{canonical_ip, ip_text};
 use std::net::IpAddr;
 
 /// The header's name, as certgate matches it (lowercase).
-pub const HEADER: &str = "x-forwarded-client-cert";
+pub(crate) const HEADER: &str = "x-forwarded-client-cert";
 
 /// Envoy's `forward_client_cert_details` modes, with Envoy's semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XfccMode {
+pub(crate) enum XfccMode {
     /// Never forward: remove the header.
     Sanitize,
     /// Forward the incoming header only on an mTLS connection.
@@ -34,7 +34,7 @@ pub enum XfccMode {
 impl XfccMode {
     /// The configuration names, the one source of truth for reading and writing them. Their order is
     /// the order of the pairs in an element: Envoy's order, then the details Envoy lacks.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Self)] = &[
         ("sanitize", XfccMode::Sanitize),
         ("forward_only", XfccMode::ForwardOnly),
         ("append_forward", XfccMode::AppendForward),
@@ -45,7 +45,7 @@ impl XfccMode {
 
 /// What becomes of the incoming XFCC header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XfccAction {
+pub(crate) enum XfccAction {
     Remove,
     Keep,
     Append,
@@ -54,7 +54,7 @@ pub enum XfccAction {
 
 impl XfccMode {
     /// The action for a connection on which the client did (`mtls`) or did not present a certificate.
-    pub fn action(self, mtls: bool) -> XfccAction {
+    pub(crate) fn action(self, mtls: bool) -> XfccAction {
         match (self, mtls) {
             (XfccMode::AlwaysForwardOnly, _) => XfccAction::Keep,
             (XfccMode::Sanitize, _) | (_, false) => XfccAction::Remove,
@@ -179,7 +179,7 @@ pub struct XfccElement {
 
 impl XfccElement {
     /// The values of a key (keys compare case-insensitively).
-    pub fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(key))

@@ -20,7 +20,7 @@ pub enum DnsPattern {
 
 impl DnsPattern {
     /// Parses a pattern, explaining what is wrong with it when it is not one certgate accepts.
-    pub fn parse(pattern: &str) -> Result<Self, String> {
+    pub(crate) fn parse(pattern: &str) -> Result<Self, String> {
         if !pattern.is_ascii() {
             return Err(
                 "has non-ASCII characters: write internationalised names in their A-label (xn--) form"
@@ -108,7 +108,7 @@ fn validate_name(name: &str) -> Result<(), String> {
 }
 
 /// The host part of an `:authority` value in canonical form: port removed, IPv6 brackets kept off.
-pub fn authority_host(authority: &str) -> String {
+pub(crate) fn authority_host(authority: &str) -> String {
     let host = if let Some(rest) = authority.strip_prefix('[') {
         rest.split_once(']').map_or(rest, |(inside, _)| inside)
     } else {

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Appends an address as `Display` writes it; IPv4, the common case, without the formatting
 /// machinery (it runs several times per request).
-pub fn push_ip(out: &mut String, ip: IpAddr) {
+pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(ip) => {
             for (index, octet) in ip.octets().into_iter().enumerate() {
@@ -32,7 +32,7 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
 }
 
 /// An address as text (see [`push_ip`]).
-pub fn ip_text(ip: IpAddr) -> String {
+pub(crate) fn ip_text(ip: IpAddr) -> String {
     let mut out = String::with_capacity(15);
     push_ip(&mut out, ip);
     out
@@ -47,7 +47,7 @@ pub struct IpNet {
 
 impl IpNet {
     /// Parses `10.1.0.0/16`, `2001:db8::/32`, or a single address (a /32 or /128).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text, None),
@@ -140,14 +140,14 @@ fn mask(address: IpAddr, prefix: u8) -> IpAddr {
 /// A set of blocks answering "which block contains this address" with one hash lookup per distinct
 /// prefix length, whatever the number of blocks.
 #[derive(Debug, Clone, Default)]
-pub struct IpNetIndex<T> {
+pub(crate) struct IpNetIndex<T> {
     prefixes: Vec<u8>,
     blocks: FxHashMap<IpNet, T>,
 }
 
 impl<T: Copy + Ord> IpNetIndex<T> {
     /// Adds a block; when the block is already present the smaller value is kept.
-    pub fn insert(&mut self, net: IpNet, value: T) {
+    pub(crate) fn insert(&mut self, net: IpNet, value: T) {
         let kept = self.blocks.entry(net).or_insert(value);
         *kept = (*kept).min(value);
         if !self.prefixes.contains(&net.prefix) {
@@ -157,7 +157,7 @@ impl<T: Copy + Ord> IpNetIndex<T> {
     }
 
     /// The smallest value among the blocks containing the address.
-    pub fn lookup(&self, address: IpAddr) -> Option<T> {
+    pub(crate) fn lookup(&self, address: IpAddr) -> Option<T> {
         let address = canonical_ip(address);
         let max = max_prefix(address);
         self.prefixes
@@ -171,9 +171,5 @@ impl<T: Copy + Ord> IpNetIndex<T> {
             })
             .min()
             .copied()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
     }
 }

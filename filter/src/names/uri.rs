@@ -30,7 +30,7 @@ pub enum Segment {
 }
 
 impl UriPattern {
-    pub fn parse(pattern: &str) -> Result<Self, String> {
+    pub(crate) fn parse(pattern: &str) -> Result<Self, String> {
         if pattern.is_empty() {
             return Err("is empty".into());
         }
@@ -208,14 +208,14 @@ impl<'a> SpiffeId<'a> {
         }
     }
 
-    pub fn path_segments(&self) -> impl Iterator<Item = &'a str> {
+    pub(crate) fn path_segments(&self) -> impl Iterator<Item = &'a str> {
         let path = self.path;
         path.split('/').filter(move |_| !path.is_empty())
     }
 }
 
 /// A SPIFFE trust domain name: lowercase letters, digits, `.`, `-`, `_`.
-pub fn is_trust_domain(name: &str) -> bool {
+pub(crate) fn is_trust_domain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name

@@ -22,7 +22,7 @@ pub enum RecordLevel {
 
 impl RecordLevel {
     /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Self)] = &[
         ("off", RecordLevel::Off),
         ("debug", RecordLevel::Debug),
         ("info", RecordLevel::Info),
@@ -30,13 +30,13 @@ impl RecordLevel {
     ];
 }
 
-/// A set of the access record's fields, by their position in [`RecordFields::NAMES`].
+/// A set of the access record's fields, by their position in `RecordFields::NAMES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordFields(u16);
 
 impl RecordFields {
     /// The record's field names, in the order the record prints them.
-    pub const NAMES: [&'static str; 12] = [
+    pub(crate) const NAMES: [&'static str; 12] = [
         "route",
         "decision",
         "reason",
@@ -50,11 +50,11 @@ impl RecordFields {
         "request_id",
         "grpc_status",
     ];
-    pub const ALL: RecordFields = RecordFields((1 << Self::NAMES.len()) - 1);
-    pub const NONE: RecordFields = RecordFields(0);
+    pub(crate) const ALL: RecordFields = RecordFields((1 << Self::NAMES.len()) - 1);
+    pub(crate) const NONE: RecordFields = RecordFields(0);
 
     /// The set of the named fields; `Err` carries the first unknown name.
-    pub fn named<'n>(names: impl IntoIterator<Item = &'n str>) -> Result<Self, &'n str> {
+    pub(crate) fn named<'n>(names: impl IntoIterator<Item = &'n str>) -> Result<Self, &'n str> {
         names.into_iter().try_fold(Self::NONE, |set, name| {
             let position = Self::NAMES.iter().position(|known| *known == name);
             position
@@ -68,7 +68,7 @@ impl RecordFields {
         index < Self::NAMES.len() && self.0 & 1 << index != 0
     }
 
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }
 }
@@ -76,20 +76,20 @@ impl RecordFields {
 /// What certgate records about one request: the access record and the filter state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record<'a> {
-    pub route: Option<&'a str>,
+    pub(crate) route: Option<&'a str>,
     /// The verdict, recorded as two fields: `decision` and `reason`.
-    pub verdict: Option<Verdict>,
+    pub(crate) verdict: Option<Verdict>,
     /// First URI SAN, else first DNS SAN, else subject CN.
-    pub identity: Option<&'a str>,
-    pub san_count: Option<usize>,
-    pub tls_version: Option<&'a str>,
-    pub sni: Option<&'a str>,
-    pub days_to_expiry: Option<i64>,
-    pub identity_source: Option<IdentitySource>,
-    pub client_address: Option<IpAddr>,
-    pub request_id: Option<&'a str>,
+    pub(crate) identity: Option<&'a str>,
+    pub(crate) san_count: Option<usize>,
+    pub(crate) tls_version: Option<&'a str>,
+    pub(crate) sni: Option<&'a str>,
+    pub(crate) days_to_expiry: Option<i64>,
+    pub(crate) identity_source: Option<IdentitySource>,
+    pub(crate) client_address: Option<IpAddr>,
+    pub(crate) request_id: Option<&'a str>,
     /// The gRPC status a denied gRPC call was answered with.
-    pub grpc_status: Option<u32>,
+    pub(crate) grpc_status: Option<u32>,
 }
 
 /// A field value of the record: text (JSON string) or a number.
@@ -146,7 +146,7 @@ impl<'a> Record<'a> {
     }
 
     /// The present fields of `selected` as one `google.protobuf.Struct` in the protobuf wire
-    /// format: the value of the [`FILTER_STATE_KEY`] property, written with one hostcall. Text
+    /// format: the value of the `FILTER_STATE_KEY` property, written with one hostcall. Text
     /// fields are `string_value`s, numbers `number_value`s; absent fields are left out.
     pub fn filter_state(&self, selected: RecordFields) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
@@ -180,17 +180,17 @@ impl<'a> Record<'a> {
 /// The filter-state key of the record (Envoy stores it as `wasm.certgate`). Envoy's access log
 /// prints one field with `%CEL(filter_state['wasm.certgate'].decision)%`, all of them as one JSON
 /// object with `%FILTER_STATE(wasm.certgate:TYPED)%`.
-pub const FILTER_STATE_KEY: &str = "certgate";
+pub(crate) const FILTER_STATE_KEY: &str = "certgate";
 
 /// The type the record's filter state is declared with (`declare_property`): a type Envoy knows,
 /// so that its access log can read the fields.
-pub const FILTER_STATE_TYPE: &str = "type.googleapis.com/google.protobuf.Struct";
+pub(crate) const FILTER_STATE_TYPE: &str = "type.googleapis.com/google.protobuf.Struct";
 
 /// The arguments of Envoy's `declare_property` foreign function that declare [`FILTER_STATE_KEY`]
 /// as a [`FILTER_STATE_TYPE`] living as long as the request (Envoy's `DeclarePropertyArguments`:
 /// name = 1, type = 3 with PROTOBUF = 3, schema = 4, span = 5 with DOWNSTREAM_REQUEST = 1; not
 /// read-only, so a host that answers a second write refuses nothing).
-pub fn filter_state_declaration() -> Vec<u8> {
+pub(crate) fn filter_state_declaration() -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     push_length_delimited(&mut out, 1, FILTER_STATE_KEY.as_bytes());
     out.extend_from_slice(&[3 << 3, 3]);
@@ -200,14 +200,14 @@ pub fn filter_state_declaration() -> Vec<u8> {
 }
 
 /// Appends protobuf field `number` (wire type 2, length-delimited) holding `bytes`.
-pub fn push_length_delimited(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+pub(crate) fn push_length_delimited(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
     out.push(number << 3 | 2);
     push_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
 /// Appends a protobuf varint.
-pub fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value & 0x7f) as u8 | 0x80);
         value >>= 7;

@@ -2,7 +2,7 @@
 //!
 //! Every hostcall that hands something to Envoy costs about as much as native RBAC's whole decision,
 //! so a request adds to guest-side totals ([`MetricCounts::add`]) and the root context's tick hands
-//! each changed series to the host at once ([`MetricCounts::flush`]): one `proxy_increment_metric`
+//! each changed series to the host at once (`MetricCounts::flush`): one `proxy_increment_metric`
 //! per changed counter (its delta since the last flush), one `proxy_record_metric` per histogram
 //! value. A series is defined with the host the first time it has something to flush. Nothing is
 //! dropped between flushes except past the series capacity; a scrape sees counts at most one flush
@@ -20,7 +20,7 @@ pub const METRIC_CAPACITY: usize = 2048;
 const HISTOGRAM_PENDING_LIMIT: usize = 1024;
 
 /// What the host does with metrics: the three hostcalls, each `false`/`None` when refused.
-pub trait MetricSink {
+pub(crate) trait MetricSink {
     fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment(&mut self, id: u32, delta: u64) -> bool;
     fn record(&mut self, id: u32, value: u64) -> bool;
@@ -38,13 +38,13 @@ pub enum Added {
 
 /// What one flush handed over and what it could not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flushed {
+pub(crate) struct Flushed {
     /// Hostcalls made (definitions included).
-    pub hostcalls: u32,
+    pub(crate) hostcalls: u32,
     /// Series the host refused to define (never counted again) or updates it refused.
-    pub refused: u32,
+    pub(crate) refused: u32,
     /// Histogram values dropped since the last flush ([`HISTOGRAM_PENDING_LIMIT`]).
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 /// The host's id of a series.
@@ -91,7 +91,7 @@ impl Default for MetricCounts {
 }
 
 impl MetricCounts {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         MetricCounts {
             index: FxHashMap::default(),
             series: Vec::new(),
@@ -147,7 +147,8 @@ impl MetricCounts {
     }
 
     /// Whether any series has something to flush.
-    pub fn is_pending(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_pending(&self) -> bool {
         self.dropped > 0
             || self.series.iter().any(|series| match &series.pending {
                 Pending::Counter(total) => *total > 0,
@@ -157,7 +158,7 @@ impl MetricCounts {
 
     /// Hands every pending delta and histogram value to `sink`, defining series on first use;
     /// `certgate_requests_total` series go last.
-    pub fn flush(&mut self, sink: &mut impl MetricSink) -> Flushed {
+    pub(crate) fn flush(&mut self, sink: &mut impl MetricSink) -> Flushed {
         let mut flushed = Flushed {
             dropped: std::mem::take(&mut self.dropped),
             ..Flushed::default()
@@ -168,15 +169,6 @@ impl MetricCounts {
             }
         }
         flushed
-    }
-
-    /// How many series are counted.
-    pub fn len(&self) -> usize {
-        self.series.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
     }
 }
 

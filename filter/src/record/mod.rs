@@ -5,7 +5,7 @@
 pub mod access;
 pub mod metrics;
 pub mod series;
-pub mod warnings;
+pub(crate) mod warnings;
 
 use access::{RecordFields, RecordLevel};
 
@@ -13,9 +13,9 @@ use access::{RecordFields, RecordLevel};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Telemetry {
     /// A certificate this close to its end (in days) is warned about and counted.
-    pub expiry_warning_days: u32,
+    pub(crate) expiry_warning_days: u32,
     /// How often the counts are handed to the host, in milliseconds.
-    pub metrics_flush_ms: u32,
+    pub(crate) metrics_flush_ms: u32,
     pub access_record: RecordLevel,
     /// The record's fields set as Envoy filter state (`wasm.certgate_<field>`), one hostcall each.
     pub filter_state: RecordFields,
@@ -34,8 +34,13 @@ impl Default for Telemetry {
 
 impl Telemetry {
     /// `telemetry.metrics_flush_ms` when not set.
-    pub const DEFAULT_METRICS_FLUSH_MS: u32 = 1000;
+    pub(crate) const DEFAULT_METRICS_FLUSH_MS: u32 = 1000;
     /// The values `telemetry.metrics_flush_ms` may take: often enough for any scrape interval,
     /// rarely enough to cost nothing per request.
-    pub const METRICS_FLUSH_MS: std::ops::RangeInclusive<u32> = 100..=60_000;
+    pub(crate) const METRICS_FLUSH_MS: std::ops::RangeInclusive<u32> = 100..=60_000;
+}
+
+#[cfg(test)]
+mod tests {
+    mod telemetry;
 }

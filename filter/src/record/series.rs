@@ -16,10 +16,10 @@ use crate::identity::sources::IdentitySource;
 use std::borrow::Cow;
 
 /// The route label of a request no route matched (route names may not take it).
-pub const NO_ROUTE: &str = "_none";
+pub(crate) const NO_ROUTE: &str = "_none";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
+pub(crate) enum MetricKind {
     Counter,
     Histogram,
 }
@@ -31,7 +31,7 @@ pub enum Metric<'a> {
         route: Option<&'a str>,
         verdict: Verdict,
     },
-    /// A label from [`tls_version_label`].
+    /// A label from `tls_version_label`.
     TlsVersion(&'static str),
     IdentitySource(Option<IdentitySource>),
     SpoofedHeader(&'a str),
@@ -43,7 +43,7 @@ pub enum Metric<'a> {
 }
 
 impl Metric<'_> {
-    pub fn kind(&self) -> MetricKind {
+    pub(crate) fn kind(&self) -> MetricKind {
         match self {
             Metric::PeerCertDaysToExpiry => MetricKind::Histogram,
             _ => MetricKind::Counter,
@@ -58,7 +58,7 @@ impl Metric<'_> {
     }
 
     /// Appends the name to `out` (what [`crate::record::metrics::MetricCounts`] does per request, without allocating).
-    pub fn write_name(&self, out: &mut String) {
+    pub(crate) fn write_name(&self, out: &mut String) {
         match self {
             Metric::Requests { route, verdict } => {
                 out.push_str("certgate_requests_total.route.");
@@ -96,7 +96,7 @@ fn route_label(route: Option<&str>) -> Cow<'_, str> {
 
 /// A label value that cannot break the name apart: anything but `[A-Za-z0-9_-]` becomes `_`.
 /// Route names and header names are validated to that alphabet already; this is the last guard.
-pub fn label_value(text: &str) -> Cow<'_, str> {
+pub(crate) fn label_value(text: &str) -> Cow<'_, str> {
     let safe = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if !text.is_empty() && text.chars().all(safe) {
         return Cow::Borrowed(text);
@@ -114,7 +114,7 @@ pub fn label_value(text: &str) -> Cow<'_, str> {
 
 /// The `version` label: Envoy's `connection.tls_version` for the versions there are, `none` on a
 /// plaintext connection, `other` for anything unexpected (so the label set stays bounded).
-pub fn tls_version_label(version: Option<&str>) -> &'static str {
+pub(crate) fn tls_version_label(version: Option<&str>) -> &'static str {
     match version {
         None | Some("") => "none",
         Some("TLSv1.3") => "TLSv1.3",
@@ -127,6 +127,6 @@ pub fn tls_version_label(version: Option<&str>) -> &'static str {
 
 /// Whole days from `now` to a certificate's `not_after` (both Unix seconds), rounded down: negative
 /// once expired.
-pub fn days_to_expiry(not_after: i64, now: i64) -> i64 {
+pub(crate) fn days_to_expiry(not_after: i64, now: i64) -> i64 {
     not_after.saturating_sub(now).div_euclid(86_400)
 }

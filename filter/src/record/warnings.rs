@@ -9,14 +9,14 @@ use std::hash::Hasher as _;
 /// The last keys seen, in a fixed ring: what makes a warning once per connection or certificate
 /// without a hash map (a warning repeats only after `capacity` newer keys).
 #[derive(Debug)]
-pub struct WarnOnce {
+pub(crate) struct WarnOnce {
     keys: Vec<u64>,
     next: usize,
     capacity: usize,
 }
 
 impl WarnOnce {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         WarnOnce {
             keys: Vec::new(),
             next: 0,
@@ -25,7 +25,7 @@ impl WarnOnce {
     }
 
     /// Whether `key` is not among the recent keys (it is from now on).
-    pub fn first_time(&mut self, key: u64) -> bool {
+    pub(crate) fn first_time(&mut self, key: u64) -> bool {
         if self.keys.contains(&key) {
             return false;
         }
@@ -44,15 +44,15 @@ impl WarnOnce {
 /// quiet one does. Bounded: a certificate out of sight for more than half the capacity of newer
 /// ones is observed again.
 #[derive(Debug)]
-pub struct SeenCertificates(TwoGenerationCache<u64, ()>);
+pub(crate) struct SeenCertificates(TwoGenerationCache<u64, ()>);
 
 impl SeenCertificates {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         SeenCertificates(TwoGenerationCache::new(capacity))
     }
 
     /// Whether `identity` is seen for the first time (it is seen from now on).
-    pub fn first_sight(&mut self, identity: &PeerIdentity) -> bool {
+    pub(crate) fn first_sight(&mut self, identity: &PeerIdentity) -> bool {
         let mut hasher = FxHasher::default();
         hasher.write(identity.sha256.as_bytes());
         let key = hasher.finish();

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 /// What certgate does with `Forwarded`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ForwardedMode {
+pub(crate) enum ForwardedMode {
     /// Leave the header alone.
     #[default]
     Off,
@@ -20,7 +20,7 @@ pub enum ForwardedMode {
 
 impl ForwardedMode {
     /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Self)] = &[
         ("off", ForwardedMode::Off),
         ("append", ForwardedMode::Append),
         ("set", ForwardedMode::Set),

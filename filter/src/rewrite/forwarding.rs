@@ -18,16 +18,16 @@ use crate::rewrite::{is_spelling_of, HeaderRewrite};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
-pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
-pub const X_FORWARDED_PORT: &str = "x-forwarded-port";
-pub const FORWARDED: &str = "forwarded";
-pub const CLIENT_CERT: &str = "client-cert";
-pub const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
+pub(crate) const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub(crate) const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub(crate) const X_FORWARDED_HOST: &str = "x-forwarded-host";
+pub(crate) const X_FORWARDED_PORT: &str = "x-forwarded-port";
+pub(crate) const FORWARDED: &str = "forwarded";
+pub(crate) const CLIENT_CERT: &str = "client-cert";
+pub(crate) const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
 
 /// Header names an `identity_headers` entry may not take: other options own them.
-pub const RESERVED_HEADERS: [&str; 8] = [
+pub(crate) const RESERVED_HEADERS: [&str; 8] = [
     X_FORWARDED_FOR,
     X_FORWARDED_PROTO,
     X_FORWARDED_HOST,
@@ -41,42 +41,42 @@ pub const RESERVED_HEADERS: [&str; 8] = [
 /// The compiled `forwarding` block. The default touches no header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Forwarding {
-    pub xff: Option<Xff>,
-    pub x_forwarded_proto: bool,
-    pub x_forwarded_host: bool,
-    pub forwarded: ForwardedMode,
-    pub xfcc: Option<XfccForwarding>,
-    pub client_cert: bool,
-    pub identity_headers: Vec<IdentityHeader>,
+    pub(crate) xff: Option<Xff>,
+    pub(crate) x_forwarded_proto: bool,
+    pub(crate) x_forwarded_host: bool,
+    pub(crate) forwarded: ForwardedMode,
+    pub(crate) xfcc: Option<XfccForwarding>,
+    pub(crate) client_cert: bool,
+    pub(crate) identity_headers: Vec<IdentityHeader>,
 }
 
 /// `forwarding.xff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Xff {
+pub(crate) struct Xff {
     /// Append the peer's address (and own the header: an untrusted peer's value is removed).
-    pub append: bool,
+    pub(crate) append: bool,
     /// How many right-most entries (the trusted peer's included) are believed when certgate reports
     /// the client address.
-    pub trusted_hops: u32,
+    pub(crate) trusted_hops: u32,
 }
 
 /// `forwarding.xfcc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XfccForwarding {
-    pub mode: XfccMode,
-    pub details: Vec<XfccDetail>,
+pub(crate) struct XfccForwarding {
+    pub(crate) mode: XfccMode,
+    pub(crate) details: Vec<XfccDetail>,
 }
 
 /// One `identity_headers` entry: a lowercase header name and the field it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityHeader {
-    pub name: String,
-    pub field: IdentityField,
+pub(crate) struct IdentityHeader {
+    pub(crate) name: String,
+    pub(crate) field: IdentityField,
 }
 
 /// What an identity header carries. Several SANs are comma-joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityField {
+pub(crate) enum IdentityField {
     Uri,
     Dns,
     Ip,
@@ -90,7 +90,7 @@ pub enum IdentityField {
 
 impl IdentityField {
     /// The configuration names, the one source of truth for reading and writing them.
-    pub const NAMES: &'static [(&'static str, Self)] = &[
+    pub(crate) const NAMES: &'static [(&'static str, Self)] = &[
         ("uri", IdentityField::Uri),
         ("dns", IdentityField::Dns),
         ("ip", IdentityField::Ip),
@@ -105,40 +105,40 @@ impl IdentityField {
 
 /// What the rewrite knows of the request.
 #[derive(Debug, Clone, Copy)]
-pub struct RewriteFacts<'a> {
-    pub peer_trusted: bool,
+pub(crate) struct RewriteFacts<'a> {
+    pub(crate) peer_trusted: bool,
     /// The socket peer.
-    pub peer: Option<SocketAddress>,
+    pub(crate) peer: Option<SocketAddress>,
     /// This listener's address (`by=`).
-    pub local: Option<SocketAddress>,
+    pub(crate) local: Option<SocketAddress>,
     /// The client address (see [`client_address`]).
-    pub client: Option<IpAddr>,
+    pub(crate) client: Option<IpAddr>,
     /// The connection is TLS.
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// The client presented a certificate on this connection (Envoy's "mTLS" for XFCC modes).
-    pub mtls: bool,
-    pub authority: &'a str,
+    pub(crate) mtls: bool,
+    pub(crate) authority: &'a str,
     /// The connection's own verified certificate (what XFCC describes).
-    pub connection_identity: Option<&'a PeerIdentity>,
+    pub(crate) connection_identity: Option<&'a PeerIdentity>,
     /// `connection_identity`'s header values, rendered once for the connection; `None` renders
     /// them here.
-    pub rendered: Option<&'a RenderedIdentity>,
+    pub(crate) rendered: Option<&'a RenderedIdentity>,
     /// The identity certgate decided on (what `Client-Cert` and identity headers carry).
-    pub identity: Option<&'a PeerIdentity>,
-    pub route: Option<&'a str>,
-    pub verdict: Verdict,
+    pub(crate) identity: Option<&'a PeerIdentity>,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) verdict: Verdict,
 }
 
 /// The rewrite and the headers an untrusted peer sent that certgate owns (one entry per value).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rewrite<'a> {
     pub headers: HeaderRewrite<'a>,
-    pub spoofed: Vec<&'a str>,
+    pub(crate) spoofed: Vec<&'a str>,
 }
 
 /// The client address: the peer, or with `trusted_hops` and a trusted peer, the XFF entry that many
 /// hops to the left of the peer (falling back to the peer when XFF is shorter, as Envoy does).
-pub fn client_address(
+pub(crate) fn client_address(
     xff: Option<&Xff>,
     peer_trusted: bool,
     headers: &HeaderPairs<'_>,
@@ -185,7 +185,7 @@ fn values<'h>(headers: &'h HeaderPairs<'_>, name: &'h str) -> impl Iterator<Item
 }
 
 /// Builds the rewrite for an allowed request (and the spoofing record for any request).
-pub fn rewrite<'h>(
+pub(crate) fn rewrite<'h>(
     forwarding: &'h Forwarding,
     sources: &[IdentitySource],
     headers: &'h HeaderPairs<'h>,

@@ -38,24 +38,25 @@ pub enum RewriteCalls<'a> {
 
 impl<'a> HeaderRewrite<'a> {
     /// Removes every value of a received header name.
-    pub fn remove(&mut self, name: &'a [u8]) {
+    pub(crate) fn remove(&mut self, name: &'a [u8]) {
         if !self.removed.contains(&name) {
             self.removed.push(name);
         }
     }
 
     /// Sets a header (a lowercase name) to one value, dropping whatever arrived under that name.
-    pub fn set(&mut self, name: &'a str, value: Vec<u8>) {
+    pub(crate) fn set(&mut self, name: &'a str, value: Vec<u8>) {
         self.set.retain(|(known, _)| *known != name);
         self.set.push((name, value));
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.removed.is_empty() && self.set.is_empty()
     }
 
     /// The rewrite as individual hostcalls, given the headers it applies to.
-    pub fn edits<'m>(&'m self, headers: &HeaderPairs<'_>) -> Vec<HeaderEdit<'m>> {
+    pub(crate) fn edits<'m>(&'m self, headers: &HeaderPairs<'_>) -> Vec<HeaderEdit<'m>> {
         let mut edits = Vec::new();
         for (index, name) in self.removed.iter().enumerate() {
             let also_set = self
@@ -131,4 +132,9 @@ pub fn is_spelling_of(received: &[u8], owned: &str) -> bool {
             .iter()
             .zip(owned.bytes())
             .all(|(r, o)| r.to_ascii_lowercase() == o || (*r == b'_' && o == b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    mod forwarding_headers;
 }

@@ -4,38 +4,38 @@
 
 use std::fmt;
 
-pub const BOOLEAN: u8 = 0x01;
-pub const INTEGER: u8 = 0x02;
-pub const BIT_STRING: u8 = 0x03;
-pub const OCTET_STRING: u8 = 0x04;
-pub const OBJECT_IDENTIFIER: u8 = 0x06;
-pub const UTF8_STRING: u8 = 0x0c;
-pub const NUMERIC_STRING: u8 = 0x12;
-pub const PRINTABLE_STRING: u8 = 0x13;
-pub const TELETEX_STRING: u8 = 0x14;
-pub const IA5_STRING: u8 = 0x16;
-pub const UTC_TIME: u8 = 0x17;
-pub const GENERALIZED_TIME: u8 = 0x18;
-pub const VISIBLE_STRING: u8 = 0x1a;
-pub const UNIVERSAL_STRING: u8 = 0x1c;
-pub const BMP_STRING: u8 = 0x1e;
-pub const SEQUENCE: u8 = 0x30;
-pub const SET: u8 = 0x31;
+pub(crate) const BOOLEAN: u8 = 0x01;
+pub(crate) const INTEGER: u8 = 0x02;
+pub(crate) const BIT_STRING: u8 = 0x03;
+pub(crate) const OCTET_STRING: u8 = 0x04;
+pub(crate) const OBJECT_IDENTIFIER: u8 = 0x06;
+pub(crate) const UTF8_STRING: u8 = 0x0c;
+pub(crate) const NUMERIC_STRING: u8 = 0x12;
+pub(crate) const PRINTABLE_STRING: u8 = 0x13;
+pub(crate) const TELETEX_STRING: u8 = 0x14;
+pub(crate) const IA5_STRING: u8 = 0x16;
+pub(crate) const UTC_TIME: u8 = 0x17;
+pub(crate) const GENERALIZED_TIME: u8 = 0x18;
+pub(crate) const VISIBLE_STRING: u8 = 0x1a;
+pub(crate) const UNIVERSAL_STRING: u8 = 0x1c;
+pub(crate) const BMP_STRING: u8 = 0x1e;
+pub(crate) const SEQUENCE: u8 = 0x30;
+pub(crate) const SET: u8 = 0x31;
 
 /// The tag of a constructed context-specific element, `[number]` (EXPLICIT tagging, or IMPLICIT of a
 /// constructed type).
-pub const fn context_constructed(number: u8) -> u8 {
+pub(crate) const fn context_constructed(number: u8) -> u8 {
     0xa0 | number
 }
 
 /// The tag of a primitive context-specific element, `[number] IMPLICIT` of a primitive type.
-pub const fn context_primitive(number: u8) -> u8 {
+pub(crate) const fn context_primitive(number: u8) -> u8 {
     0x80 | number
 }
 
 /// Why bytes are not the DER expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DerError {
+pub(crate) enum DerError {
     /// An element's header or content runs past the end of the data that encloses it.
     Truncated,
     IndefiniteLength,
@@ -90,7 +90,7 @@ impl fmt::Display for DerError {
 }
 
 /// A tag the way error messages print it.
-pub struct TagName(pub u8);
+pub(crate) struct TagName(pub u8);
 
 impl fmt::Display for TagName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -116,20 +116,20 @@ impl fmt::Display for TagName {
 
 /// One element: its tag, its content octets and its whole encoding (header included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Element<'a> {
-    pub tag: u8,
-    pub content: &'a [u8],
-    pub encoded: &'a [u8],
+pub(crate) struct Element<'a> {
+    pub(crate) tag: u8,
+    pub(crate) content: &'a [u8],
+    pub(crate) encoded: &'a [u8],
 }
 
 impl<'a> Element<'a> {
     /// A reader over the elements this (constructed) element contains.
-    pub fn contents(&self) -> Reader<'a> {
+    pub(crate) fn contents(&self) -> Reader<'a> {
         Reader::new(self.content)
     }
 
     /// The content of an INTEGER, checked to be DER: non-empty, no redundant leading byte.
-    pub fn integer_bytes(&self) -> Result<&'a [u8], DerError> {
+    pub(crate) fn integer_bytes(&self) -> Result<&'a [u8], DerError> {
         match self.content {
             [] => Err(DerError::NonMinimalInteger),
             [0x00, next, ..] if *next < 0x80 => Err(DerError::NonMinimalInteger),
@@ -142,25 +142,25 @@ impl<'a> Element<'a> {
 /// Reads consecutive elements from a byte slice; every read either consumes one whole element or
 /// fails, leaving nothing half-read to misinterpret.
 #[derive(Debug, Clone)]
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(input: &'a [u8]) -> Self {
+    pub(crate) fn new(input: &'a [u8]) -> Self {
         Reader { rest: input }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 
-    pub fn peek_tag(&self) -> Option<u8> {
+    pub(crate) fn peek_tag(&self) -> Option<u8> {
         self.rest.first().copied()
     }
 
     /// The next element, whatever its tag.
-    pub fn read_any(&mut self) -> Result<Element<'a>, DerError> {
+    pub(crate) fn read_any(&mut self) -> Result<Element<'a>, DerError> {
         let (&tag, after_tag) = self
             .rest
             .split_first()
@@ -184,7 +184,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next element, which must have this tag.
-    pub fn read(&mut self, tag: u8) -> Result<Element<'a>, DerError> {
+    pub(crate) fn read(&mut self, tag: u8) -> Result<Element<'a>, DerError> {
         match self.peek_tag() {
             None => Err(DerError::Missing {
                 expected: Some(tag),
@@ -198,7 +198,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next element if it has this tag (an OPTIONAL or DEFAULT field), else nothing is read.
-    pub fn read_optional(&mut self, tag: u8) -> Result<Option<Element<'a>>, DerError> {
+    pub(crate) fn read_optional(&mut self, tag: u8) -> Result<Option<Element<'a>>, DerError> {
         if self.peek_tag() == Some(tag) {
             self.read(tag).map(Some)
         } else {
@@ -207,12 +207,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A reader over the contents of the next element, which must have this tag.
-    pub fn read_nested(&mut self, tag: u8) -> Result<Reader<'a>, DerError> {
+    pub(crate) fn read_nested(&mut self, tag: u8) -> Result<Reader<'a>, DerError> {
         self.read(tag).map(|element| element.contents())
     }
 
     /// Checks that every element was read.
-    pub fn finish(&self) -> Result<(), DerError> {
+    pub(crate) fn finish(&self) -> Result<(), DerError> {
         if self.rest.is_empty() {
             Ok(())
         } else {

@@ -37,8 +37,8 @@ impl std::fmt::Display for CertificateError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate<'a> {
     /// The content octets of the serialNumber INTEGER, sign byte included.
-    pub serial: &'a [u8],
-    pub issuer: Name<'a>,
+    pub(crate) serial: &'a [u8],
+    pub(crate) issuer: Name<'a>,
     /// Validity bounds, seconds since the Unix epoch.
     pub not_before: i64,
     pub not_after: i64,
@@ -50,24 +50,24 @@ pub struct Certificate<'a> {
 /// A distinguished name: its relative distinguished names in certificate order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Name<'a> {
-    pub rdns: Vec<RelativeDistinguishedName<'a>>,
+    pub(crate) rdns: Vec<RelativeDistinguishedName<'a>>,
 }
 
 /// One RDN: usually one attribute, several in a multi-valued RDN (`CN=a+UID=b`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelativeDistinguishedName<'a> {
-    pub attributes: Vec<Attribute<'a>>,
+pub(crate) struct RelativeDistinguishedName<'a> {
+    pub(crate) attributes: Vec<Attribute<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attribute<'a> {
+pub(crate) struct Attribute<'a> {
     /// The attribute type, dotted (`2.5.4.3`).
-    pub oid: String,
-    pub value: AttributeValue<'a>,
+    pub(crate) oid: String,
+    pub(crate) value: AttributeValue<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttributeValue<'a> {
+pub(crate) enum AttributeValue<'a> {
     /// A directory string, decoded.
     Text(String),
     /// A value of a type that is not a string (or not validly encoded), as its whole DER encoding:

@@ -5,39 +5,30 @@
 //! hold, and a header rewrite never leaves a client-sent copy of a header certgate owns. Readers of
 //! untrusted bytes (pairs, percent-encoding, configuration, certificates) answer without panicking.
 
-// Helpers outside `#[test]` functions build fixtures and fail loudly on fixture bugs.
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
-
-use certgate::config;
-use certgate::decide::decision::{AllowReason, DenyReason, Verdict};
-use certgate::decide::matcher::{Matcher, MatcherKind};
-use certgate::decide::route::RequestFacts;
-use certgate::encoding::json::json_string;
-use certgate::encoding::percent;
-use certgate::evaluate::{evaluate, ConnectionFacts, Evaluation};
-use certgate::facts::pairs;
-use certgate::identity::peer::Peer;
-use certgate::identity::xfcc::{self, XfccDetail, XfccMode, HEADER as XFCC};
-use certgate::identity::{canonical_email, PeerIdentity};
-use certgate::names::dns::{canonical_name, DnsPattern};
-use certgate::names::ip::{canonical_ip, IpNet};
-use certgate::names::uri::{SpiffeId, UriPattern};
-use certgate::policy::Policy;
-use certgate::rewrite::forwarding::{RenderedIdentity, CLIENT_CERT, CLIENT_CERT_CHAIN};
-use certgate::rewrite::{is_spelling_of, HeaderEdit, RewriteCalls};
+use crate::config;
+use crate::decide::decision::{AllowReason, DenyReason, Verdict};
+use crate::decide::matcher::{Matcher, MatcherKind};
+use crate::decide::route::RequestFacts;
+use crate::encoding::json::json_string;
+use crate::encoding::percent;
+use crate::evaluate::{evaluate, ConnectionFacts, Evaluation};
+use crate::facts::pairs;
+use crate::identity::peer::Peer;
+use crate::identity::xfcc::{self, XfccDetail, XfccMode, HEADER as XFCC};
+use crate::identity::{canonical_email, PeerIdentity};
+use crate::names::dns::{canonical_name, DnsPattern};
+use crate::names::ip::{canonical_ip, IpNet};
+use crate::names::uri::{SpiffeId, UriPattern};
+use crate::policy::Policy;
+use crate::rewrite::forwarding::{RenderedIdentity, CLIENT_CERT, CLIENT_CERT_CHAIN};
+use crate::rewrite::{is_spelling_of, HeaderEdit, RewriteCalls};
+use crate::test_support;
+use crate::test_support::San;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
-use support::San;
 
 /// `cases` generated inputs per property, or `PROPTEST_CASES` of them when set (a deeper run).
 fn cases(cases: u32) -> ProptestConfig {
@@ -155,7 +146,7 @@ fn matchers(size: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<
 }
 
 /// Whether one matcher hits the identity, judged on its own with the per-pattern primitives, not
-/// through the indexed [`certgate::decide::matcher::MatcherSet`].
+/// through the indexed [`crate::decide::matcher::MatcherSet`].
 fn hits_alone(spec: MatcherSpec, identity: &PeerIdentity, wildcard_certs: bool) -> bool {
     let kind = match spec.0 {
         "dns" => MatcherKind::Dns,
@@ -644,7 +635,7 @@ proptest! {
 fn connection_identity() -> &'static PeerIdentity {
     static IDENTITY: OnceLock<PeerIdentity> = OnceLock::new();
     IDENTITY.get_or_init(|| {
-        support::identity(
+        test_support::identity(
             &[
                 San::Uri("spiffe://mesh.local/ns/a/sa/web"),
                 San::Dns("web.mesh.local"),
@@ -1031,7 +1022,7 @@ proptest! {
 fn certificate_der() -> &'static [u8] {
     static DER: OnceLock<Vec<u8>> = OnceLock::new();
     DER.get_or_init(|| {
-        let pem = support::cert_pem(
+        let pem = test_support::cert_pem(
             &[
                 San::Dns("web.mesh.local"),
                 San::Uri("spiffe://mesh.local/ns/a/sa/web"),
@@ -1044,7 +1035,7 @@ fn certificate_der() -> &'static [u8] {
             .lines()
             .filter(|line| !line.starts_with("-----"))
             .collect();
-        certgate::encoding::pem::decode_base64(&body).unwrap()
+        crate::encoding::pem::decode_base64(&body).unwrap()
     })
 }
 

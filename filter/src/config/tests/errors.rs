@@ -1,13 +1,6 @@
 //! Every way a configuration is refused, with the message an operator sees (field path first).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-use certgate::config;
+use crate::config;
 
 fn errors(json: &str) -> Vec<String> {
     match config::compile(json.as_bytes()) {
@@ -302,7 +295,7 @@ fn semantic_errors_are_all_reported_at_once() {
 
 #[test]
 fn the_documented_example_configuration_is_accepted() {
-    let example = include_str!("../../docs/examples/policy.json");
+    let example = include_str!("../../../../docs/examples/policy.json");
     config::compile(example.as_bytes()).unwrap_or_else(|errors| panic!("{errors:#?}"));
 }
 
@@ -325,7 +318,7 @@ fn each_error_is_one_log_line_whatever_the_configuration_quotes() {
 
 #[test]
 fn session_resumption_options_are_checked() {
-    use certgate::identity::resumption::{Resumption, ResumptionMode};
+    use crate::identity::resumption::{Resumption, ResumptionMode};
     assert_error(
         r#"{"session_resumption": {"mode": "trust"}}"#,
         "session_resumption.mode: unknown variant `trust`, expected `trust_validated_on_listener` or `refuse`",

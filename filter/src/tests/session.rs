@@ -5,34 +5,22 @@
 //! local reply of its denial (HTTP or gRPC), the cheapest header rewrite, its filter state and
 //! access record, and its metrics counted until the tick.
 
-// Helpers outside `#[test]` functions build fixtures and fail loudly on fixture bugs.
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-// The shared certificate fixtures; this suite needs only a few of them.
-#[allow(dead_code)]
-mod support;
-
-use certgate::config;
-use certgate::facts::pairs;
-use certgate::identity::peer::Peer;
-use certgate::identity::{IdentityOrigin, PeerIdentity};
-use certgate::policy::Policy;
-use certgate::record::access::RecordLevel;
-use certgate::record::metrics::MetricSink;
-use certgate::record::series::MetricKind;
-use certgate::request::{AccessLine, LocalReply, RequestOutcome, Response, Worker};
-use certgate::rewrite::HeaderEdit;
-use certgate::session::{Host, KnownConnection, Session, Warning};
+use crate::config;
+use crate::facts::pairs;
+use crate::identity::peer::Peer;
+use crate::identity::{IdentityOrigin, PeerIdentity};
+use crate::policy::Policy;
+use crate::record::access::RecordLevel;
+use crate::record::metrics::MetricSink;
+use crate::record::series::MetricKind;
+use crate::request::{AccessLine, LocalReply, RequestOutcome, Response, Worker};
+use crate::rewrite::HeaderEdit;
+use crate::session::{Host, KnownConnection, Session, Warning};
+use crate::test_support::San::Uri;
 use prost::Message as _;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use support::San::Uri;
 
 /// 2026-01-01T00:00:00Z, inside the test certificates' validity.
 const NOW: i64 = 1_767_225_600;
@@ -199,7 +187,7 @@ fn policy() -> Rc<Policy> {
 }
 
 fn client_pem() -> String {
-    support::cert_pem(&[Uri("spiffe://mesh.local/ns/web/sa/ui")], None)
+    crate::test_support::cert_pem(&[Uri("spiffe://mesh.local/ns/web/sa/ui")], None)
 }
 
 fn uris(known: &KnownConnection) -> Vec<String> {

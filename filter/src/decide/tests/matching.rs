@@ -1,17 +1,9 @@
 //! Matching semantics, as a table: (matcher, certificate SAN, wildcard_certs, expected hit).
 //! Every certificate is real (rcgen) and read through certgate's identity extraction.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
-
-use certgate::decide::matcher::{Matcher, MatcherKind, MatcherSet};
-use support::San::{self, Dns, Email, Ip, Uri};
+use crate::decide::matcher::{Matcher, MatcherKind, MatcherSet};
+use crate::test_support;
+use crate::test_support::San::{self, Dns, Email, Ip, Uri};
 
 use MatcherKind::{
     Dns as DNS, Email as EMAIL, Ip as IP, Sha256 as SHA, SubjectCn as CN, TrustDomain as TD,
@@ -357,7 +349,7 @@ const TABLE: &[(MatcherKind, &str, San<'static>, bool, bool)] = &[
 
 fn hits(kind: MatcherKind, pattern: &str, san: San<'_>, wildcard_certs: bool) -> bool {
     let matcher = Matcher::parse(kind, pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
-    let identity = support::identity(&[san], None);
+    let identity = test_support::identity(&[san], None);
     MatcherSet::new(vec![matcher])
         .first_hit(&identity, wildcard_certs)
         .is_some()
@@ -388,7 +380,7 @@ fn san_matching_table() {
 
 #[test]
 fn subject_cn_matches_exactly() {
-    let identity = support::identity(&[], Some("orders"));
+    let identity = test_support::identity(&[], Some("orders"));
     let set = |cn| MatcherSet::new(vec![Matcher::parse(CN, cn).unwrap()]);
     assert_eq!(set("orders").first_hit(&identity, false), Some(0));
     assert_eq!(set("Orders").first_hit(&identity, false), None);
@@ -397,7 +389,7 @@ fn subject_cn_matches_exactly() {
 
 #[test]
 fn fingerprint_pins_accept_any_case_and_colons() {
-    let identity = support::identity(&[Dns("pinned.example")], None);
+    let identity = test_support::identity(&[Dns("pinned.example")], None);
     let upper_with_colons: String = identity
         .sha256
         .to_ascii_uppercase()
@@ -410,14 +402,14 @@ fn fingerprint_pins_accept_any_case_and_colons() {
         let set = MatcherSet::new(vec![Matcher::parse(SHA, &pin).unwrap()]);
         assert_eq!(set.first_hit(&identity, false), Some(0), "{pin}");
     }
-    let other = support::identity(&[Dns("other.example")], None);
+    let other = test_support::identity(&[Dns("other.example")], None);
     let set = MatcherSet::new(vec![Matcher::parse(SHA, &identity.sha256).unwrap()]);
     assert_eq!(set.first_hit(&other, false), None);
 }
 
 #[test]
 fn all_sans_are_considered_and_the_lowest_matching_rule_is_reported() {
-    let identity = support::identity(
+    let identity = test_support::identity(
         &[
             Dns("first.example"),
             Dns("second.example"),
@@ -450,7 +442,7 @@ fn many_matchers_index_like_one() {
         (0..1000).map(|i| Matcher::parse(IP, &format!("10.{}.{}.0/24", i / 256, i % 256)).unwrap()),
     );
     let set = MatcherSet::new(matchers);
-    let hit = |sans: &[San<'_>]| set.first_hit(&support::identity(sans, None), false);
+    let hit = |sans: &[San<'_>]| set.first_hit(&test_support::identity(sans, None), false);
     assert_eq!(hit(&[Dns("svc-4321.example.com")]), Some(4321));
     assert_eq!(hit(&[Uri("spiffe://td/ns/n1500/sa/x")]), Some(6500));
     assert_eq!(hit(&[Ip("10.3.200.7")]), Some(7000 + 3 * 256 + 200));

@@ -1,14 +1,7 @@
 //! The strict JSON reader under the configuration: what it accepts, and every rejection with its
 //! position.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-use certgate::config::json::{parse, Json, MAX_DEPTH};
+use crate::config::json::{parse, Json, MAX_DEPTH};
 
 fn string(text: &str) -> Json {
     Json::String(text.to_owned())

@@ -1,22 +1,14 @@
 //! Decisions over real certificates: (certificate, route, expected verdict and reason), plus audit
 //! mode, default action, require_client_cert and the deny response.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
-
-use certgate::config;
-use certgate::decide::decision::{AllowReason, DenyReason, Reason, Verdict};
-use certgate::decide::route::RequestFacts;
-use certgate::identity::peer::Peer;
-use certgate::identity::{IdentityOrigin, PeerIdentity};
-use certgate::policy::Policy;
-use support::San::{Dns, Email, Ip, Uri};
+use crate::config;
+use crate::decide::decision::{AllowReason, DenyReason, Reason, Verdict};
+use crate::decide::route::RequestFacts;
+use crate::identity::peer::Peer;
+use crate::identity::{IdentityOrigin, PeerIdentity};
+use crate::policy::Policy;
+use crate::test_support;
+use crate::test_support::San::{Dns, Email, Ip, Uri};
 
 const POLICY: &str = r#"{
   "routes": [
@@ -75,14 +67,14 @@ fn row(
 fn decision_table() {
     use Reason::*;
     let (allow, deny, audit_deny) = ("allow", "deny", "audit_deny");
-    let id = |sans: &[support::San<'_>], cn| Some(support::identity(sans, cn));
+    let id = |sans: &[test_support::San<'_>], cn| Some(test_support::identity(sans, cn));
     let admin = request("admin", "/admin/users?x=1", "admin.example");
     let shadow = request("other", "/shadow/x", "h");
     let health = request("other", "/health", "h");
     let internal = request("other", "/x", "svc.internal.example:8443");
     let nowhere = request("other", "/x", "elsewhere.example");
     let many: Vec<String> = (0..300).map(|i| format!("n{i}.example")).collect();
-    let many_sans: Vec<support::San<'_>> = many
+    let many_sans: Vec<test_support::San<'_>> = many
         .iter()
         .map(|n| Dns(n))
         .chain([Dns("ui.yelb.svc.cluster.local")])
@@ -255,8 +247,8 @@ fn wildcard_certificates_cover_allowlist_names_only_when_enabled() {
                "deny": [{{"dns": "vault.secure.local"}}]}}]}}"#
         )
     };
-    let shared = support::identity(&[Dns("*.svc.local")], None);
-    let secure = support::identity(&[Dns("*.secure.local")], None);
+    let shared = test_support::identity(&[Dns("*.svc.local")], None);
+    let secure = test_support::identity(&[Dns("*.secure.local")], None);
     let facts = request("r", "/", "h");
     let off = policy(&json(false));
     let on = policy(&json(true));
@@ -278,7 +270,7 @@ fn audit_policy_mode_is_inherited_and_overridable() {
             {"name": "enforces", "match": {"path_prefix": "/e"}, "mode": "enforce", "allow": [{"dns": "x.example"}]}
         ]}"#,
     );
-    let other = support::identity(&[Dns("y.example")], None);
+    let other = test_support::identity(&[Dns("y.example")], None);
     let decide = |path| {
         p.access.decide(
             p.access.select_route(&request("-", path, "h")),
@@ -313,7 +305,7 @@ fn default_action_allow_admits_unrouted_requests() {
 #[test]
 fn the_deciding_rule_is_reported() {
     let p = policy(POLICY);
-    let legacy = support::identity(&[Dns("legacy.yelb.svc.cluster.local")], None);
+    let legacy = test_support::identity(&[Dns("legacy.yelb.svc.cluster.local")], None);
     let decision = p.access.decide(
         p.access.select_route(&request("admin", "/", "h")),
         Peer::Identified(&legacy),
@@ -322,7 +314,7 @@ fn the_deciding_rule_is_reported() {
         decision.verdict,
         Verdict::Deny(DenyReason::DeniedByRule { rule: 0 })
     );
-    let ip = support::identity(&[Ip("10.1.0.9")], None);
+    let ip = test_support::identity(&[Ip("10.1.0.9")], None);
     let decision = p.access.decide(
         p.access.select_route(&request("admin", "/", "h")),
         Peer::Identified(&ip),
@@ -398,7 +390,7 @@ fn deny_response_body_exposes_the_reason_only_when_asked() {
 
 #[test]
 fn identity_extraction_reads_every_field() {
-    let pem = support::cert_pem(
+    let pem = test_support::cert_pem(
         &[
             Dns("A.Example.COM."),
             Uri("spiffe://td/x"),
@@ -449,7 +441,7 @@ fn degraded_identity_from_envoy_attributes() {
 
 #[test]
 fn subjects_are_printed_and_read_back_as_envoy_prints_them() {
-    let id = support::identity(&[], Some("Zoë #1, \"ops\""));
+    let id = test_support::identity(&[], Some("Zoë #1, \"ops\""));
     assert_eq!(
         id.subject,
         r#"CN=Zo\C3\AB #1\, \"ops\",O=Certgate Tests,C=US"#

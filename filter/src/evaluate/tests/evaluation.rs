@@ -1,33 +1,24 @@
 //! A request from facts to outcome, natively: which peer is trusted, where the identity comes from,
 //! what is spoofed, the decision, the headers the upstream sees, the metrics and the access record.
 
-// Helpers outside `#[test]` functions build fixtures and fail loudly on fixture bugs.
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
-
-use certgate::config;
-use certgate::decide::decision::Reason;
-use certgate::decide::route::RequestFacts;
-use certgate::encoding::percent;
-use certgate::evaluate::{evaluate, ConnectionFacts, Evaluation};
-use certgate::facts::address::PeerAddress;
-use certgate::identity::peer::Peer;
-use certgate::identity::sources::IdentitySource;
-use certgate::identity::PeerIdentity;
-use certgate::policy::Policy;
-use certgate::record::access::RecordFields;
-use certgate::record::series::Metric;
-use certgate::rewrite::forwarding::RenderedIdentity;
-use certgate::rewrite::RewriteCalls;
+use crate::config;
+use crate::decide::decision::Reason;
+use crate::decide::route::RequestFacts;
+use crate::encoding::percent;
+use crate::evaluate::{evaluate, ConnectionFacts, Evaluation};
+use crate::facts::address::PeerAddress;
+use crate::identity::peer::Peer;
+use crate::identity::sources::IdentitySource;
+use crate::identity::PeerIdentity;
+use crate::policy::Policy;
+use crate::record::access::RecordFields;
+use crate::record::series::Metric;
+use crate::rewrite::forwarding::RenderedIdentity;
+use crate::rewrite::RewriteCalls;
+use crate::test_support;
+use crate::test_support::San::{Dns, Email, Ip, Uri};
 use prost_types::value::Kind;
 use rcgen::{date_time_ymd, CertificateParams, DnType, KeyPair, SanType};
-use support::San::{Dns, Email, Ip, Uri};
 
 /// 2026-01-01T00:00:00Z
 const NOW: i64 = 1_767_225_600;
@@ -126,7 +117,7 @@ const FORWARDING: &str = r#"{
 #[test]
 fn an_untrusted_peer_gets_every_owned_header_replaced_and_counted() {
     let policy = policy(FORWARDING);
-    let client = support::identity(
+    let client = test_support::identity(
         &[
             Uri("spiffe://mesh.local/ns/web/sa/ui"),
             Ip("10.3.3.3"),
@@ -219,7 +210,7 @@ fn an_untrusted_peer_gets_every_owned_header_replaced_and_counted() {
 #[test]
 fn a_trusted_gateway_vouches_for_the_client_through_xfcc() {
     let policy = policy(FORWARDING);
-    let gateway = support::identity(&[Uri("spiffe://mesh.local/ns/edge/sa/gateway")], None);
+    let gateway = test_support::identity(&[Uri("spiffe://mesh.local/ns/edge/sa/gateway")], None);
     let incoming = headers(&[
         (":authority", "api.example.com:8443"),
         ("x-forwarded-for", "198.51.100.1, 203.0.113.9"),
@@ -287,7 +278,7 @@ fn a_trusted_gateway_vouches_for_the_client_through_xfcc() {
 #[test]
 fn header_values_rendered_for_the_connection_serve_only_its_certificate() {
     let policy = policy(FORWARDING);
-    let marker = support::identity(&[Uri("spiffe://mesh.local/ns/marker/sa/m")], None);
+    let marker = test_support::identity(&[Uri("spiffe://mesh.local/ns/marker/sa/m")], None);
     let rendered = RenderedIdentity::new(&policy.forwarding, &marker);
     let marked_xfcc = format!(
         "Hash={};URI=spiffe://mesh.local/ns/marker/sa/m",
@@ -295,7 +286,7 @@ fn header_values_rendered_for_the_connection_serve_only_its_certificate() {
     );
 
     // The identity is the connection's own: XFCC and identity headers come from the rendering.
-    let client = support::identity(&[Uri("spiffe://mesh.local/ns/web/sa/ui")], None);
+    let client = test_support::identity(&[Uri("spiffe://mesh.local/ns/web/sa/ui")], None);
     let incoming = headers(&[(":authority", "api.example.com")]);
     let facts = ConnectionFacts {
         rendered: Some(&rendered),
@@ -314,7 +305,7 @@ fn header_values_rendered_for_the_connection_serve_only_its_certificate() {
 
     // A trusted gateway vouches for the client in XFCC: XFCC still describes the connection (the
     // rendering), the identity headers the client it vouched for (rendered per request).
-    let gateway = support::identity(&[Uri("spiffe://mesh.local/ns/edge/sa/gateway")], None);
+    let gateway = test_support::identity(&[Uri("spiffe://mesh.local/ns/edge/sa/gateway")], None);
     let incoming = headers(&[
         (":authority", "api.example.com"),
         (
@@ -345,7 +336,8 @@ fn trust_is_by_socket_address_never_by_a_header_derived_one() {
         r#"{"routes": [{"name": "r", "require_client_cert": false}],
             "trusted_proxies": {"cidrs": ["10.0.0.0/8", "2001:db8::/32"]}, "identity_sources": ["alb", "connection"]}"#,
     );
-    let leaf = percent::encode(support::cert_pem(&[Uri("spiffe://mesh.local/a")], None).as_bytes());
+    let leaf =
+        percent::encode(test_support::cert_pem(&[Uri("spiffe://mesh.local/a")], None).as_bytes());
     let leaf: &'static str = Box::leak(leaf.into_boxed_str());
     let incoming = headers(&[("x-amzn-mtls-clientcert-leaf", leaf)]);
     for (source_address, trusted) in [
@@ -411,7 +403,7 @@ fn certificates_from_headers_are_checked_for_their_validity_period() {
 
 #[test]
 fn sni_host_mismatch_is_counted_and_denied_when_asked() {
-    let client = support::identity(&[Dns("c.example")], None);
+    let client = test_support::identity(&[Dns("c.example")], None);
     for (mode, sni, authority, mismatch, reason) in [
         (
             "log",

@@ -1,14 +1,5 @@
-//! Test certificates: real X.509 certificates generated with rcgen and read back through certgate's
-//! own identity extraction, so tables exercise the same path as production.
+//! Real X.509 certificates generated with rcgen, as PEM; nothing here reads them.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-use certgate::identity::PeerIdentity;
 use rcgen::{CertificateParams, DnType, KeyPair, SanType};
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -51,10 +42,4 @@ pub fn cert_pem(sans: &[San<'_>], common_name: Option<&str>) -> String {
         .self_signed(key())
         .expect("self-signed certificate")
         .pem()
-}
-
-/// The identity certgate reads from such a certificate.
-pub fn identity(sans: &[San<'_>], common_name: Option<&str>) -> PeerIdentity {
-    PeerIdentity::from_pem(cert_pem(sans, common_name).as_bytes())
-        .expect("certgate reads the certificate")
 }

@@ -1,23 +1,14 @@
 //! Every header transformation as a table: XFCC encoding and parsing (hostile values included),
 //! RFC 7239 nodes, the ALB's URL-encoded leaf, percent-encoding, and the hostcall plan of a rewrite.
 
-// Helpers outside `#[test]` functions build fixtures and fail loudly on fixture bugs.
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
-
-use certgate::encoding::percent;
-use certgate::facts::pairs;
-use certgate::identity::xfcc::{self, XfccAction, XfccDetail, XfccMode};
-use certgate::identity::{alb, IdentityOrigin, PeerIdentity};
-use certgate::rewrite::{forwarded, is_spelling_of, HeaderEdit, HeaderRewrite, RewriteCalls};
+use crate::encoding::percent;
+use crate::facts::pairs;
+use crate::identity::xfcc::{self, XfccAction, XfccDetail, XfccMode};
+use crate::identity::{alb, IdentityOrigin, PeerIdentity};
+use crate::rewrite::{forwarded, is_spelling_of, HeaderEdit, HeaderRewrite, RewriteCalls};
+use crate::test_support;
+use crate::test_support::San::{Dns, Email, Ip, Uri};
 use std::net::IpAddr;
-use support::San::{Dns, Email, Ip, Uri};
 
 fn all_details() -> Vec<XfccDetail> {
     XfccDetail::NAMES
@@ -83,7 +74,7 @@ fn xfcc_elements_round_trip_even_with_hostile_values() {
 
 #[test]
 fn xfcc_with_a_certificate_round_trips_through_cert() {
-    let pem = support::cert_pem(
+    let pem = test_support::cert_pem(
         &[
             Uri("spiffe://td/sa/web"),
             Dns("web.example"),
@@ -94,7 +85,7 @@ fn xfcc_with_a_certificate_round_trips_through_cert() {
     );
     let identity = PeerIdentity::from_pem(pem.as_bytes()).unwrap();
     // same SANs, another signature: the helper's certificates are read the same way
-    let twin = support::identity(&[Uri("spiffe://td/sa/web")], Some("web, inc"));
+    let twin = test_support::identity(&[Uri("spiffe://td/sa/web")], Some("web, inc"));
     assert_eq!(
         (&twin.uris, &twin.subject),
         (&identity.uris, &identity.subject)
@@ -181,7 +172,7 @@ fn xfcc_modes_follow_envoy() {
 #[test]
 fn forwarded_nodes_are_quoted_and_bracketed_as_rfc_7239_requires() {
     let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-    let socket = |text: &str| certgate::facts::address::SocketAddress::parse(text).unwrap();
+    let socket = |text: &str| crate::facts::address::SocketAddress::parse(text).unwrap();
     for (client, expected) in [
         ("192.0.2.43", "for=192.0.2.43;proto=http"),
         (
@@ -234,15 +225,15 @@ fn forwarded_nodes_are_quoted_and_bracketed_as_rfc_7239_requires() {
 fn ipv4_text_matches_display_for_every_octet() {
     for octet in 0..=255u8 {
         let address = IpAddr::from([octet, 255 - octet, octet / 2, 100 + octet % 10]);
-        assert_eq!(certgate::names::ip::ip_text(address), address.to_string());
+        assert_eq!(crate::names::ip::ip_text(address), address.to_string());
     }
     let v6: IpAddr = "2001:db8::ff00:42:8329".parse().unwrap();
-    assert_eq!(certgate::names::ip::ip_text(v6), v6.to_string());
+    assert_eq!(crate::names::ip::ip_text(v6), v6.to_string());
 }
 
 #[test]
 fn alb_leaf_is_url_decoded_with_plus_equals_and_slash_left_alone() {
-    let pem = support::cert_pem(&[Dns("client.example")], Some("client"));
+    let pem = test_support::cert_pem(&[Dns("client.example")], Some("client"));
     // ALB's encoding: newlines and spaces escaped, base64's `+`, `/` and `=` left as they are
     let alb_encoded = pem.replace(' ', "%20").replace('\n', "%0A");
     assert!(alb_encoded.contains('+') || alb_encoded.contains('/') || alb_encoded.contains('='));

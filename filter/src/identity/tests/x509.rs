@@ -1,19 +1,11 @@
 //! certgate's own certificate reader against x509-parser as an oracle: the same identity from many
 //! real rcgen certificates and hand-built DER, and a clear error, never a panic, for malformed DER.
 
-// Helpers outside `#[test]` functions build fixtures and fail loudly on fixture bugs.
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+use crate::identity::{canonical_email, hex, PeerIdentity};
 
-use certgate::identity::{canonical_email, hex, PeerIdentity};
-
-use certgate::identity::x509::CertificateError;
-use certgate::names::dns::canonical_name;
-use certgate::names::ip::canonical_ip;
+use crate::identity::x509::CertificateError;
+use crate::names::dns::canonical_name;
+use crate::names::ip::canonical_ip;
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
 use rcgen::{
     CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue, KeyPair,
