@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: certgate in real Envoy, in one command. It builds what is missing, starts the
 //! shipped `envoy/sidecar.yaml` and `envoy/gateway.yaml` with generated certificates and an echo
 //! upstream each, sends requests as several identities, prints what certgate decided and which
-//! identity headers the upstream received, then certgate's Prometheus series. Two of the sidecar's
+//! identity headers the upstream received, then certgate's Prometheus counters (a histogram by its
+//! count only, so the output stays a screen long). Two of the sidecar's
 //! requests are gRPC calls over HTTP/2 (one allowed, one refused with its gRPC status), answered
 //! by the app's gRPC side on the same port, as `testkit::GrpcBackend` answers.
 //!
@@ -348,7 +349,7 @@ async fn show(wasm: &Path) -> Result<()> {
     );
     for running in [&sidecar, &gateway] {
         println!(
-            "\ncertgate series on {}'s /stats/prometheus:",
+            "\ncertgate series on {}'s /stats/prometheus (histograms by their count):",
             running.stage.name
         );
         for line in certgate_series(running, &mut problems).await? {
@@ -612,7 +613,9 @@ fn upstream_view(response: &Response) -> Vec<String> {
 }
 
 /// The lines of `/stats/prometheus` that start with `certgate_`, once certgate's tick has handed
-/// over a decision per answered request and Envoy has flushed the histogram of days to expiry.
+/// over a decision per answered request and Envoy has flushed the histogram of days to expiry. A
+/// histogram is shown by its `_count` line: its buckets and sum are a scrape away, and a dozen
+/// bucket lines per Envoy would bury the counters.
 async fn certgate_series(running: &Running, problems: &mut Vec<String>) -> Result<Vec<String>> {
     let Running { stage, envoy, .. } = running;
     let answered = stage
@@ -640,8 +643,15 @@ async fn certgate_series(running: &Running, problems: &mut Vec<String>) -> Resul
     Ok(text
         .lines()
         .filter(|line| line.starts_with("certgate_"))
+        .filter(|line| !is_histogram_detail(line))
         .map(str::to_owned)
         .collect())
+}
+
+/// Whether a Prometheus text line is a histogram's bucket or sum, not its count.
+fn is_histogram_detail(line: &str) -> bool {
+    let name = line.split(['{', ' ']).next().unwrap_or(line);
+    name.ends_with("_bucket") || name.ends_with("_sum")
 }
 
 /// Prints groups of rows, a blank line between groups, in columns as wide as their widest line.
@@ -694,5 +704,26 @@ mod tests {
                 panic!("the {} policy is refused: {errors:?}", stage.name);
             }
         }
+    }
+
+    #[test]
+    fn histograms_are_shown_by_their_count() {
+        let shown: Vec<&str> = [
+            r#"certgate_requests_total{route="app",decision="allow",reason="allowlist_match"} 4"#,
+            r#"certgate_peer_cert_days_to_expiry_bucket{le="365"} 8"#,
+            r#"certgate_peer_cert_days_to_expiry_bucket{le="+Inf"} 8"#,
+            "certgate_peer_cert_days_to_expiry_sum{} 2919.45",
+            "certgate_peer_cert_days_to_expiry_count{} 8",
+        ]
+        .into_iter()
+        .filter(|line| !is_histogram_detail(line))
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                r#"certgate_requests_total{route="app",decision="allow",reason="allowlist_match"} 4"#,
+                "certgate_peer_cert_days_to_expiry_count{} 8",
+            ]
+        );
     }
 }
