@@ -200,10 +200,10 @@ fn fail_closed_answers_503_to_the_failing_request_and_every_later_one() {
 }
 
 #[test]
-fn fail_open_lets_requests_through_without_the_filter() {
+fn fail_open_answers_503_to_the_failing_request_and_lets_later_ones_through_without_the_filter() {
     let mut plugin = trapper(FailurePolicy::FailOpen);
     let trapping = Request::get("/").header("x-trap", "1");
-    assert_eq!(outcome(&mut plugin, trapping), (200, true, false));
+    assert_eq!(outcome(&mut plugin, trapping), (503, false, false));
     assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, false));
     assert!(plugin.vm_failure().is_some());
 }
