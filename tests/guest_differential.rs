@@ -333,7 +333,7 @@ impl EnvoySide {
             if !request.body.is_empty() {
                 wire = wire.body(request.body.as_bytes().to_vec());
             }
-            let response = self.client.send(&wire).await?;
+            let (response, reset) = self.client.send_until_cut(&wire).await?;
             outcome.response = Some(ReceivedResponse {
                 status: response.status,
                 headers: std::iter::once((":status".to_owned(), response.status.to_string()))
@@ -345,6 +345,7 @@ impl EnvoySide {
                     )
                     .collect(),
                 body: response.body_text(),
+                reset,
             });
         }
         outcome.upstream = self
@@ -365,21 +366,20 @@ impl EnvoySide {
                 body: received.body,
             })
             .collect();
-        if scenario.advance_ms > 0 && scenario.expect.logs.is_empty() {
+        let expect = &scenario.expect;
+        if scenario.advance_ms > 0 && expect.logs.is_empty() && expect.log_counts.is_empty() {
             tokio::time::sleep(Duration::from_millis(scenario.advance_ms)).await;
         }
         outcome.logs = self
-            .guest_logs(
-                &scenario.expect.logs,
-                Duration::from_millis(scenario.advance_ms),
-            )
+            .guest_logs(expect, Duration::from_millis(scenario.advance_ms))
             .await;
         Ok(outcome)
     }
 
-    /// The guest's log lines since the last scenario, once each of `expected` is among them
-    /// (waiting at most `advance` plus [`LOG_WAIT`], as Envoy writes its log asynchronously).
-    async fn guest_logs(&mut self, expected: &[String], advance: Duration) -> Vec<String> {
+    /// The guest's log lines since the last scenario, once each of the expected texts is among
+    /// them as often as expected (waiting at most `advance` plus [`LOG_WAIT`], as Envoy writes its
+    /// log asynchronously).
+    async fn guest_logs(&mut self, expect: &pwh::Expectation, advance: Duration) -> Vec<String> {
         let deadline = Instant::now() + advance + LOG_WAIT;
         loop {
             let log = self.envoy.log();
@@ -389,9 +389,12 @@ impl EnvoySide {
                 .lines()
                 .filter_map(guest_log_line)
                 .collect();
-            let complete = expected
-                .iter()
-                .all(|text| lines.iter().any(|line| line.contains(text.as_str())));
+            let seen = |text: &str| lines.iter().filter(|line| line.contains(text)).count();
+            let complete = expect.logs.iter().all(|text| seen(text) > 0)
+                && expect
+                    .log_counts
+                    .iter()
+                    .all(|(text, count)| seen(text) >= *count);
             if complete || Instant::now() > deadline {
                 self.log_offset = log.len();
                 return lines;
@@ -438,65 +441,69 @@ fn scripted(answer: &pwh::HttpAnswer) -> ScriptedAnswer {
 }
 
 /// Differences between what the harness and Envoy delivered, after leaving out the headers of
-/// [`IGNORED_HEADERS`] and the pseudo-headers the HTTP/1 wire does not carry (`:scheme`).
+/// [`IGNORED_HEADERS`] and the pseudo-headers the HTTP/1 wire does not carry (`:scheme`). Bodies
+/// are compared whole and shown abbreviated.
 fn between(harness: &Outcome, envoy: &Outcome) -> Vec<String> {
     let mut diffs = Vec::new();
-    let mut differ = |what: &str, h: String, e: String| {
-        if h != e {
+    let mut differ = |what: &str, shown: &dyn Fn(&Outcome, bool) -> String| {
+        if shown(harness, true) != shown(envoy, true) {
             diffs.push(format!(
-                "harness vs envoy: {what}:\n    harness {h}\n    envoy   {e}"
+                "harness vs envoy: {what}:\n    harness {}\n    envoy   {}",
+                shown(harness, false),
+                shown(envoy, false)
             ));
         }
     };
-    differ(
-        "client response",
-        format!("{:?}", harness.response.as_ref().map(comparable_response)),
-        format!("{:?}", envoy.response.as_ref().map(comparable_response)),
-    );
-    differ(
-        "upstream request",
-        format!(
-            "{:?}",
-            harness
-                .upstream
-                .as_ref()
-                .map(|r| (comparable("upstream", &r.headers), &r.body))
-        ),
-        format!(
-            "{:?}",
-            envoy
-                .upstream
-                .as_ref()
-                .map(|r| (comparable("upstream", &r.headers), &r.body))
-        ),
-    );
-    let calls = |outcome: &Outcome| -> Vec<_> {
-        outcome
+    differ("client response", &|outcome, whole| {
+        let response = outcome.response.as_ref().map(|response| {
+            (
+                response.status,
+                comparable("response", &response.headers),
+                Shown(&response.body, whole),
+            )
+        });
+        format!("{response:?}")
+    });
+    differ("upstream request", &|outcome, whole| {
+        let upstream = outcome.upstream.as_ref().map(|upstream| {
+            (
+                comparable("upstream", &upstream.headers),
+                Shown(&upstream.body, whole),
+            )
+        });
+        format!("{upstream:?}")
+    });
+    differ("http calls", &|outcome, whole| {
+        let calls: Vec<_> = outcome
             .http_calls
             .iter()
             .map(|call| {
                 (
-                    call.cluster.clone(),
+                    &call.cluster,
                     comparable("call", &call.headers),
-                    call.body.clone(),
+                    Shown(&call.body, whole),
                 )
             })
-            .collect()
-    };
-    differ(
-        "http calls",
-        format!("{:?}", calls(harness)),
-        format!("{:?}", calls(envoy)),
-    );
+            .collect();
+        format!("{calls:?}")
+    });
     diffs
 }
 
-fn comparable_response(response: &ReceivedResponse) -> (u16, Vec<(String, String)>, &str) {
-    (
-        response.status,
-        comparable("response", &response.headers),
-        &response.body,
-    )
+/// A body as a difference shows it: whole when compared or short, else its size and its start.
+struct Shown<'a>(&'a str, bool);
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const START: usize = 64;
+        let Shown(body, whole) = *self;
+        match body.char_indices().nth(START) {
+            Some((end, _)) if !whole => {
+                write!(f, "<{} bytes starting {:?}>", body.len(), &body[..end])
+            }
+            _ => write!(f, "{body:?}"),
+        }
+    }
 }
 
 /// `headers` without `:scheme` and the ignored headers of `place`, pseudo-headers first in name

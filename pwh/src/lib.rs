@@ -16,7 +16,7 @@ pub use expect::check;
 pub use outcome::{Outcome, ReceivedRequest, ReceivedResponse, SentHttpCall};
 pub use play::{play, start_plugin};
 pub use scenario::{
-    Expectation, ExpectedResponse, ExpectedUpstream, HeaderExpectation, Headers, HttpAnswer,
+    Body, Expectation, ExpectedResponse, ExpectedUpstream, HeaderExpectation, Headers, HttpAnswer,
     InputError, LogLevelName, PluginSpec, RequestSpec, Scenario, ScenarioFile,
 };
 

@@ -99,7 +99,7 @@ pub struct RequestSpec {
     #[serde(default)]
     pub headers: Headers,
     #[serde(default)]
-    pub body: String,
+    pub body: Body,
     /// Dynamic metadata earlier filters left, by namespace (`envoy.filters.http.lua: {key: value}`),
     /// read by the guest as `metadata.filter_metadata.<namespace>.<key>`.
     #[serde(default)]
@@ -126,7 +126,7 @@ pub struct HttpAnswer {
     #[serde(default)]
     pub headers: Headers,
     #[serde(default)]
-    pub body: String,
+    pub body: Body,
 }
 
 fn default_status() -> u16 {
@@ -138,7 +138,7 @@ impl Default for HttpAnswer {
         HttpAnswer {
             status: default_status(),
             headers: Headers::default(),
-            body: String::new(),
+            body: Body::default(),
         }
     }
 }
@@ -159,6 +159,10 @@ pub struct Expectation {
     /// Texts each of which some line the guest logged during the scenario contains.
     #[serde(default)]
     pub logs: Vec<String>,
+    /// For each text, how many lines the guest logged during the scenario contain it (a start-up
+    /// line once per VM, say).
+    #[serde(default)]
+    pub log_counts: BTreeMap<String, usize>,
     /// A text the error contains when the guest fails (traps); without it, an error fails the
     /// scenario.
     #[serde(default)]
@@ -174,7 +178,13 @@ pub struct ExpectedResponse {
     #[serde(default)]
     pub headers: BTreeMap<String, HeaderExpectation>,
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<Body>,
+    /// How many body bytes the client receives (for bodies too long to write out).
+    #[serde(default)]
+    pub body_size: Option<usize>,
+    /// Whether the stream is reset after the headers went out, cutting the body short.
+    #[serde(default)]
+    pub reset: Option<bool>,
 }
 
 /// The request the upstream receives, as expected.
@@ -187,11 +197,70 @@ pub struct ExpectedUpstream {
     #[serde(default)]
     pub headers: BTreeMap<String, HeaderExpectation>,
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<Body>,
 }
 
 fn reached_by_default() -> bool {
     true
+}
+
+/// A body: a string as it is, or `{repeat: TEXT, size: BYTES}`, TEXT repeated (and cut) to
+/// BYTES bytes, for bodies too long to write out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Body(pub String);
+
+impl std::ops::Deref for Body {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextOrRepeat;
+        impl<'de> Visitor<'de> for TextOrRepeat {
+            type Value = Body;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, or a mapping {repeat: TEXT, size: BYTES}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Body, E> {
+                Ok(Body(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body, A::Error> {
+                let repeated = Repeated::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if repeated.repeat.is_empty() && repeated.size > 0 {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Str(""),
+                        &"a non-empty text to repeat",
+                    ));
+                }
+                if !repeated.repeat.is_ascii() {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Str(&repeated.repeat),
+                        &"ASCII text to repeat (the size counts bytes)",
+                    ));
+                }
+                Ok(Body(
+                    repeated
+                        .repeat
+                        .chars()
+                        .cycle()
+                        .take(repeated.size)
+                        .collect(),
+                ))
+            }
+        }
+        deserializer.deserialize_any(TextOrRepeat)
+    }
+}
+
+/// `{repeat: TEXT, size: BYTES}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Repeated {
+    repeat: String,
+    size: usize,
 }
 
 /// A header's expected first value, or (YAML `null`) its absence.
