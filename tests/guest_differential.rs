@@ -286,6 +286,9 @@ impl EnvoySide {
             .cloned()
             .unwrap_or_else(|| "no_calls".into());
         let configuration = String::from_utf8_lossy(&plugin.configuration_bytes()).into_owned();
+        let backoff_ms = plugin
+            .reload_backoff_ms
+            .unwrap_or(pwh::DEFAULT_RELOAD_BACKOFF_MS);
         let envoy = testkit::envoy("envoy.yaml")
             .template_dir(&testkit::envoy::workspace_root().join("tests/guests"))
             .var("GUEST_WASM", wasm.display())
@@ -304,6 +307,24 @@ impl EnvoySide {
             .upstream_port(upstream.port())
             .var("CALL_CLUSTER", &call_cluster)
             .var("CALL_PORT", call_backend.port())
+            .var(
+                "FAILURE_POLICY",
+                plugin
+                    .failure_policy
+                    .unwrap_or(pwh::FailurePolicyName::FailClosed)
+                    .envoy_name(),
+            )
+            .var(
+                "RELOAD_BACKOFF",
+                format!("{}.{:03}s", backoff_ms / 1000, backoff_ms % 1000),
+            )
+            .var(
+                "BUFFER_LIMIT_BYTES",
+                plugin
+                    .buffer_limit_bytes
+                    .unwrap_or(host_harness::DEFAULT_BUFFER_LIMIT_BYTES),
+            )
+            .concurrency(plugin.concurrency.unwrap_or(1))
             .start()
             .await?;
         let client = Client::plain(envoy.listener("ingress")?);

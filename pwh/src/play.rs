@@ -2,10 +2,13 @@
 //! to the guest's HTTP calls, the upstream's answer, the time advance, then the access-log phase.
 
 use crate::outcome::{Outcome, ReceivedRequest, ReceivedResponse, SentHttpCall};
-use crate::scenario::{HttpAnswer, LogLevelName, PluginSpec, RequestSpec, Scenario};
+use crate::scenario::{
+    FailurePolicyName, HttpAnswer, LogLevelName, PluginSpec, RequestSpec, Scenario,
+    DEFAULT_RELOAD_BACKOFF_MS,
+};
 use host_harness::{
-    Connection, DispatchedHttpCall, GuestModule, HarnessError, HeaderMap, HttpCallResponse,
-    LogLevel, Plugin, PluginSettings, Request, UpstreamResponse,
+    Connection, DispatchedHttpCall, FailurePolicy, GuestModule, HarnessError, HeaderMap,
+    HttpCallResponse, LogLevel, Plugin, PluginSettings, Request, UpstreamResponse,
 };
 use std::time::Duration;
 
@@ -19,6 +22,22 @@ pub fn start_plugin(module: &GuestModule, spec: &PluginSpec) -> Result<Plugin, H
         .log_level(level_of(spec.log_level));
     for cluster in &spec.clusters {
         settings = settings.cluster(cluster.as_str());
+    }
+    if let Some(policy) = spec.failure_policy {
+        let backoff = spec.reload_backoff_ms.unwrap_or(DEFAULT_RELOAD_BACKOFF_MS);
+        settings = settings.failure_policy(match policy {
+            FailurePolicyName::FailClosed => FailurePolicy::FailClosed,
+            FailurePolicyName::FailOpen => FailurePolicy::FailOpen,
+            FailurePolicyName::FailReload => FailurePolicy::FailReload {
+                backoff: Duration::from_millis(backoff),
+            },
+        });
+    }
+    if let Some(bytes) = spec.buffer_limit_bytes {
+        settings = settings.per_connection_buffer_limit_bytes(bytes);
+    }
+    if let Some(workers) = spec.concurrency {
+        settings = settings.concurrency(workers);
     }
     Plugin::new(module, settings)
 }

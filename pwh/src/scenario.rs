@@ -1,7 +1,8 @@
-//! The scenario file: the plugin's settings and, per scenario, the request, the answers of the
-//! upstream and of the guest's HTTP calls, a time advance and the expectations. Parsed with serde
-//! from YAML (JSON is YAML too); an unknown field, a wrong type or a missing one is an
-//! [`InputError`] naming the file, the field path and the line.
+//! The scenario file: the plugin's settings (Envoy's plugin config, failure policy, buffer limit
+//! and worker count) and, per scenario, the request, the answers of the upstream and of the
+//! guest's HTTP calls, a time advance and the expectations. Parsed with serde from YAML (JSON is
+//! YAML too); an unknown field, a wrong type or a missing one is an [`InputError`] naming the
+//! file, the field path and the line.
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -39,7 +40,48 @@ pub struct PluginSpec {
     /// filters them: trace, debug, info (default), warning, error or critical.
     #[serde(default)]
     pub log_level: LogLevelName,
+    /// `PluginConfig.failure_policy`: what the client gets once the guest traps. Unset, a trap
+    /// is the scenario's error (Envoy's default, FAIL_CLOSED, answers 503 meanwhile).
+    #[serde(default)]
+    pub failure_policy: Option<FailurePolicyName>,
+    /// `PluginConfig.reload_config.backoff.base_interval` in milliseconds, for FAIL_RELOAD
+    /// (Envoy's default: 1000).
+    #[serde(default)]
+    pub reload_backoff_ms: Option<u64>,
+    /// The listener's `per_connection_buffer_limit_bytes`: how much body the guest may buffer,
+    /// request or response (Envoy's default: 1048576).
+    #[serde(default)]
+    pub buffer_limit_bytes: Option<usize>,
+    /// Envoy's `--concurrency`: the worker threads, each starting its own VM. Unset, the harness
+    /// starts one VM (and the differential suite runs Envoy with one worker).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
 }
+
+/// A failure policy as Envoy's `PluginConfig.failure_policy` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum FailurePolicyName {
+    #[serde(rename = "FAIL_CLOSED")]
+    FailClosed,
+    #[serde(rename = "FAIL_OPEN")]
+    FailOpen,
+    #[serde(rename = "FAIL_RELOAD")]
+    FailReload,
+}
+
+impl FailurePolicyName {
+    /// Envoy's name of the policy.
+    pub fn envoy_name(self) -> &'static str {
+        match self {
+            FailurePolicyName::FailClosed => "FAIL_CLOSED",
+            FailurePolicyName::FailOpen => "FAIL_OPEN",
+            FailurePolicyName::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+/// Envoy's default `reload_config.backoff.base_interval`.
+pub const DEFAULT_RELOAD_BACKOFF_MS: u64 = 1000;
 
 /// A log level as Envoy names it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -389,8 +431,53 @@ impl ScenarioFile {
                 ),
             });
         }
+        parsed.plugin.check(text, file)?;
         Ok(parsed)
     }
+}
+
+impl PluginSpec {
+    /// The combinations serde cannot refuse: a reload backoff without FAIL_RELOAD, no workers.
+    fn check(&self, text: &str, file: &Path) -> Result<(), InputError> {
+        let refuse = |key: &str, why: String| {
+            let line = line_of_key(text, key)
+                .map(|line| format!(" at line {line}"))
+                .unwrap_or_default();
+            Err(InputError {
+                file: file.to_owned(),
+                message: format!("plugin.{key}: {why}{line}"),
+            })
+        };
+        if self.reload_backoff_ms.is_some()
+            && self.failure_policy != Some(FailurePolicyName::FailReload)
+        {
+            let policy = self
+                .failure_policy
+                .map_or("unset", FailurePolicyName::envoy_name);
+            return refuse(
+                "reload_backoff_ms",
+                format!("only FAIL_RELOAD reloads a VM; failure_policy is {policy}"),
+            );
+        }
+        if self.concurrency == Some(0) {
+            return refuse(
+                "concurrency",
+                "Envoy runs at least one worker; write 1 or more".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of the first `key:` (block style).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .map(|index| index + 1)
 }
 
 /// The 1-based line of the `nth` `name:` key whose value is `name`.
