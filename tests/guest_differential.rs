@@ -77,7 +77,7 @@ fn sdk(name: &str) -> Result<PathBuf> {
 /// The Lua filter of the SDK's envoy_filter_metadata example, which sets the metadata it reads.
 const METADATA_LUA: &str = r#"- {"name": "envoy.filters.http.lua", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": "function envoy_on_request(request_handle)\n  local data = request_handle:headers():get(\"x-custom-metadata\")\n  if data then\n    request_handle:streamInfo():dynamicMetadata():set(\"envoy.filters.http.lua\", \"uppercased-custom-metadata\", string.upper(data))\n  end\nend\n"}}}"#;
 
-const GUESTS: [Guest; 9] = [
+const GUESTS: [Guest; 12] = [
     Guest {
         name: "hello_world",
         wasm: || sdk("hello_world"),
@@ -131,6 +131,24 @@ const GUESTS: [Guest; 9] = [
     },
     Guest {
         name: "assemblyscript_probe",
+        wasm: testkit::assemblyscript_probe,
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "assemblyscript_probe_fail_closed",
+        wasm: testkit::assemblyscript_probe,
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "assemblyscript_probe_fail_open",
+        wasm: testkit::assemblyscript_probe,
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "assemblyscript_probe_fail_reload",
         wasm: testkit::assemblyscript_probe,
         filters_before: None,
         limits: &[],

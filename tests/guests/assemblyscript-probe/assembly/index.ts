@@ -7,7 +7,9 @@
 //   `x-replace-me` replaced and `x-remove-me` removed, and the names of the request headers the
 //   filter saw, in order, in `x-seen-names`;
 // - every response gets `x-as-probe-response: <status the filter saw>`;
-// - a request to `/buffer` has its whole body buffered before it goes upstream.
+// - `/trap` traps (`unreachable`) in the request-headers callback, failing the VM;
+// - a request to `/buffer` has its whole body buffered before it goes upstream;
+// - the root context logs `as_probe: configured` each time a VM is configured.
 export * from "@solo-io/proxy-runtime/proxy";
 import {
   RootContext, Context, registerRootContext, FilterHeadersStatusValues, stream_context,
@@ -18,6 +20,12 @@ import {
 class ProbeRoot extends RootContext {
   createContext(context_id: u32): Context {
     return new Probe(context_id, this);
+  }
+
+  onConfigure(configuration_size: u32): bool {
+    const accepted = super.onConfigure(configuration_size);
+    log(LogLevelValues.info, "as_probe: configured");
+    return accepted;
   }
 }
 
@@ -47,6 +55,9 @@ class Probe extends Context {
 
   onRequestHeaders(a: u32, end_of_stream: bool): FilterHeadersStatusValues {
     const request = stream_context.headers.request;
+    if (request.get(":path") == "/trap") {
+      unreachable();
+    }
     this.buffering = request.get(":path") == "/buffer";
     if (request.get(":path") == "/local") {
       const reply: Headers = [header("x-as-probe", "local")];
