@@ -77,9 +77,15 @@ fn sdk(name: &str) -> Result<PathBuf> {
 /// The Lua filter of the SDK's envoy_filter_metadata example, which sets the metadata it reads.
 const METADATA_LUA: &str = r#"- {"name": "envoy.filters.http.lua", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": "function envoy_on_request(request_handle)\n  local data = request_handle:headers():get(\"x-custom-metadata\")\n  if data then\n    request_handle:streamInfo():dynamicMetadata():set(\"envoy.filters.http.lua\", \"uppercased-custom-metadata\", string.upper(data))\n  end\nend\n"}}}"#;
 
-const GUESTS: [Guest; 12] = [
+const GUESTS: [Guest; 13] = [
     Guest {
         name: "hello_world",
+        wasm: || sdk("hello_world"),
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "hello_world_workers",
         wasm: || sdk("hello_world"),
         filters_before: None,
         limits: &[],
