@@ -33,7 +33,8 @@ const ROUTER_HEADERS: KnownLimit = KnownLimit {
 };
 const CODEC_FRAMING: KnownLimit = KnownLimit {
     name: "codec framing",
-    reason: "content-length / transfer-encoding are chosen by each side's codec, not by the guest",
+    reason: "content-length / transfer-encoding, and the HTTP/1 `connection: close` of an answer \
+             sent before the request was read to its end, are each side's codec's, not the guest's",
 };
 const REQUEST_ID: KnownLimit = KnownLimit {
     name: "request id",
@@ -46,18 +47,20 @@ const NO_GRPC_CALLS: KnownLimit = KnownLimit {
 
 /// Headers compared by presence only or not at all, with the limit that excuses each.
 /// `(where, header, limit)`; `where` is "response", "upstream" or "call".
-const IGNORED_HEADERS: [(&str, &str, KnownLimit); 8] = [
+const IGNORED_HEADERS: [(&str, &str, KnownLimit); 9] = [
     ("response", "date", ROUTER_HEADERS),
     ("response", "x-envoy-upstream-service-time", ROUTER_HEADERS),
     ("response", "content-length", CODEC_FRAMING),
     ("response", "transfer-encoding", CODEC_FRAMING),
+    ("response", "connection", CODEC_FRAMING),
     ("upstream", "content-length", CODEC_FRAMING),
     ("upstream", "x-request-id", REQUEST_ID),
     ("call", "x-envoy-internal", ROUTER_HEADERS),
     ("call", "x-envoy-expected-rq-timeout-ms", ROUTER_HEADERS),
 ];
 
-/// A guest, how it is built, and the scenarios that show a known limit.
+/// A guest, how it is built, and the scenarios that show a known limit. A guest played under
+/// other plugin settings (a failure policy, a buffer limit, workers) has a file of its own.
 struct Guest {
     /// The scenario file's stem in `tests/guests/scenarios/`.
     name: &'static str,
@@ -74,9 +77,15 @@ fn sdk(name: &str) -> Result<PathBuf> {
 /// The Lua filter of the SDK's envoy_filter_metadata example, which sets the metadata it reads.
 const METADATA_LUA: &str = r#"- {"name": "envoy.filters.http.lua", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": "function envoy_on_request(request_handle)\n  local data = request_handle:headers():get(\"x-custom-metadata\")\n  if data then\n    request_handle:streamInfo():dynamicMetadata():set(\"envoy.filters.http.lua\", \"uppercased-custom-metadata\", string.upper(data))\n  end\nend\n"}}}"#;
 
-const GUESTS: [Guest; 8] = [
+const GUESTS: [Guest; 13] = [
     Guest {
         name: "hello_world",
+        wasm: || sdk("hello_world"),
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "hello_world_workers",
         wasm: || sdk("hello_world"),
         filters_before: None,
         limits: &[],
@@ -89,6 +98,12 @@ const GUESTS: [Guest; 8] = [
     },
     Guest {
         name: "http_body",
+        wasm: || sdk("http_body"),
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "http_body_large_buffer",
         wasm: || sdk("http_body"),
         filters_before: None,
         limits: &[],
@@ -122,6 +137,24 @@ const GUESTS: [Guest; 8] = [
     },
     Guest {
         name: "assemblyscript_probe",
+        wasm: testkit::assemblyscript_probe,
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "assemblyscript_probe_fail_closed",
+        wasm: testkit::assemblyscript_probe,
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "assemblyscript_probe_fail_open",
+        wasm: testkit::assemblyscript_probe,
+        filters_before: None,
+        limits: &[],
+    },
+    Guest {
+        name: "assemblyscript_probe_fail_reload",
         wasm: testkit::assemblyscript_probe,
         filters_before: None,
         limits: &[],
@@ -286,6 +319,9 @@ impl EnvoySide {
             .cloned()
             .unwrap_or_else(|| "no_calls".into());
         let configuration = String::from_utf8_lossy(&plugin.configuration_bytes()).into_owned();
+        let backoff_ms = plugin
+            .reload_backoff_ms
+            .unwrap_or(pwh::DEFAULT_RELOAD_BACKOFF_MS);
         let envoy = testkit::envoy("envoy.yaml")
             .template_dir(&testkit::envoy::workspace_root().join("tests/guests"))
             .var("GUEST_WASM", wasm.display())
@@ -304,6 +340,24 @@ impl EnvoySide {
             .upstream_port(upstream.port())
             .var("CALL_CLUSTER", &call_cluster)
             .var("CALL_PORT", call_backend.port())
+            .var(
+                "FAILURE_POLICY",
+                plugin
+                    .failure_policy
+                    .unwrap_or(pwh::FailurePolicyName::FailClosed)
+                    .envoy_name(),
+            )
+            .var(
+                "RELOAD_BACKOFF",
+                format!("{}.{:03}s", backoff_ms / 1000, backoff_ms % 1000),
+            )
+            .var(
+                "BUFFER_LIMIT_BYTES",
+                plugin
+                    .buffer_limit_bytes
+                    .unwrap_or(host_harness::DEFAULT_BUFFER_LIMIT_BYTES),
+            )
+            .concurrency(plugin.concurrency.unwrap_or(1))
             .start()
             .await?;
         let client = Client::plain(envoy.listener("ingress")?);
@@ -333,7 +387,7 @@ impl EnvoySide {
             if !request.body.is_empty() {
                 wire = wire.body(request.body.as_bytes().to_vec());
             }
-            let response = self.client.send(&wire).await?;
+            let (response, reset) = self.client.send_until_cut(&wire).await?;
             outcome.response = Some(ReceivedResponse {
                 status: response.status,
                 headers: std::iter::once((":status".to_owned(), response.status.to_string()))
@@ -345,6 +399,7 @@ impl EnvoySide {
                     )
                     .collect(),
                 body: response.body_text(),
+                reset,
             });
         }
         outcome.upstream = self
@@ -365,21 +420,20 @@ impl EnvoySide {
                 body: received.body,
             })
             .collect();
-        if scenario.advance_ms > 0 && scenario.expect.logs.is_empty() {
+        let expect = &scenario.expect;
+        if scenario.advance_ms > 0 && expect.logs.is_empty() && expect.log_counts.is_empty() {
             tokio::time::sleep(Duration::from_millis(scenario.advance_ms)).await;
         }
         outcome.logs = self
-            .guest_logs(
-                &scenario.expect.logs,
-                Duration::from_millis(scenario.advance_ms),
-            )
+            .guest_logs(expect, Duration::from_millis(scenario.advance_ms))
             .await;
         Ok(outcome)
     }
 
-    /// The guest's log lines since the last scenario, once each of `expected` is among them
-    /// (waiting at most `advance` plus [`LOG_WAIT`], as Envoy writes its log asynchronously).
-    async fn guest_logs(&mut self, expected: &[String], advance: Duration) -> Vec<String> {
+    /// The guest's log lines since the last scenario, once each of the expected texts is among
+    /// them as often as expected (waiting at most `advance` plus [`LOG_WAIT`], as Envoy writes its
+    /// log asynchronously).
+    async fn guest_logs(&mut self, expect: &pwh::Expectation, advance: Duration) -> Vec<String> {
         let deadline = Instant::now() + advance + LOG_WAIT;
         loop {
             let log = self.envoy.log();
@@ -389,9 +443,12 @@ impl EnvoySide {
                 .lines()
                 .filter_map(guest_log_line)
                 .collect();
-            let complete = expected
-                .iter()
-                .all(|text| lines.iter().any(|line| line.contains(text.as_str())));
+            let seen = |text: &str| lines.iter().filter(|line| line.contains(text)).count();
+            let complete = expect.logs.iter().all(|text| seen(text) > 0)
+                && expect
+                    .log_counts
+                    .iter()
+                    .all(|(text, count)| seen(text) >= *count);
             if complete || Instant::now() > deadline {
                 self.log_offset = log.len();
                 return lines;
@@ -438,65 +495,69 @@ fn scripted(answer: &pwh::HttpAnswer) -> ScriptedAnswer {
 }
 
 /// Differences between what the harness and Envoy delivered, after leaving out the headers of
-/// [`IGNORED_HEADERS`] and the pseudo-headers the HTTP/1 wire does not carry (`:scheme`).
+/// [`IGNORED_HEADERS`] and the pseudo-headers the HTTP/1 wire does not carry (`:scheme`). Bodies
+/// are compared whole and shown abbreviated.
 fn between(harness: &Outcome, envoy: &Outcome) -> Vec<String> {
     let mut diffs = Vec::new();
-    let mut differ = |what: &str, h: String, e: String| {
-        if h != e {
+    let mut differ = |what: &str, shown: &dyn Fn(&Outcome, bool) -> String| {
+        if shown(harness, true) != shown(envoy, true) {
             diffs.push(format!(
-                "harness vs envoy: {what}:\n    harness {h}\n    envoy   {e}"
+                "harness vs envoy: {what}:\n    harness {}\n    envoy   {}",
+                shown(harness, false),
+                shown(envoy, false)
             ));
         }
     };
-    differ(
-        "client response",
-        format!("{:?}", harness.response.as_ref().map(comparable_response)),
-        format!("{:?}", envoy.response.as_ref().map(comparable_response)),
-    );
-    differ(
-        "upstream request",
-        format!(
-            "{:?}",
-            harness
-                .upstream
-                .as_ref()
-                .map(|r| (comparable("upstream", &r.headers), &r.body))
-        ),
-        format!(
-            "{:?}",
-            envoy
-                .upstream
-                .as_ref()
-                .map(|r| (comparable("upstream", &r.headers), &r.body))
-        ),
-    );
-    let calls = |outcome: &Outcome| -> Vec<_> {
-        outcome
+    differ("client response", &|outcome, whole| {
+        let response = outcome.response.as_ref().map(|response| {
+            (
+                response.status,
+                comparable("response", &response.headers),
+                Shown(&response.body, whole),
+            )
+        });
+        format!("{response:?}")
+    });
+    differ("upstream request", &|outcome, whole| {
+        let upstream = outcome.upstream.as_ref().map(|upstream| {
+            (
+                comparable("upstream", &upstream.headers),
+                Shown(&upstream.body, whole),
+            )
+        });
+        format!("{upstream:?}")
+    });
+    differ("http calls", &|outcome, whole| {
+        let calls: Vec<_> = outcome
             .http_calls
             .iter()
             .map(|call| {
                 (
-                    call.cluster.clone(),
+                    &call.cluster,
                     comparable("call", &call.headers),
-                    call.body.clone(),
+                    Shown(&call.body, whole),
                 )
             })
-            .collect()
-    };
-    differ(
-        "http calls",
-        format!("{:?}", calls(harness)),
-        format!("{:?}", calls(envoy)),
-    );
+            .collect();
+        format!("{calls:?}")
+    });
     diffs
 }
 
-fn comparable_response(response: &ReceivedResponse) -> (u16, Vec<(String, String)>, &str) {
-    (
-        response.status,
-        comparable("response", &response.headers),
-        &response.body,
-    )
+/// A body as a difference shows it: whole when compared or short, else its size and its start.
+struct Shown<'a>(&'a str, bool);
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const START: usize = 64;
+        let Shown(body, whole) = *self;
+        match body.char_indices().nth(START) {
+            Some((end, _)) if !whole => {
+                write!(f, "<{} bytes starting {:?}>", body.len(), &body[..end])
+            }
+            _ => write!(f, "{body:?}"),
+        }
+    }
 }
 
 /// `headers` without `:scheme` and the ignored headers of `place`, pseudo-headers first in name

@@ -114,11 +114,15 @@ impl Plugin {
         settings.abi_0_1_0 = exports.contains("proxy_abi_version_0_1_0");
         let settings = Arc::new(settings);
         let workers = settings.concurrency as usize;
-        let mut plugin = Plugin::start(module, HostState::new(settings))?;
         if workers == 0 {
-            return Ok(plugin);
+            return Plugin::start(module, HostState::new(settings));
         }
-        // Envoy starts the plugin in the main thread's VM, then in every worker's.
+        // Envoy first checks the configuration in a canary VM (proxy-wasm-cpp-host's
+        // `WasmHandleBase::canary`): started and configured, then dropped without
+        // `proxy_on_done`. What outlives a VM (logs, metrics, shared data) keeps its traces.
+        let mut canary = Plugin::start(module, HostState::new(settings))?;
+        let mut plugin = Plugin::start(module, canary.successor_state())?;
+        // Then the VMs that live on: the main thread's, then every worker's.
         plugin.vms.push(None);
         for index in 1..=workers {
             let mut state = plugin.successor_state();

@@ -184,13 +184,14 @@ impl PluginSettings {
         self
     }
 
-    /// Envoy's `--concurrency`: the plugin starts in the main thread's VM and in each of
-    /// `workers` workers' VMs, each running `proxy_on_vm_start` and `proxy_on_configure`, so
-    /// start-up logs, metrics and shared data count every instance. Every VM then lives on:
-    /// its ticks fire on the test clock, its http calls are answered, queue items reach the VM
-    /// that registered the queue. A connection's requests run on one worker's VM, given in turn
-    /// to each new connection or chosen with [`Plugin::assign_connection`]. Unset, the plugin is
-    /// one VM started once.
+    /// Envoy's `--concurrency`: the plugin starts as Envoy starts it, first in a canary VM that
+    /// checks the configuration and is dropped, then in the main thread's VM and in each of
+    /// `workers` workers' VMs (`workers + 2` starts), each running `proxy_on_vm_start` and
+    /// `proxy_on_configure`, so start-up logs, metrics and shared data count every instance.
+    /// Every VM but the canary then lives on: its ticks fire on the test clock, its http calls
+    /// are answered, queue items reach the VM that registered the queue. A connection's requests
+    /// run on one worker's VM, given in turn to each new connection or chosen with
+    /// [`Plugin::assign_connection`]. Unset, the plugin is one VM started once.
     ///
     /// [`Plugin::assign_connection`]: crate::Plugin::assign_connection
     pub fn concurrency(mut self, workers: u32) -> PluginSettings {

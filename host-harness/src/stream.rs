@@ -306,14 +306,25 @@ impl<'p> Stream<'p> {
     ) -> Result<(), HarnessError> {
         match (result, self.failure_policy()) {
             (Err(error), Some(policy)) if error.is_vm_failure() && !self.vm_failed => {
-                self.answer_vm_failure(policy)
+                self.answer_own_trap(policy)
             }
             (result, _) => result,
         }
     }
 
-    /// What Envoy does with this stream once the VM has failed: under FAIL_OPEN the request (or
-    /// the response, if it is on its way back) continues as it stands without the filter;
+    /// Envoy's answer to the stream whose own callback failed the VM: as to any stream of a
+    /// failed VM, except that under FAIL_OPEN a request still on its way gets the `503` too
+    /// (measured on Envoy 1.40: only later requests pass without the filter).
+    fn answer_own_trap(&mut self, policy: FailurePolicy) -> Result<(), HarnessError> {
+        if policy == FailurePolicy::FailOpen && !self.outcome.is_continued() {
+            self.vm_failed = true;
+            return self.fail_stream_reply();
+        }
+        self.answer_vm_failure(policy)
+    }
+
+    /// What Envoy does with a stream of a failed VM: under FAIL_OPEN the request (or the
+    /// response, if it is on its way back) continues as it stands without the filter;
     /// otherwise the client gets Envoy's `wasm_fail_stream` reply.
     fn answer_vm_failure(&mut self, policy: FailurePolicy) -> Result<(), HarnessError> {
         self.vm_failed = true;

@@ -200,10 +200,10 @@ fn fail_closed_answers_503_to_the_failing_request_and_every_later_one() {
 }
 
 #[test]
-fn fail_open_lets_requests_through_without_the_filter() {
+fn fail_open_answers_503_to_the_failing_request_and_lets_later_ones_through_without_the_filter() {
     let mut plugin = trapper(FailurePolicy::FailOpen);
     let trapping = Request::get("/").header("x-trap", "1");
-    assert_eq!(outcome(&mut plugin, trapping), (200, true, false));
+    assert_eq!(outcome(&mut plugin, trapping), (503, false, false));
     assert_eq!(outcome(&mut plugin, Request::get("/")), (200, true, false));
     assert!(plugin.vm_failure().is_some());
 }
@@ -451,13 +451,15 @@ fn grpc_calls_and_streams_are_answered_by_the_test_s_scripted_service() {
         .contains("no open gRPC call"));
 }
 
-/// A guest that logs `started` and counts `starts` in `proxy_on_vm_start`.
+/// A guest that logs `started` and counts `starts` in `proxy_on_vm_start`, and logs `done` in
+/// `proxy_on_done` (a stream's and a root context's).
 const STARTER: &str = r#"(module
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 100) "started")
+  (data (i32.const 110) "done")
   (data (i32.const 120) "starts")
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "malloc") (param i32) (result i32) (i32.const 1024))
@@ -465,24 +467,38 @@ const STARTER: &str = r#"(module
     (drop (call $log (i32.const 2) (i32.const 100) (i32.const 7)))
     (drop (call $define (i32.const 0) (i32.const 120) (i32.const 6) (i32.const 60)))
     (drop (call $increment (i32.load (i32.const 60)) (i64.const 1)))
+    (i32.const 1))
+  (func (export "proxy_on_done") (param i32) (result i32)
+    (drop (call $log (i32.const 2) (i32.const 110) (i32.const 4)))
     (i32.const 1)))"#;
 
+/// Envoy (proxy-wasm-cpp-host's `createWasm`) first starts and configures a canary VM to check
+/// the configuration and drops it without `proxy_on_done`; then the main thread's VM and each
+/// worker's start and live on. `--concurrency 2` logs a start-up line 4 times.
 #[test]
-fn each_worker_and_the_main_thread_start_their_own_vm() {
+fn a_canary_the_main_thread_and_each_worker_start_their_own_vm() {
     let module = GuestModule::from_wat("starter", STARTER).unwrap();
     let single = Plugin::new(&module, PluginSettings::new("starter")).unwrap();
     assert_eq!(single.metric_value("starts"), Some(1));
     let mut plugin = Plugin::new(&module, PluginSettings::new("starter").concurrency(2)).unwrap();
     assert_eq!(
         plugin.metric_value("starts"),
-        Some(3),
-        "main thread and two workers"
+        Some(4),
+        "the canary, the main thread and two workers"
     );
-    assert_eq!(plugin.logs_at(host_harness::LogLevel::Info), ["started"; 3]);
+    assert_eq!(plugin.logs_at(host_harness::LogLevel::Info), ["started"; 4]);
+    assert_eq!(plugin.workers(), 2);
     let exchange = plugin
         .send(&Connection::plain(), Request::get("/"))
         .unwrap();
     assert!(exchange.request.is_continued());
+    assert!(plugin.shutdown().unwrap());
+    let roots_done = plugin
+        .logs()
+        .iter()
+        .filter(|record| record.message == "done" && record.context_id == 1)
+        .count();
+    assert_eq!(roots_done, 3, "the VMs that live on, not the canary");
 }
 
 /// A guest that answers each request itself with the bytes `get_property` gave for the dynamic

@@ -2,7 +2,7 @@
 //! expectation's field path (`expect.response.headers.x-a`) and both values.
 
 use crate::outcome::Outcome;
-use crate::scenario::{Expectation, HeaderExpectation};
+use crate::scenario::{Body, Expectation, HeaderExpectation};
 use std::collections::BTreeMap;
 
 /// The expectations `outcome` misses; empty when it meets them all.
@@ -40,6 +40,18 @@ pub fn check(expect: &Expectation, outcome: &Outcome) -> Vec<String> {
                     &response.body,
                     &mut misses,
                 );
+                if let Some(size) = wanted.body_size.filter(|size| *size != response.body.len()) {
+                    misses.push(format!(
+                        "expect.response.body_size: wanted {size} bytes, got {}",
+                        response.body.len()
+                    ));
+                }
+                if let Some(reset) = wanted.reset.filter(|reset| *reset != response.reset) {
+                    misses.push(format!(
+                        "expect.response.reset: wanted {reset}, got {}",
+                        response.reset
+                    ));
+                }
             }
         }
     }
@@ -85,6 +97,18 @@ pub fn check(expect: &Expectation, outcome: &Outcome) -> Vec<String> {
             ));
         }
     }
+    for (text, wanted) in &expect.log_counts {
+        let got = outcome
+            .logs
+            .iter()
+            .filter(|line| line.contains(text.as_str()))
+            .count();
+        if got != *wanted {
+            misses.push(format!(
+                "expect.log_counts.{text}: wanted {wanted} lines containing it, got {got}"
+            ));
+        }
+    }
     misses
 }
 
@@ -111,8 +135,21 @@ fn check_headers<'a>(
     }
 }
 
-fn check_body(path: &str, wanted: &Option<String>, got: &str, misses: &mut Vec<String>) {
+fn check_body(path: &str, wanted: &Option<Body>, got: &str, misses: &mut Vec<String>) {
     if let Some(wanted) = wanted.as_deref().filter(|wanted| *wanted != got) {
-        misses.push(format!("{path}: wanted {wanted:?}, got {got:?}"));
+        misses.push(format!(
+            "{path}: wanted {}, got {}",
+            abbreviated(wanted),
+            abbreviated(got)
+        ));
+    }
+}
+
+/// A body as a miss shows it: whole when short, else its size and its start.
+fn abbreviated(body: &str) -> String {
+    const SHOWN: usize = 64;
+    match body.char_indices().nth(SHOWN) {
+        None => format!("{body:?}"),
+        Some((end, _)) => format!("{} bytes starting {:?}", body.len(), &body[..end]),
     }
 }

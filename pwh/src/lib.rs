@@ -16,8 +16,9 @@ pub use expect::check;
 pub use outcome::{Outcome, ReceivedRequest, ReceivedResponse, SentHttpCall};
 pub use play::{play, start_plugin};
 pub use scenario::{
-    Expectation, ExpectedResponse, ExpectedUpstream, HeaderExpectation, Headers, HttpAnswer,
-    InputError, LogLevelName, PluginSpec, RequestSpec, Scenario, ScenarioFile,
+    Body, Expectation, ExpectedResponse, ExpectedUpstream, FailurePolicyName, HeaderExpectation,
+    Headers, HttpAnswer, InputError, LogLevelName, PluginSpec, RequestSpec, Scenario, ScenarioFile,
+    DEFAULT_RELOAD_BACKOFF_MS,
 };
 
 use std::path::Path;

@@ -25,6 +25,8 @@ pub struct ReceivedResponse {
     /// Header lines in order, names lowercase.
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The stream was reset after the headers went out: `body` is what arrived before.
+    pub reset: bool,
 }
 
 /// A request as the upstream receives it.

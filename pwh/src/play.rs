@@ -2,10 +2,13 @@
 //! to the guest's HTTP calls, the upstream's answer, the time advance, then the access-log phase.
 
 use crate::outcome::{Outcome, ReceivedRequest, ReceivedResponse, SentHttpCall};
-use crate::scenario::{HttpAnswer, LogLevelName, PluginSpec, RequestSpec, Scenario};
+use crate::scenario::{
+    FailurePolicyName, HttpAnswer, LogLevelName, PluginSpec, RequestSpec, Scenario,
+    DEFAULT_RELOAD_BACKOFF_MS,
+};
 use host_harness::{
-    Connection, DispatchedHttpCall, GuestModule, HarnessError, HeaderMap, HttpCallResponse,
-    LogLevel, Plugin, PluginSettings, Request, UpstreamResponse,
+    Connection, DispatchedHttpCall, FailurePolicy, GuestModule, HarnessError, HeaderMap,
+    HttpCallResponse, LogLevel, Plugin, PluginSettings, Request, UpstreamResponse,
 };
 use std::time::Duration;
 
@@ -19,6 +22,22 @@ pub fn start_plugin(module: &GuestModule, spec: &PluginSpec) -> Result<Plugin, H
         .log_level(level_of(spec.log_level));
     for cluster in &spec.clusters {
         settings = settings.cluster(cluster.as_str());
+    }
+    if let Some(policy) = spec.failure_policy {
+        let backoff = spec.reload_backoff_ms.unwrap_or(DEFAULT_RELOAD_BACKOFF_MS);
+        settings = settings.failure_policy(match policy {
+            FailurePolicyName::FailClosed => FailurePolicy::FailClosed,
+            FailurePolicyName::FailOpen => FailurePolicy::FailOpen,
+            FailurePolicyName::FailReload => FailurePolicy::FailReload {
+                backoff: Duration::from_millis(backoff),
+            },
+        });
+    }
+    if let Some(bytes) = spec.buffer_limit_bytes {
+        settings = settings.per_connection_buffer_limit_bytes(bytes);
+    }
+    if let Some(workers) = spec.concurrency {
+        settings = settings.concurrency(workers);
     }
     Plugin::new(module, settings)
 }
@@ -86,6 +105,7 @@ fn play_steps(
         status: u16::try_from(response.status).unwrap_or(u16::MAX),
         headers: pairs(&response.headers),
         body: String::from_utf8_lossy(&response.body).into_owned(),
+        reset: response.reset,
     });
     stream.finish()?;
     Ok(())
@@ -101,13 +121,27 @@ fn next_call<'a>(
     answers.next().map(|answer| (call, answer))
 }
 
+/// How much of a body one body callback gets. Envoy hands a filter a body in the parts its codec
+/// read, so a guest that buffers a large body sees it arrive in parts and Envoy's buffer limit
+/// trips while they add up; parts of 64 KiB give the harness the same course.
+const BODY_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The request as an HTTP/1 client sends it: a body is framed by a `content-length` after the
+/// scenario's headers, unless they frame it themselves.
 fn harness_request(spec: &RequestSpec) -> Request {
     let mut request = Request::new(&spec.method, &spec.path).authority(&spec.authority);
     for (name, value) in &spec.headers.0 {
         request = request.header(name, value);
     }
-    if !spec.body.is_empty() {
-        request = request.body(spec.body.as_bytes().to_vec());
+    let framed = spec.headers.0.iter().any(|(name, _)| {
+        name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+    });
+    if !spec.body.is_empty() && !framed {
+        request = request.header("content-length", &spec.body.len().to_string());
+    }
+    for chunk in spec.body.as_bytes().chunks(BODY_CHUNK_BYTES) {
+        request = request.body_chunk(chunk.to_vec());
     }
     for (namespace, fields) in &spec.dynamic_metadata {
         request = request.dynamic_metadata(namespace, fields.clone().into());
@@ -123,8 +157,8 @@ fn upstream_response(answer: &HttpAnswer) -> UpstreamResponse {
     for (name, value) in &answer.headers.0 {
         response = response.header(name, value);
     }
-    if !answer.body.is_empty() {
-        response = response.body(answer.body.as_bytes().to_vec());
+    for chunk in answer.body.as_bytes().chunks(BODY_CHUNK_BYTES) {
+        response = response.body_chunk(chunk.to_vec());
     }
     response
 }

@@ -1,7 +1,8 @@
-//! The scenario file: the plugin's settings and, per scenario, the request, the answers of the
-//! upstream and of the guest's HTTP calls, a time advance and the expectations. Parsed with serde
-//! from YAML (JSON is YAML too); an unknown field, a wrong type or a missing one is an
-//! [`InputError`] naming the file, the field path and the line.
+//! The scenario file: the plugin's settings (Envoy's plugin config, failure policy, buffer limit
+//! and worker count) and, per scenario, the request, the answers of the upstream and of the
+//! guest's HTTP calls, a time advance and the expectations. Parsed with serde from YAML (JSON is
+//! YAML too); an unknown field, a wrong type or a missing one is an [`InputError`] naming the
+//! file, the field path and the line.
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -39,7 +40,48 @@ pub struct PluginSpec {
     /// filters them: trace, debug, info (default), warning, error or critical.
     #[serde(default)]
     pub log_level: LogLevelName,
+    /// `PluginConfig.failure_policy`: what the client gets once the guest traps. Unset, a trap
+    /// is the scenario's error (Envoy's default, FAIL_CLOSED, answers 503 meanwhile).
+    #[serde(default)]
+    pub failure_policy: Option<FailurePolicyName>,
+    /// `PluginConfig.reload_config.backoff.base_interval` in milliseconds, for FAIL_RELOAD
+    /// (Envoy's default: 1000).
+    #[serde(default)]
+    pub reload_backoff_ms: Option<u64>,
+    /// The listener's `per_connection_buffer_limit_bytes`: how much body the guest may buffer,
+    /// request or response (Envoy's default: 1048576).
+    #[serde(default)]
+    pub buffer_limit_bytes: Option<usize>,
+    /// Envoy's `--concurrency`: the worker threads, each starting its own VM. Unset, the harness
+    /// starts one VM (and the differential suite runs Envoy with one worker).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
 }
+
+/// A failure policy as Envoy's `PluginConfig.failure_policy` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum FailurePolicyName {
+    #[serde(rename = "FAIL_CLOSED")]
+    FailClosed,
+    #[serde(rename = "FAIL_OPEN")]
+    FailOpen,
+    #[serde(rename = "FAIL_RELOAD")]
+    FailReload,
+}
+
+impl FailurePolicyName {
+    /// Envoy's name of the policy.
+    pub fn envoy_name(self) -> &'static str {
+        match self {
+            FailurePolicyName::FailClosed => "FAIL_CLOSED",
+            FailurePolicyName::FailOpen => "FAIL_OPEN",
+            FailurePolicyName::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+/// Envoy's default `reload_config.backoff.base_interval`.
+pub const DEFAULT_RELOAD_BACKOFF_MS: u64 = 1000;
 
 /// A log level as Envoy names it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -99,7 +141,7 @@ pub struct RequestSpec {
     #[serde(default)]
     pub headers: Headers,
     #[serde(default)]
-    pub body: String,
+    pub body: Body,
     /// Dynamic metadata earlier filters left, by namespace (`envoy.filters.http.lua: {key: value}`),
     /// read by the guest as `metadata.filter_metadata.<namespace>.<key>`.
     #[serde(default)]
@@ -126,7 +168,7 @@ pub struct HttpAnswer {
     #[serde(default)]
     pub headers: Headers,
     #[serde(default)]
-    pub body: String,
+    pub body: Body,
 }
 
 fn default_status() -> u16 {
@@ -138,7 +180,7 @@ impl Default for HttpAnswer {
         HttpAnswer {
             status: default_status(),
             headers: Headers::default(),
-            body: String::new(),
+            body: Body::default(),
         }
     }
 }
@@ -159,6 +201,10 @@ pub struct Expectation {
     /// Texts each of which some line the guest logged during the scenario contains.
     #[serde(default)]
     pub logs: Vec<String>,
+    /// For each text, how many lines the guest logged during the scenario contain it (a start-up
+    /// line once per VM, say).
+    #[serde(default)]
+    pub log_counts: BTreeMap<String, usize>,
     /// A text the error contains when the guest fails (traps); without it, an error fails the
     /// scenario.
     #[serde(default)]
@@ -174,7 +220,13 @@ pub struct ExpectedResponse {
     #[serde(default)]
     pub headers: BTreeMap<String, HeaderExpectation>,
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<Body>,
+    /// How many body bytes the client receives (for bodies too long to write out).
+    #[serde(default)]
+    pub body_size: Option<usize>,
+    /// Whether the stream is reset after the headers went out, cutting the body short.
+    #[serde(default)]
+    pub reset: Option<bool>,
 }
 
 /// The request the upstream receives, as expected.
@@ -187,11 +239,70 @@ pub struct ExpectedUpstream {
     #[serde(default)]
     pub headers: BTreeMap<String, HeaderExpectation>,
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<Body>,
 }
 
 fn reached_by_default() -> bool {
     true
+}
+
+/// A body: a string as it is, or `{repeat: TEXT, size: BYTES}`, TEXT repeated (and cut) to
+/// BYTES bytes, for bodies too long to write out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Body(pub String);
+
+impl std::ops::Deref for Body {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextOrRepeat;
+        impl<'de> Visitor<'de> for TextOrRepeat {
+            type Value = Body;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, or a mapping {repeat: TEXT, size: BYTES}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Body, E> {
+                Ok(Body(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body, A::Error> {
+                let repeated = Repeated::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if repeated.repeat.is_empty() && repeated.size > 0 {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Str(""),
+                        &"a non-empty text to repeat",
+                    ));
+                }
+                if !repeated.repeat.is_ascii() {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Str(&repeated.repeat),
+                        &"ASCII text to repeat (the size counts bytes)",
+                    ));
+                }
+                Ok(Body(
+                    repeated
+                        .repeat
+                        .chars()
+                        .cycle()
+                        .take(repeated.size)
+                        .collect(),
+                ))
+            }
+        }
+        deserializer.deserialize_any(TextOrRepeat)
+    }
+}
+
+/// `{repeat: TEXT, size: BYTES}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Repeated {
+    repeat: String,
+    size: usize,
 }
 
 /// A header's expected first value, or (YAML `null`) its absence.
@@ -320,8 +431,53 @@ impl ScenarioFile {
                 ),
             });
         }
+        parsed.plugin.check(text, file)?;
         Ok(parsed)
     }
+}
+
+impl PluginSpec {
+    /// The combinations serde cannot refuse: a reload backoff without FAIL_RELOAD, no workers.
+    fn check(&self, text: &str, file: &Path) -> Result<(), InputError> {
+        let refuse = |key: &str, why: String| {
+            let line = line_of_key(text, key)
+                .map(|line| format!(" at line {line}"))
+                .unwrap_or_default();
+            Err(InputError {
+                file: file.to_owned(),
+                message: format!("plugin.{key}: {why}{line}"),
+            })
+        };
+        if self.reload_backoff_ms.is_some()
+            && self.failure_policy != Some(FailurePolicyName::FailReload)
+        {
+            let policy = self
+                .failure_policy
+                .map_or("unset", FailurePolicyName::envoy_name);
+            return refuse(
+                "reload_backoff_ms",
+                format!("only FAIL_RELOAD reloads a VM; failure_policy is {policy}"),
+            );
+        }
+        if self.concurrency == Some(0) {
+            return refuse(
+                "concurrency",
+                "Envoy runs at least one worker; write 1 or more".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of the first `key:` (block style).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .map(|index| index + 1)
 }
 
 /// The 1-based line of the `nth` `name:` key whose value is `name`.

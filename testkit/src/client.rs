@@ -356,6 +356,26 @@ impl Client {
     pub async fn send(&self, request: &Request) -> Result<Response> {
         self.connect().await?.send(request).await
     }
+
+    /// Sends one request on a new connection and reads what comes back even when the server cuts
+    /// it short: the response as far as it arrived, and whether the connection closed or reset
+    /// inside its body (Envoy resets a stream whose buffered response body overflowed). Envoy
+    /// may also answer before it has read the whole request (a `413`) and close: a request that
+    /// cannot be written in full still gets its response read.
+    pub async fn send_until_cut(&self, request: &Request) -> Result<(Response, bool)> {
+        let mut connection = self.connect().await?;
+        let timeout = self.timeout;
+        let addr = self.addr;
+        tokio::time::timeout(timeout, connection.exchange_until_cut(request))
+            .await
+            .with_context(|| {
+                format!(
+                    "{} {} to {addr}: no response within {timeout:?}",
+                    request.method, request.target
+                )
+            })?
+            .with_context(|| format!("{} {} to {addr}", request.method, request.target))
+    }
 }
 
 /// One open connection; send requests on it one after another (keep-alive).
@@ -407,23 +427,47 @@ impl Connection {
     }
 
     async fn exchange(&mut self, request: &Request) -> Result<Response> {
+        self.write_request(request).await?;
+        let (response, body) = self.read_response(request).await?;
+        body?;
+        Ok(response)
+    }
+
+    /// [`Client::send_until_cut`] on this connection.
+    async fn exchange_until_cut(&mut self, request: &Request) -> Result<(Response, bool)> {
+        // A write the server cut short is not the outcome: its answer, read next, is.
+        let _ = self.write_request(request).await;
+        let (response, body) = self.read_response(request).await?;
+        Ok((response, body.is_err()))
+    }
+
+    async fn write_request(&mut self, request: &Request) -> Result<()> {
         self.out.clear();
         request.encode_into(&mut self.out);
         let stream = self.io.get_mut();
         stream.write_all(&self.out).await?;
         stream.flush().await?;
+        Ok(())
+    }
+
+    /// The response's head and its body as far as it arrived, with the error that ended the
+    /// body early, if one did.
+    async fn read_response(&mut self, request: &Request) -> Result<(Response, Result<()>)> {
         let Some(head) = http1::read_head(&mut self.io).await? else {
             bail!("connection closed before a response");
         };
         let status = parse_status(&head.start_line)?;
         let framing = BodyFraming::of_response(&request.method, status, &head.headers)?;
         let mut body = Vec::new();
-        http1::read_body(&mut self.io, framing, &mut body).await?;
-        Ok(Response {
-            status,
-            headers: head.headers,
-            body,
-        })
+        let read = http1::read_body(&mut self.io, framing, &mut body).await;
+        Ok((
+            Response {
+                status,
+                headers: head.headers,
+                body,
+            },
+            read,
+        ))
     }
 }
 
@@ -467,6 +511,37 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
         );
+    }
+
+    /// A server that reads a request head, writes `answer` and closes the connection.
+    async fn answering(answer: &'static [u8]) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut socket = tokio::io::BufReader::new(socket);
+            let _ = http1::read_head(&mut socket).await;
+            let _ = socket.get_mut().write_all(answer).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_response_cut_inside_its_body_is_read_as_far_as_it_came() {
+        let cut = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
+        let request = Request::get("/", "app");
+        let (response, was_cut) = Client::plain(cut).send_until_cut(&request).await.unwrap();
+        assert_eq!(
+            (response.status, &response.body[..], was_cut),
+            (200, &b"abc"[..], true)
+        );
+        let cut = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
+        let error = Client::plain(cut).send(&request).await.unwrap_err();
+        assert!(format!("{error:#}").contains("after 3"), "{error:#}");
+
+        let whole = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc").await;
+        let (response, was_cut) = Client::plain(whole).send_until_cut(&request).await.unwrap();
+        assert_eq!((&response.body[..], was_cut), (&b"abc"[..], false));
     }
 
     #[test]

@@ -110,13 +110,15 @@ pub fn validate_file(config: &Path) -> Result<()> {
 /// A config of `envoy/` and the values of its variables; [`EnvoyBuilder::start`] runs it.
 ///
 /// Defaults: listeners and admin on 127.0.0.1, port 0; upstream host 127.0.0.1; the access log in
-/// Envoy's own temporary directory; `CERTGATE_WASM` from [`certgate_wasm`].
+/// Envoy's own temporary directory; `CERTGATE_WASM` from [`certgate_wasm`]; one worker thread.
 #[derive(Clone, Debug)]
 pub struct EnvoyBuilder {
     template_name: String,
     /// Where the template is, when not in `envoy/`.
     template_dir: Option<PathBuf>,
     vars: BTreeMap<String, String>,
+    /// `--concurrency`: worker threads (1 unless set; the machine has 2 cores).
+    concurrency: u32,
 }
 
 /// Starts describing an Envoy that runs the config `envoy/<template_name>`.
@@ -134,6 +136,7 @@ pub fn envoy(template_name: &str) -> EnvoyBuilder {
         template_name: template_name.to_owned(),
         template_dir: None,
         vars,
+        concurrency: 1,
     }
 }
 
@@ -142,6 +145,12 @@ impl EnvoyBuilder {
     /// `benches/envoy/`).
     pub fn template_dir(mut self, dir: &Path) -> Self {
         self.template_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Envoy's `--concurrency`: how many worker threads (each with its own Wasm VM) serve.
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
         self
     }
 
@@ -280,7 +289,8 @@ impl EnvoyBuilder {
         command
             .arg("-c")
             .arg(&config)
-            .args(["--concurrency", "1"])
+            .arg("--concurrency")
+            .arg(self.concurrency.to_string())
             // No shared memory between the Envoys of parallel tests.
             .arg("--disable-hot-restart")
             .arg("--admin-address-path")

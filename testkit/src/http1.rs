@@ -181,17 +181,20 @@ async fn read_head_line<R: AsyncBufRead + Unpin>(
     Ok(read > 0 && !trim_line_end(line).is_empty())
 }
 
+/// Appends `length` bytes; on a stream that ends or fails first, `body` keeps what arrived (what
+/// a client of a reset stream received).
 async fn read_exact_into<R: AsyncRead + Unpin>(
     reader: &mut R,
     length: usize,
     body: &mut Vec<u8>,
 ) -> Result<()> {
-    let start = body.len();
-    body.resize(start + length, 0);
-    reader
-        .read_exact(&mut body[start..])
+    body.reserve(length);
+    let read = tokio::io::copy(&mut reader.take(length as u64), body)
         .await
-        .with_context(|| format!("connection closed inside a body of {length} bytes"))?;
+        .with_context(|| format!("reading a body of {length} bytes"))?;
+    if read < length as u64 {
+        bail!("connection closed inside a body of {length} bytes, after {read}");
+    }
     Ok(())
 }
 

@@ -6,17 +6,26 @@
 // - every other request goes upstream with `x-as-probe` set to the plugin configuration,
 //   `x-replace-me` replaced and `x-remove-me` removed, and the names of the request headers the
 //   filter saw, in order, in `x-seen-names`;
-// - every response gets `x-as-probe-response: <status the filter saw>`.
+// - every response gets `x-as-probe-response: <status the filter saw>`;
+// - `/trap` traps (`unreachable`) in the request-headers callback, failing the VM;
+// - a request to `/buffer` has its whole body buffered before it goes upstream;
+// - the root context logs `as_probe: configured` each time a VM is configured.
 export * from "@solo-io/proxy-runtime/proxy";
 import {
   RootContext, Context, registerRootContext, FilterHeadersStatusValues, stream_context,
   send_local_response, GrpcStatusValues, HeaderPair, Headers, continue_request,
-  LogLevelValues, log,
+  LogLevelValues, log, FilterDataStatusValues,
 } from "@solo-io/proxy-runtime";
 
 class ProbeRoot extends RootContext {
   createContext(context_id: u32): Context {
     return new Probe(context_id, this);
+  }
+
+  onConfigure(configuration_size: u32): bool {
+    const accepted = super.onConfigure(configuration_size);
+    log(LogLevelValues.info, "as_probe: configured");
+    return accepted;
   }
 }
 
@@ -38,12 +47,18 @@ function callAnswered(origin: Context, headers: u32, body_size: usize, trailers:
 }
 
 class Probe extends Context {
+  buffering: bool = false;
+
   constructor(context_id: u32, root_context: ProbeRoot) {
     super(context_id, root_context);
   }
 
   onRequestHeaders(a: u32, end_of_stream: bool): FilterHeadersStatusValues {
     const request = stream_context.headers.request;
+    if (request.get(":path") == "/trap") {
+      unreachable();
+    }
+    this.buffering = request.get(":path") == "/buffer";
     if (request.get(":path") == "/local") {
       const reply: Headers = [header("x-as-probe", "local")];
       send_local_response(418, "as_probe_local", String.UTF8.encode("short and stout\n"), reply,
@@ -73,6 +88,13 @@ class Probe extends Context {
     }
     request.remove("x-remove-me");
     return FilterHeadersStatusValues.Continue;
+  }
+
+  onRequestBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {
+    if (this.buffering && !end_of_stream) {
+      return FilterDataStatusValues.StopIterationAndBuffer;
+    }
+    return FilterDataStatusValues.Continue;
   }
 
   onResponseHeaders(a: u32, end_of_stream: bool): FilterHeadersStatusValues {
