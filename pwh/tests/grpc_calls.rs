@@ -3,7 +3,14 @@
 //! request through): scripted answers, an unanswered call that times out, the calls as the
 //! outcome lists them, expectations on them, and bad input named by field path and line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
 
 fn play(text: &str) -> Vec<pwh::Report> {
     let file = pwh::ScenarioFile::parse(text, Path::new("grpc.yaml")).unwrap();
@@ -15,6 +22,17 @@ const PLUGIN: &str = "plugin: { name: g, root_id: g, vm_id: g, grpc_clusters: [g
 
 const GRPC_REQUEST: &str =
     "{ method: POST, path: /hello.Hello/Greet, headers: { content-type: application/grpc } }";
+
+#[test]
+fn the_example_s_scenario_file_holds() {
+    let path = workspace().join("tests/guests/scenarios/grpc_auth_random.yaml");
+    let file = pwh::ScenarioFile::load(&path).unwrap();
+    let wasm = testkit::sdk_example("grpc_auth_random").unwrap();
+    let reports = pwh::run_file(&file, &wasm).unwrap();
+    let failed: Vec<_> = reports.iter().filter(|report| !report.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(reports.len(), 6);
+}
 
 #[test]
 fn the_outcome_lists_each_call_with_its_message_as_hex_and_base64() {
