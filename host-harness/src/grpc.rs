@@ -32,8 +32,9 @@ pub struct DispatchedGrpcCall {
 /// (504 -> 14, UNAVAILABLE), and the gRPC client closes the call with that status and message.
 pub const DEADLINE_STATUS: u32 = 14;
 
-/// The status message of a call whose timeout passed (the router's local reply body).
-pub const DEADLINE_MESSAGE: &str = "upstream request timeout";
+/// The status message of a call whose timeout passed, as Envoy 1.40 hands it to the guest: the
+/// router's local reply body followed by its details in braces.
+pub const DEADLINE_MESSAGE: &str = "upstream request timeout{response_timeout}";
 
 /// The status a call answered OK without a response message gets: Envoy's async client closes
 /// it INTERNAL (13) with an empty message, as a unary call must carry exactly one message.

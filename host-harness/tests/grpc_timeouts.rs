@@ -1,6 +1,6 @@
 //! A gRPC call's timeout as Envoy's async client fires it: when the test clock passes the call's
 //! deadline with no answer, the guest's `proxy_on_grpc_close` gets status 14 (UNAVAILABLE) with
-//! the message `upstream request timeout`; an answered call, a stream and a call with timeout 0
+//! the message `upstream request timeout{response_timeout}`; an answered call, a stream and a call with timeout 0
 //! never time out.
 
 use host_harness::{
@@ -98,7 +98,7 @@ fn an_unanswered_call_is_closed_unavailable_when_its_timeout_passes() {
     );
     assert_eq!(
         (DEADLINE_STATUS, DEADLINE_MESSAGE),
-        (14, "upstream request timeout")
+        (14, "upstream request timeout{response_timeout}")
     );
     assert!(stream
         .plugin()

@@ -4,7 +4,7 @@
 //!
 //! A call left without an answer stays pending, as in Envoy while the service has not answered;
 //! a time advance past its timeout closes it as Envoy's async client does (status 14,
-//! `upstream request timeout`). Streams (`proxy_grpc_stream`) are recorded by the harness but
+//! `upstream request timeout{response_timeout}`). Streams (`proxy_grpc_stream`) are recorded by the harness but
 //! not scripted here.
 
 use crate::expect::check_headers;
