@@ -4,7 +4,8 @@
 //! harness (the runner's own engine) and through real Envoy (`tests/guests/envoy.yaml`, a scripted
 //! upstream and call backend answering what the scenario says). Each side must meet the
 //! scenario's expectations and the two must agree on what the client received (status, headers,
-//! body), what the upstream received and the calls the guest sent.
+//! body), what the upstream received and the HTTP and gRPC calls the guest sent (a scripted gRPC
+//! service over HTTP/2 answers the gRPC calls in Envoy).
 //!
 //! Where the harness is known to differ from Envoy, the difference is a [`KnownLimit`], named in
 //! `docs/harness.md`: headers only one side adds are left out of the comparison by the limit's
@@ -13,11 +14,14 @@
 //! differing, the test fails until the mark is removed.
 
 use anyhow::{bail, Context, Result};
-use pwh::{Outcome, ReceivedRequest, ReceivedResponse, Scenario, ScenarioFile, SentHttpCall};
+use pwh::{
+    Outcome, ReceivedRequest, ReceivedResponse, Scenario, ScenarioFile, SentGrpcCall, SentHttpCall,
+    WireBytes,
+};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use testkit::{Client, EchoServer, ScriptedAnswer};
+use testkit::{Client, EchoServer, ScriptedAnswer, ScriptedGrpcAnswer, ScriptedGrpcBackend};
 
 /// A difference between the harness and Envoy, documented in `docs/harness.md`.
 #[derive(Clone, Copy, Debug)]
@@ -40,10 +44,20 @@ const REQUEST_ID: KnownLimit = KnownLimit {
     name: "request id",
     reason: "Envoy generates a random x-request-id, the harness a deterministic one",
 };
-const NO_GRPC_CALLS: KnownLimit = KnownLimit {
-    name: "no gRPC calls",
-    reason: "proxy_grpc_call is not emulated: the harness answers PARSE_FAILURE",
+const GRPC_CLIENT_HEADERS: KnownLimit = KnownLimit {
+    name: "gRPC client headers",
+    reason: "Envoy's gRPC client adds the protocol's and its router's headers to a call's metadata; the harness records the metadata the guest gave",
 };
+
+/// The headers Envoy's gRPC client adds to every call, left out of the metadata the service
+/// received before it is compared, with the limit that excuses each.
+const GRPC_ADDED_HEADERS: [(&str, KnownLimit); 5] = [
+    ("content-type", GRPC_CLIENT_HEADERS),
+    ("te", GRPC_CLIENT_HEADERS),
+    ("grpc-timeout", GRPC_CLIENT_HEADERS),
+    ("x-envoy-internal", ROUTER_HEADERS),
+    ("x-envoy-expected-rq-timeout-ms", ROUTER_HEADERS),
+];
 
 /// Headers compared by presence only or not at all, with the limit that excuses each.
 /// `(where, header, limit)`; `where` is "response", "upstream" or "call".
@@ -130,10 +144,7 @@ const GUESTS: [Guest; 13] = [
         name: "grpc_auth_random",
         wasm: || sdk("grpc_auth_random"),
         filters_before: None,
-        limits: &[(
-            "a gRPC call is decided by a gRPC call to grpcbin",
-            NO_GRPC_CALLS,
-        )],
+        limits: &[],
     },
     Guest {
         name: "assemblyscript_probe",
@@ -304,6 +315,7 @@ struct EnvoySide {
     upstream: EchoServer,
     call_backend: EchoServer,
     call_cluster: String,
+    grpc_backend: ScriptedGrpcBackend,
     /// Bytes of Envoy's log read by earlier scenarios.
     log_offset: usize,
 }
@@ -312,12 +324,18 @@ impl EnvoySide {
     async fn start(guest: &Guest, file: &ScenarioFile, wasm: &Path) -> Result<EnvoySide> {
         let upstream = EchoServer::scripted()?;
         let call_backend = EchoServer::scripted()?;
+        let grpc_backend = ScriptedGrpcBackend::start()?;
         let plugin = &file.plugin;
         let call_cluster = plugin
             .clusters
             .first()
             .cloned()
             .unwrap_or_else(|| "no_calls".into());
+        let grpc_cluster = plugin
+            .grpc_clusters
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "no_grpc_calls".into());
         let configuration = String::from_utf8_lossy(&plugin.configuration_bytes()).into_owned();
         let backoff_ms = plugin
             .reload_backoff_ms
@@ -358,6 +376,8 @@ impl EnvoySide {
                     .unwrap_or(host_harness::DEFAULT_BUFFER_LIMIT_BYTES),
             )
             .concurrency(plugin.concurrency.unwrap_or(1))
+            .var("GRPC_CLUSTER", &grpc_cluster)
+            .var("GRPC_PORT", grpc_backend.port())
             .start()
             .await?;
         let client = Client::plain(envoy.listener("ingress")?);
@@ -367,6 +387,7 @@ impl EnvoySide {
             upstream,
             call_backend,
             call_cluster,
+            grpc_backend,
             log_offset: 0,
         })
     }
@@ -378,6 +399,9 @@ impl EnvoySide {
         if let Some(answer) = scenario.http_calls.first() {
             self.call_backend.set_answer(&scripted(answer))?;
         }
+        // The same for gRPC calls; without an answer the service holds each call open.
+        self.grpc_backend
+            .set_answer(scenario.grpc_calls.first().map(scripted_grpc));
         if let Some(request) = &scenario.request {
             let mut wire = testkit::Request::new(&request.method, &request.path)
                 .header("host", &request.authority);
@@ -418,6 +442,22 @@ impl EnvoySide {
                 cluster: self.call_cluster.clone(),
                 headers: as_guest_saw(&received),
                 body: received.body,
+            })
+            .collect();
+        outcome.grpc_calls = self
+            .grpc_backend
+            .take_received()
+            .into_iter()
+            .map(|received| SentGrpcCall {
+                cluster: received.authority,
+                service: received.service,
+                method: received.method,
+                message: WireBytes(received.message),
+                initial_metadata: received
+                    .headers
+                    .into_iter()
+                    .filter(|(name, _)| !GRPC_ADDED_HEADERS.iter().any(|(added, _)| added == name))
+                    .collect(),
             })
             .collect();
         let expect = &scenario.expect;
@@ -494,6 +534,16 @@ fn scripted(answer: &pwh::HttpAnswer) -> ScriptedAnswer {
     }
 }
 
+fn scripted_grpc(answer: &pwh::GrpcCallAnswer) -> ScriptedGrpcAnswer {
+    ScriptedGrpcAnswer {
+        status: answer.status,
+        status_message: answer.status_message.clone(),
+        message: answer.message.as_ref().map(|message| message.0.clone()),
+        initial_metadata: answer.initial_metadata.0.clone(),
+        trailing_metadata: answer.trailing_metadata.0.clone(),
+    }
+}
+
 /// Differences between what the harness and Envoy delivered, after leaving out the headers of
 /// [`IGNORED_HEADERS`] and the pseudo-headers the HTTP/1 wire does not carry (`:scheme`). Bodies
 /// are compared whole and shown abbreviated.
@@ -540,6 +590,9 @@ fn between(harness: &Outcome, envoy: &Outcome) -> Vec<String> {
             })
             .collect();
         format!("{calls:?}")
+    });
+    differ("gRPC calls", &|outcome, _| {
+        format!("{:?}", outcome.grpc_calls)
     });
     diffs
 }

@@ -20,11 +20,30 @@ pub struct DispatchedGrpcCall {
     /// Whether the guest half-closed the stream (`end_stream` on a send, or `proxy_grpc_close`).
     pub local_closed: bool,
     pub timeout_ms: u32,
+    /// When Envoy's async client gives up on a call ([`DEADLINE_STATUS`]); `None` for a stream
+    /// or a call with timeout 0, which wait for their answer however long it takes.
+    pub deadline_ns: Option<u64>,
 }
 
+/// The status a gRPC call gets when its timeout passes unanswered, with [`DEADLINE_MESSAGE`].
+/// Envoy's async client runs the call through its router with the call's timeout as the route
+/// timeout; when it fires the router answers a local reply `504 upstream request timeout`, which
+/// for a gRPC request becomes a trailers-only answer with the status mapped from the HTTP code
+/// (504 -> 14, UNAVAILABLE), and the gRPC client closes the call with that status and message.
+pub const DEADLINE_STATUS: u32 = 14;
+
+/// The status message of a call whose timeout passed, as Envoy 1.40 hands it to the guest: the
+/// router's local reply body followed by its details in braces.
+pub const DEADLINE_MESSAGE: &str = "upstream request timeout{response_timeout}";
+
+/// The status a call answered OK without a response message gets: Envoy's async client closes
+/// it INTERNAL (13) with an empty message, as a unary call must carry exactly one message.
+pub const MISSING_MESSAGE_STATUS: u32 = 13;
+
 /// What the scripted service answers: optional initial metadata, messages, trailing metadata and
-/// a final status (0, OK, unless set). A call takes the first message on OK, or the status; a
-/// stream gets every part in order, then `proxy_on_grpc_close` unless [`GrpcAnswer::keep_open`].
+/// a final status (0, OK, unless set). A call takes the first message on OK (status 13 without
+/// one), or the status; a stream gets every part in order, then `proxy_on_grpc_close` unless
+/// [`GrpcAnswer::keep_open`].
 ///
 /// ```
 /// use host_harness::GrpcAnswer;

@@ -62,7 +62,7 @@ pub use exchange::{
     ClientResponse, Configured, DispatchedHttpCall, Exchange, HttpCallResponse, LocalResponse,
     Request, RequestOutcome, Route, UpstreamRequest, UpstreamResponse,
 };
-pub use grpc::{DispatchedGrpcCall, GrpcAnswer};
+pub use grpc::{DispatchedGrpcCall, GrpcAnswer, DEADLINE_MESSAGE, DEADLINE_STATUS};
 pub use hcm::{ClientCertDetails, ForwardClientCert, HttpConnectionManager};
 pub use headers::HeaderMap;
 pub use metadata::Metadata;

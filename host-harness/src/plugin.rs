@@ -12,7 +12,9 @@ use crate::callbacks::{Callback, Callbacks};
 use crate::connection::Connection;
 use crate::error::HarnessError;
 use crate::exchange::{Configured, DispatchedHttpCall, HttpCallResponse};
-use crate::grpc::{DispatchedGrpcCall, GrpcAnswer};
+use crate::grpc::{
+    DispatchedGrpcCall, GrpcAnswer, DEADLINE_MESSAGE, DEADLINE_STATUS, MISSING_MESSAGE_STATUS,
+};
 use crate::headers::HeaderMap;
 use crate::module::{engine, GuestModule};
 use crate::observe::{LogRecord, MetricsSnapshot};
@@ -74,6 +76,15 @@ struct ParkedVm {
     failure: Option<String>,
     next_context_id: u32,
     loaded_ns: u64,
+}
+
+/// What [`Plugin::advance_time`] fires at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimedEvent {
+    /// The tick of the VM with this index.
+    Tick(usize),
+    HttpTimeout(u32),
+    GrpcTimeout(u32),
 }
 
 impl std::fmt::Debug for Plugin {
@@ -434,36 +445,57 @@ impl Plugin {
     }
 
     /// Moves the clock forward, firing in time order, in every VM, `proxy_on_tick` for every
-    /// tick period that elapses and the timeout of every http call whose deadline passes
-    /// (Envoy's async client answers those itself with a `504` and body `upstream request
-    /// timeout`).
+    /// tick period that elapses and the timeout of every http or gRPC call whose deadline
+    /// passes. Envoy's async client answers those itself: an http call gets a `504` with body
+    /// `upstream request timeout`, a gRPC call `proxy_on_grpc_close` with [`DEADLINE_STATUS`]
+    /// and [`DEADLINE_MESSAGE`]. A tick due at the same instant as a deadline fires first.
     pub fn advance_time(&mut self, by: Duration) -> Result<(), HarnessError> {
         let target = self.now_ns().saturating_add(by.as_nanos() as u64);
-        loop {
-            let tick = self.next_tick().filter(|&(due, _)| due <= target);
-            let timeout = self
-                .vm_states()
-                .flat_map(|(_, state)| state.http_calls.values())
-                .filter_map(|call| call.deadline_ns.map(|deadline| (deadline, call.token)))
-                .filter(|&(deadline, _)| deadline <= target)
-                .min();
-            match (tick, timeout) {
-                (Some((due, vm)), Some((deadline, _))) if due <= deadline => {
-                    self.fire_tick(due, vm)?
-                }
-                (_, Some((deadline, token))) => {
-                    self.store.data_mut().now_ns = deadline;
+        while let Some((due, event)) = self.next_timed_event().filter(|&(due, _)| due <= target) {
+            match event {
+                TimedEvent::Tick(vm) => self.fire_tick(due, vm)?,
+                TimedEvent::HttpTimeout(token) => {
+                    self.store.data_mut().now_ns = due;
                     let timed_out = HttpCallResponse::status(504)
                         .header("content-type", "text/plain")
                         .body("upstream request timeout");
                     self.respond_http_call(token, timed_out)?;
                 }
-                (Some((due, vm)), None) => self.fire_tick(due, vm)?,
-                (None, None) => break,
+                TimedEvent::GrpcTimeout(token) => {
+                    self.store.data_mut().now_ns = due;
+                    let vm = self.vm_with_grpc_call(token)?;
+                    self.on_vm(vm, |plugin| {
+                        plugin.store.data_mut().grpc_calls.remove(&token);
+                        plugin.close_grpc(token, DEADLINE_STATUS, DEADLINE_MESSAGE.to_owned())
+                    })?;
+                }
             }
         }
         self.store.data_mut().now_ns = target;
         Ok(())
+    }
+
+    /// The earliest of the next tick and the calls' deadlines in any VM (ties in that order,
+    /// then by VM or token).
+    fn next_timed_event(&self) -> Option<(u64, TimedEvent)> {
+        let tick = self
+            .next_tick()
+            .map(|(due, vm)| (due, TimedEvent::Tick(vm)));
+        let http = self
+            .vm_states()
+            .flat_map(|(_, state)| state.http_calls.values())
+            .filter_map(|call| {
+                call.deadline_ns
+                    .map(|due| (due, TimedEvent::HttpTimeout(call.token)))
+            });
+        let grpc = self
+            .vm_states()
+            .flat_map(|(_, state)| state.grpc_calls.values())
+            .filter_map(|call| {
+                call.deadline_ns
+                    .map(|due| (due, TimedEvent::GrpcTimeout(call.token)))
+            });
+        tick.into_iter().chain(http).chain(grpc).min()
     }
 
     /// Moves the clock to the next tick of any VM and fires it; an error if no tick period is
@@ -563,17 +595,37 @@ impl Plugin {
         result.map(drop)
     }
 
-    /// The gRPC calls and streams the guest opened and the test has not closed yet.
+    /// The gRPC calls and streams the guest opened, from any VM, and the test has not closed
+    /// yet, in token order (tokens are unique across the plugin's VMs).
     pub fn grpc_calls(&self) -> Vec<DispatchedGrpcCall> {
-        self.store.data().grpc_calls.values().cloned().collect()
+        let mut calls: Vec<DispatchedGrpcCall> = self
+            .vm_states()
+            .flat_map(|(_, state)| state.grpc_calls.values().cloned())
+            .collect();
+        calls.sort_by_key(|call| call.token);
+        calls
+    }
+
+    /// The VM that opened gRPC call or stream `token`.
+    fn vm_with_grpc_call(&self, token: u32) -> Result<usize, HarnessError> {
+        self.vm_states()
+            .find(|(_, state)| state.grpc_calls.contains_key(&token))
+            .map(|(vm, _)| vm)
+            .ok_or_else(|| HarnessError::usage(format!("no open gRPC call with token {token}")))
     }
 
     /// Delivers the scripted service's `answer` for the call or stream `token` through the root
-    /// context's callbacks, as Envoy's async client does: a call gets `proxy_on_grpc_receive`
-    /// with its first message on OK, else `proxy_on_grpc_close` with the status; a stream gets
-    /// its initial metadata, each message and its trailing metadata, then the close, unless the
-    /// answer keeps it open.
+    /// context's callbacks of the VM that opened it, as Envoy's async client does: a call gets
+    /// `proxy_on_grpc_receive` with its first message on OK (its metadata is not delivered),
+    /// `proxy_on_grpc_close` with status 13 (INTERNAL) on OK without a message, else
+    /// `proxy_on_grpc_close` with the status; a stream gets its initial metadata, each message
+    /// and its trailing metadata, then the close, unless the answer keeps it open.
     pub fn answer_grpc(&mut self, token: u32, answer: GrpcAnswer) -> Result<(), HarnessError> {
+        let vm = self.vm_with_grpc_call(token)?;
+        self.on_vm(vm, |plugin| plugin.answer_grpc_here(token, answer))
+    }
+
+    fn answer_grpc_here(&mut self, token: u32, answer: GrpcAnswer) -> Result<(), HarnessError> {
         let call = self
             .store
             .data()
@@ -585,6 +637,7 @@ impl Plugin {
             self.store.data_mut().grpc_calls.remove(&token);
             return match (answer.status, answer.messages.into_iter().next()) {
                 (0, Some(message)) => self.deliver_grpc_message(token, message),
+                (0, None) => self.close_grpc(token, MISSING_MESSAGE_STATUS, String::new()),
                 (status, _) => self.close_grpc(token, status, answer.status_message),
             };
         }

@@ -319,6 +319,7 @@ impl HostState {
         next.now_ns = self.now_ns;
         next.rng = self.rng;
         next.next_http_token = self.next_http_token;
+        next.next_grpc_token = self.next_grpc_token;
         next.metrics = std::mem::take(&mut self.metrics);
         next.logs = std::mem::take(&mut self.logs);
         next.queues = std::mem::take(&mut self.queues);

@@ -90,6 +90,9 @@ pub fn check(expect: &Expectation, outcome: &Outcome) -> Vec<String> {
             ));
         }
     }
+    if let Some(calls) = &expect.grpc_calls {
+        misses.extend(crate::grpc::check_calls(calls, outcome));
+    }
     for (index, text) in expect.logs.iter().enumerate() {
         if !outcome.logs.iter().any(|line| line.contains(text.as_str())) {
             misses.push(format!(
@@ -112,7 +115,7 @@ pub fn check(expect: &Expectation, outcome: &Outcome) -> Vec<String> {
     misses
 }
 
-fn check_headers<'a>(
+pub(crate) fn check_headers<'a>(
     path: &str,
     wanted: &BTreeMap<String, HeaderExpectation>,
     actual: impl Fn(&str) -> Option<&'a str>,

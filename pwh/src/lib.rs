@@ -1,18 +1,21 @@
 //! The declarative runner of the host harness, for proxy-wasm authors who do not write Rust: a YAML
 //! file says how the plugin is configured and, scenario by scenario, the request, the answers of
-//! the upstream and of the guest's HTTP calls, time advances and what is expected; [`run_file`]
-//! plays each scenario through the real `.wasm` in a [`host_harness::Plugin`] and reports each
-//! outcome and every expectation it missed. The `pwh` binary prints those reports as JSON.
+//! the upstream and of the guest's HTTP and gRPC calls, time advances and what is expected;
+//! [`run_file`] plays each scenario through the real `.wasm` in a [`host_harness::Plugin`] and
+//! reports each outcome and every expectation it missed. The `pwh` binary prints those reports as
+//! JSON.
 //!
 //! The same [`ScenarioFile`] drives the guest differential suite, which plays each scenario through
 //! real Envoy too: the file format is the one contract between an author's scenarios and both hosts.
 
 mod expect;
+mod grpc;
 mod outcome;
 mod play;
 mod scenario;
 
 pub use expect::check;
+pub use grpc::{ExpectedGrpcCall, GrpcCallAnswer, SentGrpcCall, WireBytes};
 pub use outcome::{Outcome, ReceivedRequest, ReceivedResponse, SentHttpCall};
 pub use play::{play, start_plugin};
 pub use scenario::{

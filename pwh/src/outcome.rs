@@ -1,6 +1,8 @@
 //! What became of a scenario, as the runner prints it (JSON): what the client received, what the
-//! upstream received, the HTTP calls the guest sent, what it logged, and the error if it failed.
+//! upstream received, the HTTP and gRPC calls the guest sent, what it logged, and the error if it
+//! failed.
 
+use crate::grpc::SentGrpcCall;
 use serde::Serialize;
 
 /// One scenario's outcome.
@@ -12,6 +14,8 @@ pub struct Outcome {
     pub upstream: Option<ReceivedRequest>,
     /// The HTTP calls the guest dispatched, in order.
     pub http_calls: Vec<SentHttpCall>,
+    /// The unary gRPC calls the guest sent, in order.
+    pub grpc_calls: Vec<SentGrpcCall>,
     /// The lines the guest logged during the scenario, as `level: message`.
     pub logs: Vec<String>,
     /// Why the scenario could not be played to its end (a guest trap, a failed VM).

@@ -1,6 +1,8 @@
 //! Plays a scenario through the harness: the request on a plain connection, the scripted answers
-//! to the guest's HTTP calls, the upstream's answer, the time advance, then the access-log phase.
+//! to the guest's HTTP and gRPC calls, the upstream's answer, the time advance, then the
+//! access-log phase.
 
+use crate::grpc;
 use crate::outcome::{Outcome, ReceivedRequest, ReceivedResponse, SentHttpCall};
 use crate::scenario::{
     FailurePolicyName, HttpAnswer, LogLevelName, PluginSpec, RequestSpec, Scenario,
@@ -20,7 +22,7 @@ pub fn start_plugin(module: &GuestModule, spec: &PluginSpec) -> Result<Plugin, H
         .vm_id(spec.vm_id.as_str())
         .configuration(spec.configuration_bytes())
         .log_level(level_of(spec.log_level));
-    for cluster in &spec.clusters {
+    for cluster in spec.clusters.iter().chain(&spec.grpc_clusters) {
         settings = settings.cluster(cluster.as_str());
     }
     if let Some(policy) = spec.failure_policy {
@@ -72,6 +74,8 @@ fn play_steps(
 ) -> Result<(), HarnessError> {
     let advance = Duration::from_millis(scenario.advance_ms);
     let mut answers = scenario.http_calls.iter();
+    let mut grpc_answers = scenario.grpc_calls.iter();
+    let earlier_grpc = grpc::open_tokens(plugin);
     let Some(request) = &scenario.request else {
         if !advance.is_zero() {
             plugin.advance_time(advance)?;
@@ -80,7 +84,7 @@ fn play_steps(
             outcome.http_calls.push(sent(&call));
             plugin.respond_http_call(call.token, call_response(answer))?;
         }
-        return Ok(());
+        return grpc::answer_calls(plugin, &earlier_grpc, &mut grpc_answers, outcome);
     };
     let mut stream = plugin.stream(&Connection::plain(), harness_request(request))?;
     while let Some((call, answer)) = next_call(stream.plugin().http_calls(), &mut answers) {
@@ -91,6 +95,7 @@ fn play_steps(
     outcome
         .http_calls
         .extend(stream.plugin().http_calls().iter().map(sent));
+    grpc::answer_calls(&mut stream, &earlier_grpc, &mut grpc_answers, outcome)?;
     if !advance.is_zero() {
         stream.advance_time(advance)?;
     }

@@ -1,9 +1,10 @@
 //! The scenario file: the plugin's settings (Envoy's plugin config, failure policy, buffer limit
 //! and worker count) and, per scenario, the request, the answers of the upstream and of the
-//! guest's HTTP calls, a time advance and the expectations. Parsed with serde from YAML (JSON is
-//! YAML too); an unknown field, a wrong type or a missing one is an [`InputError`] naming the
-//! file, the field path and the line.
+//! guest's HTTP and gRPC calls, a time advance and the expectations. Parsed with serde from YAML
+//! (JSON is YAML too); an unknown field, a wrong type or a missing one is an [`InputError`] naming
+//! the file, the field path and the line.
 
+use crate::grpc::{ExpectedGrpcCall, GrpcCallAnswer};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -36,6 +37,10 @@ pub struct PluginSpec {
     /// The clusters the guest may send HTTP calls to (Envoy refuses a call to an unknown one).
     #[serde(default)]
     pub clusters: Vec<String>,
+    /// The clusters the guest sends gRPC calls to: known clusters too, which Envoy reaches over
+    /// HTTP/2.
+    #[serde(default)]
+    pub grpc_clusters: Vec<String>,
     /// The lowest level of the guest's log lines kept in outcomes, as Envoy's `--log-level`
     /// filters them: trace, debug, info (default), warning, error or critical.
     #[serde(default)]
@@ -119,6 +124,10 @@ pub struct Scenario {
     /// answer stays pending (a time advance past its timeout answers it 504, as Envoy does).
     #[serde(default)]
     pub http_calls: Vec<HttpAnswer>,
+    /// The answers to the unary gRPC calls the guest sends, in dispatch order; a call without an
+    /// answer stays pending (a time advance past its timeout closes it, as Envoy does).
+    #[serde(default)]
+    pub grpc_calls: Vec<GrpcCallAnswer>,
     /// The upstream's answer when the request reaches it (default: 200, no headers, no body).
     #[serde(default)]
     pub upstream: HttpAnswer,
@@ -198,6 +207,10 @@ pub struct Expectation {
     /// How many HTTP calls the guest dispatches, and to which clusters, in order.
     #[serde(default)]
     pub http_calls: Option<Vec<String>>,
+    /// The unary gRPC calls the guest sends, in order: as many as written, each with the fields
+    /// written.
+    #[serde(default)]
+    pub grpc_calls: Option<Vec<ExpectedGrpcCall>>,
     /// Texts each of which some line the guest logged during the scenario contains.
     #[serde(default)]
     pub logs: Vec<String>,

@@ -114,6 +114,8 @@ fn open_grpc(
         messages: message.into_iter().collect(),
         local_closed: !stream,
         timeout_ms,
+        deadline_ns: (!stream && timeout_ms != 0)
+            .then(|| state.now_ns + u64::from(timeout_ms) * 1_000_000),
     };
     state.grpc_calls.insert(token, call);
     if !write_u32(caller, token_ptr, token) {
