@@ -392,7 +392,7 @@ fn every_forwarding_header() -> Value {
 }
 
 fn run(subject: Subject) {
-    let settings = PluginSettings::new("certgate").http_connection_manager(subject.hcm.clone());
+    let settings = PluginSettings::new("certgate").http_connection_manager(subject.hcm);
     let start_plugin = || support::plugin_with(settings.clone(), &subject.policy);
     let plugin = RefCell::new(start_plugin());
     let sent = Cell::new(0u64);

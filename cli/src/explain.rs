@@ -306,11 +306,7 @@ fn request(args: &ExplainArgs) -> Request {
 }
 
 fn explanation(exchange: Exchange, metrics: Vec<MetricChange>) -> Explanation {
-    let record = exchange
-        .filter_state_fields
-        .get(RECORD_KEY)
-        .cloned()
-        .unwrap_or_default();
+    let record = exchange.filter_state_fields(RECORD_KEY).unwrap_or_default();
     // Filter state can be switched off (`telemetry.filter_state: false`); the requests metric
     // always carries the same three facts.
     let labels = metrics

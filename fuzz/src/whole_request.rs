@@ -90,7 +90,7 @@ fn setups() -> Vec<Setup> {
                 "sni_host_mismatch": "deny",
                 "deny_response": {"status": 401, "expose_reason": true}
             }),
-            hcm: sound_hcm.clone(),
+            hcm: sound_hcm,
         },
         // Audit everything, allow unmatched requests, count wildcard certificates, append to what
         // a trusted peer (by certificate) forwarded; Envoy's own XFCC in front.
@@ -153,7 +153,7 @@ fn certgate() -> &'static GuestModule {
 fn start(setup: &Setup) -> Plugin {
     let settings = PluginSettings::new("certgate")
         .configuration_json(&setup.policy)
-        .http_connection_manager(setup.hcm.clone())
+        .http_connection_manager(setup.hcm)
         .start_time_ns(NOW_SECONDS.unsigned_abs() * 1_000_000_000);
     let plugin = Plugin::new(certgate(), settings)
         .unwrap_or_else(|error| panic!("certgate does not start: {error}"));
@@ -372,9 +372,8 @@ fn check_decision(setup: &Setup, exchange: &Exchange, input: &Input) {
         "the client got no answer for {input:?}"
     );
     if let Some(decision) = exchange
-        .filter_state_fields
-        .get("wasm.certgate")
-        .and_then(|record| record.get("decision"))
+        .filter_state_fields("wasm.certgate")
+        .and_then(|mut record| record.remove("decision"))
     {
         assert!(
             matches!(decision.as_str(), "allow" | "deny" | "audit_deny"),

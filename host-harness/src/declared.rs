@@ -1,7 +1,8 @@
 //! Envoy's `declare_property` foreign function: a root context declares the type of a property its
 //! streams will set, and Envoy keeps it as typed filter state. A `google.protobuf.Struct` declared
 //! this way is what Envoy's access log reads field by field (`%CEL(filter_state['wasm.x'].f)%`); the
-//! harness decodes it into the same text ([`Exchange::filter_state_fields`](crate::Exchange)).
+//! harness decodes it into the same text
+//! ([`Exchange::filter_state_fields`](crate::Exchange::filter_state_fields)).
 
 use crate::abi::Status;
 use prost::Message;

@@ -2,10 +2,11 @@
 //! them, and the outcomes (what the upstream and the client receive, local responses, http calls,
 //! configuration results).
 
+use crate::declared::struct_fields;
 use crate::headers::HeaderMap;
 use crate::metadata::Metadata;
 use crate::observe::{HostcallCounts, LogRecord};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The route Envoy matched for a request: what `xds.route_name`, `xds.cluster_name` and
 /// `xds.virtual_host_name` return (each missing when unset), and its metadata
@@ -305,10 +306,24 @@ pub struct Exchange {
     pub response: Option<ClientResponse>,
     /// Filter state the guest set with `proxy_set_property`, under Envoy's keys (`wasm.<name>`).
     pub filter_state: BTreeMap<String, Vec<u8>>,
-    /// The filter state declared as a `google.protobuf.Struct` (`declare_property`), field by
-    /// field as Envoy's access log prints it with `%CEL(filter_state['wasm.<name>'].<field>)%`.
-    pub filter_state_fields: BTreeMap<String, BTreeMap<String, String>>,
+    /// The keys of `filter_state` whose property the guest declared as a
+    /// `google.protobuf.Struct` (`declare_property`); [`Exchange::filter_state_fields`] reads them.
+    pub filter_state_structs: BTreeSet<String>,
     pub hostcalls: HostcallCounts,
     /// The lines logged from this stream's context.
     pub logs: Vec<LogRecord>,
+}
+
+impl Exchange {
+    /// The filter state under `key` (`wasm.<name>`), declared as a `google.protobuf.Struct`,
+    /// field by field as Envoy's access log prints it with
+    /// `%CEL(filter_state['wasm.<name>'].<field>)%`. `None` when the key is unset, not declared
+    /// as a struct, or not a struct's bytes. Decoded on each call, not for every exchange: most
+    /// exchanges are never asked, and decoding was a sixth of a whole request's cost.
+    pub fn filter_state_fields(&self, key: &str) -> Option<BTreeMap<String, String>> {
+        if !self.filter_state_structs.contains(key) {
+            return None;
+        }
+        struct_fields(self.filter_state.get(key)?)
+    }
 }

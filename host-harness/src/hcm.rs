@@ -151,7 +151,7 @@ impl ClientCertDetails {
 ///     .forward_client_cert(ForwardClientCert::SanitizeSet, ClientCertDetails::all());
 /// # let _ = hcm;
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpConnectionManager {
     enabled: bool,
     use_remote_address: bool,

@@ -5,7 +5,6 @@
 use crate::abi::{DataAction, HeadersAction};
 use crate::callbacks::Callback;
 use crate::connection::Connection;
-use crate::declared::struct_fields;
 use crate::error::HarnessError;
 use crate::exchange::{
     ClientResponse, Exchange, HttpCallResponse, LocalResponse, Request, RequestOutcome,
@@ -264,16 +263,16 @@ impl<'p> Stream<'p> {
             .remove(&id)
             .map(|stream| (stream.filter_state, stream.hostcalls))
             .unwrap_or_default();
-        let filter_state_fields = filter_state
-            .iter()
-            .filter(|(key, _)| {
+        let filter_state_structs = filter_state
+            .keys()
+            .filter(|key| {
                 let name = key.strip_prefix(FILTER_STATE_PREFIX).unwrap_or(key);
                 state
                     .roots
                     .values()
                     .any(|root| root.declared.get(name).is_some_and(|d| d.is_struct))
             })
-            .filter_map(|(key, value)| Some((key.clone(), struct_fields(value)?)))
+            .cloned()
             .collect();
         let logs = state
             .logs
@@ -287,7 +286,7 @@ impl<'p> Stream<'p> {
             request: std::mem::replace(&mut self.outcome, RequestOutcome::Paused),
             response: self.response.take(),
             filter_state,
-            filter_state_fields,
+            filter_state_structs,
             hostcalls,
             logs,
         })
@@ -353,9 +352,10 @@ impl<'p> Stream<'p> {
     /// upstream receives the headers, `body` and the trailers as the filter left them.
     fn go_upstream(&mut self, body: Vec<u8>) -> Result<(), HarnessError> {
         let now_ns = self.plugin.now_ns();
-        let settings = self.plugin.store.data().settings.clone();
+        // The HCM settings are a few flags: copied, not the whole settings.
+        let hcm = self.plugin.store.data().settings.hcm;
         let stream = self.plugin.stream_state(self.id)?;
-        settings.hcm.route_upstream(&mut stream.request_headers);
+        hcm.route_upstream(&mut stream.request_headers);
         self.outcome = RequestOutcome::Continued(UpstreamRequest {
             headers: stream.request_headers.clone(),
             body,
@@ -813,7 +813,7 @@ impl Plugin {
         let mut headers = request.headers;
         let state = self.store.data_mut();
         let first_log = state.logs.len();
-        let hcm = state.settings.hcm.clone();
+        let hcm = state.settings.hcm;
         let source = hcm.apply(&mut headers, &connection, &mut || state.new_request_id());
         let mut stream = StreamState::new(connection, source, request.route, state.now_ns, headers);
         stream.dynamic_metadata = request.dynamic_metadata;

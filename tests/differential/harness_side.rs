@@ -80,12 +80,8 @@ impl HarnessSide {
             .response
             .as_ref()
             .context("the harness gave the client no response")?;
-        let state = |name: &str| {
-            exchange
-                .filter_state_fields
-                .get("wasm.certgate")
-                .and_then(|record| record.get(name).cloned())
-        };
+        let record = exchange.filter_state_fields("wasm.certgate");
+        let state = |name: &str| record.as_ref().and_then(|record| record.get(name).cloned());
         let decision = state("decision").zip(state("reason"));
         let watched = crate::outcome::watched_upstream(&self.identity_headers, scenario);
         let upstream = exchange.request.upstream().map(|upstream| {

@@ -87,11 +87,7 @@ pub fn today(settings: PluginSettings) -> PluginSettings {
 /// Field `name` of the record certgate set as filter state (`wasm.certgate`), as Envoy's access
 /// log prints it.
 pub fn state(exchange: &Exchange, name: &str) -> Option<String> {
-    exchange
-        .filter_state_fields
-        .get("wasm.certgate")?
-        .get(name)
-        .cloned()
+    exchange.filter_state_fields("wasm.certgate")?.remove(name)
 }
 
 /// (decision, reason) as certgate recorded them.

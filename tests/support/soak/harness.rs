@@ -311,13 +311,10 @@ fn sample(plugin: &Plugin, requests: u64) -> Sample {
 
 /// Whether the exchange was allowed, after checking it against the case; `Err` says what differs.
 fn check(case: &Case, exchange: &Exchange) -> Result<bool, String> {
-    let state = |field: &str| {
-        exchange
-            .filter_state_fields
-            .get("wasm.certgate")
-            .and_then(|record| record.get(field).cloned())
-            .unwrap_or_default()
-    };
+    let record = exchange
+        .filter_state_fields("wasm.certgate")
+        .unwrap_or_default();
+    let state = |field: &str| record.get(field).cloned().unwrap_or_default();
     let (decision, reason) = (state("decision"), state("reason"));
     let status = exchange
         .response
