@@ -644,10 +644,10 @@ fn the_router_announces_the_route_timeout_to_the_upstream() {
         )
     };
     let default = HttpConnectionManager::default();
-    assert_eq!(headers(default.clone()), (Some("15000".to_string()), true));
-    let short = default.clone().route_timeout(Duration::from_millis(2500));
+    assert_eq!(headers(default), (Some("15000".to_string()), true));
+    let short = default.route_timeout(Duration::from_millis(2500));
     assert_eq!(headers(short), (Some("2500".to_string()), true));
-    let none = default.clone().route_timeout(Duration::ZERO);
+    let none = default.route_timeout(Duration::ZERO);
     assert_eq!(headers(none), (None, true));
     assert_eq!(headers(default.suppress_envoy_headers(true)), (None, false));
     // No emulation: the client's header reaches the upstream as sent, and nothing is added.
