@@ -373,8 +373,7 @@ impl<'p> Stream<'p> {
         let mut body = std::mem::take(&mut self.client_body);
         body.append(&mut stream.response_body);
         body.extend(self.response_body.drain(..).flatten());
-        let mut headers = stream.response_headers.clone().unwrap_or_default();
-        headers.set("server", "envoy");
+        let headers = encode_response_headers(stream);
         let trailers = self
             .response_trailers
             .take()
@@ -678,8 +677,7 @@ impl<'p> Stream<'p> {
         stream.live = Default::default();
         stream.response_body.clear();
         stream.response_code_details = Some(Cow::Borrowed(details));
-        let mut headers = stream.response_headers.clone().unwrap_or_default();
-        headers.set("server", "envoy");
+        let headers = encode_response_headers(stream);
         self.response_body.clear();
         self.response_trailers = None;
         self.response_stage = Stage::Done;
@@ -751,9 +749,7 @@ impl<'p> Stream<'p> {
                     let stream = self.plugin.stream_state(id)?;
                     stream.live.response_headers = false;
                     self.client_body.append(&mut stream.response_body);
-                    let mut headers = stream.response_headers.clone().unwrap_or_default();
-                    // Envoy's default server_header_transformation (OVERWRITE).
-                    headers.set("server", "envoy");
+                    let headers = encode_response_headers(stream);
                     self.response = Some(ClientResponse {
                         status: parse_status(&headers),
                         headers,
@@ -866,6 +862,16 @@ impl Drop for Stream<'_> {
         }
         self.plugin.store.data_mut().streams.remove(&id);
     }
+}
+
+/// The response headers as Envoy's HCM encodes them to the client. Its default
+/// `server_header_transformation` (OVERWRITE) sets `server` on the stream's own map, the one the
+/// filter reads, so `proxy_on_log` sees it too; setting it there before the client's copy also
+/// spares a copy of every header.
+fn encode_response_headers(stream: &mut StreamState) -> HeaderMap {
+    let headers = stream.response_headers.get_or_insert_default();
+    headers.set("server", "envoy");
+    headers.clone()
 }
 
 /// A local reply that goes to the client without passing the filter's response callbacks.

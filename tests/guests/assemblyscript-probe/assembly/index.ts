@@ -9,7 +9,9 @@
 // - every response gets `x-as-probe-response: <status the filter saw>`;
 // - `/trap` traps (`unreachable`) in the request-headers callback, failing the VM;
 // - a request to `/buffer` has its whole body buffered before it goes upstream;
-// - the root context logs `as_probe: configured` each time a VM is configured.
+// - the root context logs `as_probe: configured` each time a VM is configured;
+// - at the end of every request (`onLog`) it logs the `server` response header the log phase
+//   reads: `as_probe: log phase sees server <value>`.
 export * from "@solo-io/proxy-runtime/proxy";
 import {
   RootContext, Context, registerRootContext, FilterHeadersStatusValues, stream_context,
@@ -101,6 +103,11 @@ class Probe extends Context {
     const response = stream_context.headers.response;
     response.add("x-as-probe-response", response.get(":status"));
     return FilterHeadersStatusValues.Continue;
+  }
+
+  onLog(): void {
+    const server = stream_context.headers.response.get("server");
+    log(LogLevelValues.info, "as_probe: log phase sees server " + server);
   }
 }
 
