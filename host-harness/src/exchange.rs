@@ -41,7 +41,10 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: &str, path: &str) -> Request {
-        let mut headers = HeaderMap::new();
+        // Room for the test's own headers and those the HCM and the router add (`:scheme`,
+        // `x-forwarded-proto`, `x-request-id`, `x-envoy-expected-rq-timeout-ms`...): regrowing
+        // the map on the way was about 6 % of the harness's own work per request.
+        let mut headers = HeaderMap::with_capacity(16);
         headers.add(":authority", "example.com");
         headers.add(":path", path);
         headers.add(":method", method);

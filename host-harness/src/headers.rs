@@ -19,6 +19,13 @@ impl HeaderMap {
         HeaderMap::default()
     }
 
+    /// An empty map with room for `capacity` headers before it grows.
+    pub(crate) fn with_capacity(capacity: usize) -> HeaderMap {
+        HeaderMap {
+            entries: Arc::new(Vec::with_capacity(capacity)),
+        }
+    }
+
     /// Builds a map from pairs, lowercasing keys and keeping duplicates.
     pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> HeaderMap {
         let mut map = HeaderMap::new();
