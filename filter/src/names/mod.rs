@@ -5,3 +5,8 @@
 pub mod dns;
 pub mod ip;
 pub mod uri;
+
+#[cfg(test)]
+mod tests {
+    mod spiffe;
+}
