@@ -564,6 +564,26 @@ fn metrics_and_access_record_of_a_request() {
 }
 
 #[test]
+fn long_record_values_keep_their_lengths_in_the_filter_state() {
+    // Values and entries past 127 and 16,383 bytes take two- and three-byte length varints.
+    let policy = policy(r#"{"routes": [{"name": "r", "require_client_cert": false}]}"#);
+    let facts = connection(Peer::NoCertificate, "192.0.2.1:1");
+    for length in [127, 128, 300, 16_383, 16_384, 20_000] {
+        let request_id = "r".repeat(length);
+        let incoming = vec![(b"x-request-id".as_slice(), request_id.as_bytes())];
+        let evaluation = evaluate(&policy, &REQUEST, &incoming, &facts, NOW);
+        let record = evaluation.record(&policy, &facts, &incoming);
+        let state = decode_struct(&record.filter_state(RecordFields::ALL));
+        assert_eq!(
+            state["request_id"],
+            Kind::StringValue(request_id.clone()),
+            "{length}"
+        );
+        assert_eq!(state["decision"], Kind::StringValue("allow".into()));
+    }
+}
+
+#[test]
 fn without_forwarding_nothing_is_rewritten() {
     let policy = policy(r#"{"routes": [{"name": "r", "require_client_cert": false}]}"#);
     let incoming = headers(&[
