@@ -149,9 +149,10 @@ pub struct AccessPolicy {
 impl AccessPolicy {
     /// The index of the first route whose `match` fits the request.
     pub fn select_route(&self, request: &RequestFacts<'_>) -> Option<usize> {
+        let path = request.path_only();
         self.routes
             .iter()
-            .position(|route| route.route_match.matches(request))
+            .position(|route| route.route_match.matches(request, path))
     }
 
     /// Decides for a request on a route (from [`AccessPolicy::select_route`]) with what is known of its peer.

@@ -25,9 +25,22 @@ pub(crate) struct RouteMatch {
     pub(crate) methods: Vec<String>,
 }
 
+impl RequestFacts<'_> {
+    /// `:path` without its query or fragment, what `path_prefix` and `path_exact` compare.
+    pub(crate) fn path_only(&self) -> &str {
+        let end = self
+            .path
+            .bytes()
+            .position(|b| b == b'?' || b == b'#')
+            .unwrap_or(self.path.len());
+        self.path.split_at(end).0
+    }
+}
+
 impl RouteMatch {
-    pub(crate) fn matches(&self, request: &RequestFacts<'_>) -> bool {
-        let path = request.path.split(['?', '#']).next().unwrap_or_default();
+    /// Whether the request fits; `path` is [`RequestFacts::path_only`], found once per request
+    /// rather than once per route (it was the largest part of route selection in the guest).
+    pub(crate) fn matches(&self, request: &RequestFacts<'_>, path: &str) -> bool {
         self.route_name
             .as_deref()
             .is_none_or(|name| request.route_name == Some(name))

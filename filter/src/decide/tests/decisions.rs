@@ -224,6 +224,32 @@ fn decision_table() {
 }
 
 #[test]
+fn path_conditions_compare_the_path_without_query_or_fragment() {
+    let policy = policy(
+        r#"{"routes": [
+            {"name": "exact", "match": {"path_exact": "/health"}},
+            {"name": "prefix", "match": {"path_prefix": "/api/"}}
+        ]}"#,
+    );
+    for (path, route) in [
+        ("/health", Some(0)),
+        ("/health?deep=1", Some(0)),
+        ("/health#top", Some(0)),
+        ("/health#a?b", Some(0)),
+        ("/healthz", None),
+        ("/api/v1?x=/health", Some(1)),
+        ("/api?x=/api/", None),
+        ("?/api/", None),
+    ] {
+        assert_eq!(
+            policy.access.select_route(&request("r", path, "h")),
+            route,
+            "{path}"
+        );
+    }
+}
+
+#[test]
 fn unvalidated_and_unreadable_certificates_are_denied_even_on_open_routes() {
     let policy = policy(POLICY);
     for path in ["/health", "/admin"] {
