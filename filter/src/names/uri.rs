@@ -190,7 +190,7 @@ impl<'a> SpiffeId<'a> {
     pub fn parse(uri: &'a str) -> Option<Self> {
         let rest = uri.strip_prefix("spiffe://")?;
         // Byte scans, not `split('/')`: this runs on every request's URI SANs, once per matcher
-        // set, and splitting was most of it in the guest (profiled through the harness).
+        // set, and splitting was half its time in the guest (profiled through the harness).
         let domain_end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
         let (trust_domain, path) = rest.split_at(domain_end);
         if !is_trust_domain(trust_domain) {
