@@ -66,7 +66,7 @@ pub use grpc::{DispatchedGrpcCall, GrpcAnswer, DEADLINE_MESSAGE, DEADLINE_STATUS
 pub use hcm::{ClientCertDetails, ForwardClientCert, HttpConnectionManager};
 pub use headers::HeaderMap;
 pub use metadata::Metadata;
-pub use module::GuestModule;
+pub use module::{GuestModule, PERF_MAP_ENV};
 pub use observe::{HostcallCounts, LogRecord, Metric, MetricChange, MetricsSnapshot};
 pub use plugin::Plugin;
 pub use settings::{FailurePolicy, PluginSettings, DEFAULT_BUFFER_LIMIT_BYTES};

@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::{Config, Engine, Module};
+use wasmtime::{Config, Engine, Module, ProfilingStrategy};
 
 /// A compiled proxy-wasm module, cheap to clone and share between threads. Each
 /// [`Plugin`](crate::Plugin) instantiates it into its own store.
@@ -28,6 +28,20 @@ impl std::fmt::Debug for GuestModule {
 /// How often the engine's epoch advances: the granularity of guest call timeouts.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Set (to anything but `0` or empty) in the environment, the engine writes `/tmp/perf-<pid>.map`
+/// naming each compiled guest function, so `perf record` / `perf report` show the guest's own
+/// functions (from its name section) instead of anonymous addresses.
+pub const PERF_MAP_ENV: &str = "HOST_HARNESS_PERF_MAP";
+
+/// The profiler the engine is built with: a perf map when `setting` (the value of
+/// [`PERF_MAP_ENV`]) asks for one.
+fn profiling_strategy(setting: Option<&std::ffi::OsStr>) -> ProfilingStrategy {
+    match setting {
+        Some(value) if !value.is_empty() && value != "0" => ProfilingStrategy::PerfMap,
+        _ => ProfilingStrategy::None,
+    }
+}
+
 /// The process-wide engine. Compiled code is immutable, so sharing it keeps tests independent.
 /// A ticker thread advances its epoch so that a guest stuck in a loop is interrupted after the
 /// plugin's call timeout instead of hanging the test.
@@ -37,6 +51,9 @@ pub(crate) fn engine() -> &'static Engine {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         config.epoch_interruption(true);
+        config.profiler(profiling_strategy(
+            std::env::var_os(PERF_MAP_ENV).as_deref(),
+        ));
         let engine = Engine::new(&config).unwrap_or_else(|_| Engine::default());
         let ticking = engine.clone();
         std::thread::spawn(move || loop {
